@@ -1,0 +1,221 @@
+//! The auth server's response: an optional `HTTP/` status line (ignored),
+//! then header lines with nginx's grammar; the body is never read.
+
+use std::net::SocketAddr;
+
+use super::parse_server;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Wait,
+    /// Anything else: the text the client is told.
+    Error(Vec<u8>),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Response {
+    /// The last non-OK, non-WAIT `Auth-Status`.
+    pub error: Option<Vec<u8>>,
+    /// An `Auth-Status: WAIT` was seen.
+    pub wait: bool,
+    pub server: Vec<u8>,
+    pub port: Vec<u8>,
+    pub user: Option<Vec<u8>>,
+    pub pass: Option<Vec<u8>>,
+    /// `Auth-Wait`, seconds.
+    pub sleep: u64,
+    pub error_code: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// A CR in the status line not followed by LF.
+    InvalidResponse,
+    /// A header line nginx would not accept.
+    InvalidHeader,
+}
+
+fn status_line_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
+    let is_http = buf.iter().zip(b"HTTP/").all(|(a, b)| a == b);
+    if !is_http {
+        return Ok(Some(0));
+    }
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let Some(end) = buf.iter().position(|&b| b == b'\r' || b == b'\n') else {
+        return Ok(None);
+    };
+    match (buf.get(end), buf.get(end + 1)) {
+        (Some(b'\n'), _) => Ok(Some(end + 1)),
+        (Some(b'\r'), Some(b'\n')) => Ok(Some(end + 2)),
+        (Some(b'\r'), None) => Ok(None),
+        _ => Err(ParseError::InvalidResponse),
+    }
+}
+
+struct Header<'a> {
+    name: &'a [u8],
+    value: &'a [u8],
+}
+
+/// One header line at the start of `buf`: `Ok(None)` when incomplete,
+/// `Ok(Some((None, n)))` at the empty line that ends the headers.
+fn header_line(buf: &[u8]) -> Result<Option<(Option<Header<'_>>, usize)>, ParseError> {
+    let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
+        // reject early what can never become valid
+        return match buf.iter().position(|&b| b == b'\r') {
+            Some(cr) if cr + 1 < buf.len() => Err(ParseError::InvalidHeader),
+            _ => Ok(None),
+        };
+    };
+    let line = buf.get(..lf).unwrap_or_default();
+    let (line, has_cr) = match line.strip_suffix(b"\r") {
+        Some(l) => (l, true),
+        None => (line, false),
+    };
+    let _ = has_cr;
+    if line.contains(&b'\r') {
+        return Err(ParseError::InvalidHeader);
+    }
+    if line.is_empty() {
+        return Ok(Some((None, lf + 1)));
+    }
+    let name_end = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+    let name = line.get(..name_end).unwrap_or_default();
+    let valid_name = name.first().is_some_and(u8::is_ascii_alphanumeric)
+        && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
+    if !valid_name {
+        return Err(ParseError::InvalidHeader);
+    }
+    let raw = line.get(name_end + 1..).unwrap_or_default();
+    let start = raw.iter().position(|&b| b != b' ').unwrap_or(raw.len());
+    let end = raw
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(start, |e| e + 1);
+    let value = raw.get(start..end.max(start)).unwrap_or_default();
+    Ok(Some((Some(Header { name, value }), lf + 1)))
+}
+
+/// Parses a buffered response; `Ok(None)` until the empty line arrives.
+pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ParseError> {
+    let Some(mut pos) = status_line_end(buf)? else {
+        return Ok(None);
+    };
+    let mut resp = Response::default();
+    loop {
+        let rest = buf.get(pos..).unwrap_or_default();
+        let Some((header, used)) = header_line(rest)? else {
+            return Ok(None);
+        };
+        pos += used;
+        let Some(Header { name, value }) = header else {
+            return Ok(Some(resp));
+        };
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if is("Auth-Status") {
+            match value {
+                b"OK" => {}
+                b"WAIT" => resp.wait = true,
+                text => resp.error = Some(text.to_vec()),
+            }
+        } else if is("Auth-Server") {
+            resp.server = value.to_vec();
+        } else if is("Auth-Port") {
+            resp.port = value.to_vec();
+        } else if is("Auth-User") {
+            resp.user = Some(value.to_vec());
+        } else if is("Auth-Pass") {
+            resp.pass = Some(value.to_vec());
+        } else if is("Auth-Wait") {
+            if let Some(n) = atoi(value) {
+                resp.sleep = n;
+            }
+        } else if is("Auth-Error-Code") {
+            resp.error_code = Some(value.to_vec());
+        }
+    }
+}
+
+/// `ngx_atoi`: decimal digits only, no sign, no overflow.
+pub fn atoi(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |acc, &b| {
+        let d = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+        acc.checked_mul(10)?.checked_add(d)
+    })
+}
+
+/// What the mail session does with a complete response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Refused: tell the client `text`; after `sleep` seconds it may retry,
+    /// with no sleep the session ends.
+    Refused {
+        text: Vec<u8>,
+        error_code: Option<Vec<u8>>,
+        sleep: u64,
+    },
+    /// Ask again after `sleep` seconds.
+    Wait {
+        sleep: u64,
+    },
+    MissingServer,
+    MissingPassword,
+    InvalidServer(Vec<u8>),
+    InvalidPort(Vec<u8>),
+    /// Log in to `addr`, named `name` ("addr:port" as sent) in logs.
+    Proxy {
+        addr: SocketAddr,
+        name: Vec<u8>,
+        login: Option<Vec<u8>>,
+        passwd: Option<Vec<u8>>,
+    },
+}
+
+/// `have_password`: the session holds a password it may send upstream
+/// (the client's own, for plain logins).
+pub fn decide(resp: Response, have_password: bool, password_required: bool) -> Decision {
+    if let Some(text) = resp.error {
+        return Decision::Refused {
+            text,
+            error_code: resp.error_code,
+            sleep: resp.sleep,
+        };
+    }
+    if resp.wait {
+        return Decision::Wait { sleep: resp.sleep };
+    }
+    if resp.server.is_empty() || resp.port.is_empty() {
+        return Decision::MissingServer;
+    }
+    if password_required && resp.pass.is_none() && !have_password {
+        return Decision::MissingPassword;
+    }
+    let port = match atoi(&resp.port) {
+        Some(p @ 1..=65535) => p as u16,
+        _ => {
+            // nginx checks the address first
+            if parse_server(&resp.server, 1).is_none() {
+                return Decision::InvalidServer(resp.server);
+            }
+            return Decision::InvalidPort(resp.port);
+        }
+    };
+    let Some(addr) = parse_server(&resp.server, port) else {
+        return Decision::InvalidServer(resp.server);
+    };
+    let mut name = resp.server;
+    name.push(b':');
+    name.extend_from_slice(&resp.port);
+    Decision::Proxy {
+        addr,
+        name,
+        login: resp.user,
+        passwd: resp.pass,
+    }
+}

@@ -1,0 +1,206 @@
+use super::*;
+
+fn request<'a>(method: AuthMethod, passwd: &'a [u8], salt: &'a [u8]) -> Request<'a> {
+    Request {
+        uri: b"/mail/auth",
+        host: b"127.0.0.1",
+        method,
+        login: b"test@example.com",
+        passwd,
+        salt,
+        protocol: b"pop3",
+        login_attempt: 1,
+        client_ip: b"127.0.0.1",
+        client_host: b"",
+        proxy_protocol: None,
+        smtp: None,
+        ssl: None,
+        extra_headers: b"X-Auth-Key: secret\r\n",
+    }
+}
+
+#[test]
+fn plain_request_exactly_as_stock() {
+    let r = request(AuthMethod::Plain, b"pa ss%\x01", b"<1.2@x>\r\n").build();
+    assert_eq!(
+        String::from_utf8_lossy(&r),
+        "GET /mail/auth HTTP/1.0\r\nHost: 127.0.0.1\r\nAuth-Method: plain\r\n\
+         Auth-User: test@example.com\r\nAuth-Pass: pa%20ss%25%01\r\nAuth-Protocol: pop3\r\n\
+         Auth-Login-Attempt: 1\r\nClient-IP: 127.0.0.1\r\nX-Auth-Key: secret\r\n\r\n"
+    );
+}
+
+#[test]
+fn apop_request_has_salt() {
+    let r = request(AuthMethod::Apop, b"0123", b"<1.2@x>\r\n").build();
+    let text = String::from_utf8_lossy(&r);
+    assert!(text.contains("Auth-Method: apop\r\nAuth-User: test@example.com\r\nAuth-Pass: 0123\r\nAuth-Salt: <1.2@x>\r\nAuth-Protocol: pop3\r\n"), "{text}");
+}
+
+#[test]
+fn optional_headers() {
+    let mut req = request(AuthMethod::Plain, b"p", b"");
+    req.proxy_protocol = Some(ProxyProtocolInfo {
+        src_addr: b"192.0.2.1",
+        src_port: 1234,
+        dst_addr: b"192.0.2.2",
+        dst_port: 110,
+    });
+    req.ssl = Some(SslInfo {
+        protocol: b"TLSv1.3",
+        cipher: b"TLS_AES_256_GCM_SHA384",
+        ..Default::default()
+    });
+    let text = String::from_utf8_lossy(&req.build()).into_owned();
+    assert!(text.contains("Proxy-Protocol-Addr: 192.0.2.1\r\nProxy-Protocol-Port: 1234\r\nProxy-Protocol-Server-Addr: 192.0.2.2\r\nProxy-Protocol-Server-Port: 110\r\n"));
+    assert!(text.contains("Auth-SSL: on\r\nAuth-SSL-Protocol: TLSv1.3\r\nAuth-SSL-Cipher: TLS_AES_256_GCM_SHA384\r\nX-Auth-Key"));
+}
+
+fn parse(text: &[u8]) -> Response {
+    match parse_response(text) {
+        Ok(Some(r)) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn ok_response() {
+    let r = parse(b"HTTP/1.0 200 OK\r\nauth-status:  OK \r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 8110\r\nAuth-Pass: x\r\n\r\nbody");
+    let d = decide(r, false, true);
+    assert!(
+        matches!(d, Decision::Proxy { ref name, .. } if name == b"127.0.0.1:8110"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn no_status_line() {
+    let r = parse(b"Auth-Status: Invalid login or password\r\nAuth-Wait: 3\r\n\r\n");
+    assert_eq!(
+        decide(r, true, true),
+        Decision::Refused {
+            text: b"Invalid login or password".to_vec(),
+            error_code: None,
+            sleep: 3
+        }
+    );
+}
+
+#[test]
+fn incomplete_and_invalid() {
+    assert_eq!(parse_response(b"HTTP/1.0 200"), Ok(None));
+    assert_eq!(
+        parse_response(b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\n"),
+        Ok(None)
+    );
+    assert_eq!(
+        parse_response(b"HTTP/1.0 200 OK\rX"),
+        Err(ParseError::InvalidResponse)
+    );
+    assert_eq!(
+        parse_response(b"HTTP/1.0 200 OK\r\nBad Header: x\r\n\r\n"),
+        Err(ParseError::InvalidHeader)
+    );
+    assert_eq!(
+        parse_response(b"HTTP/1.0 200 OK\r\nX_Y: x\r\n\r\n"),
+        Err(ParseError::InvalidHeader)
+    );
+    assert_eq!(
+        parse_response(b"HTTP/1.0 200 OK\r\nA: x\ry\r\n\r\n"),
+        Err(ParseError::InvalidHeader)
+    );
+    assert_eq!(
+        parse_response(b"\x00\x01garbage\r\n\r\n"),
+        Err(ParseError::InvalidHeader)
+    );
+}
+
+#[test]
+fn every_split_gives_the_same_answer() {
+    let full: &[u8] =
+        b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: ::1\r\nAuth-Port: 110\r\n\r\n";
+    let want = parse_response(full);
+    for i in 0..full.len() {
+        let part = parse_response(&full[..i]);
+        assert!(part == Ok(None), "split {i}: {part:?}");
+    }
+    assert!(matches!(want, Ok(Some(_))));
+}
+
+#[test]
+fn decisions() {
+    let base = || Response {
+        server: b"127.0.0.1".to_vec(),
+        port: b"110".to_vec(),
+        ..Default::default()
+    };
+    assert_eq!(
+        decide(
+            Response {
+                wait: true,
+                sleep: 2,
+                ..base()
+            },
+            true,
+            true
+        ),
+        Decision::Wait { sleep: 2 }
+    );
+    assert_eq!(
+        decide(
+            Response {
+                server: Vec::new(),
+                ..base()
+            },
+            true,
+            true
+        ),
+        Decision::MissingServer
+    );
+    assert_eq!(decide(base(), false, true), Decision::MissingPassword);
+    assert_eq!(
+        decide(
+            Response {
+                server: b"example.com".to_vec(),
+                ..base()
+            },
+            true,
+            true
+        ),
+        Decision::InvalidServer(b"example.com".to_vec())
+    );
+    assert_eq!(
+        decide(
+            Response {
+                port: b"0".to_vec(),
+                ..base()
+            },
+            true,
+            true
+        ),
+        Decision::InvalidPort(b"0".to_vec())
+    );
+    assert_eq!(
+        decide(
+            Response {
+                port: b"65536".to_vec(),
+                ..base()
+            },
+            true,
+            true
+        ),
+        Decision::InvalidPort(b"65536".to_vec())
+    );
+    assert!(matches!(decide(base(), true, true), Decision::Proxy { .. }));
+    // a later OK does not undo an earlier error, as in nginx
+    let r = parse(b"Auth-Status: denied\r\nAuth-Status: OK\r\n\r\n");
+    assert!(matches!(decide(r, true, true), Decision::Refused { .. }));
+}
+
+#[test]
+fn atoi_like_nginx() {
+    assert_eq!(response::atoi(b"3"), Some(3));
+    assert_eq!(response::atoi(b""), None);
+    assert_eq!(response::atoi(b"-1"), None);
+    assert_eq!(response::atoi(b"99999999999999999999999"), None);
+}

@@ -1,0 +1,60 @@
+//! The protocol core of ngx-mail-rs.
+//!
+//! Everything a client, an auth server or an upstream sends is parsed here,
+//! with no nginx symbols and no `unsafe`: bytes in, typed events and bytes
+//! out. The nginx module (the FFI shell) owns sockets, timers and pools and
+//! calls into this crate; `cargo test` covers it with no nginx running.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+pub mod auth_http;
+pub mod base64;
+pub mod line;
+pub mod pop3;
+pub mod sasl;
+
+/// An authentication method, numbered as nginx numbers `s->auth_method`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    Plain,
+    Apop,
+    CramMd5,
+    External,
+    None,
+}
+
+impl AuthMethod {
+    /// The value of the `Auth-Method` header sent to the auth server.
+    pub fn http_name(self) -> &'static str {
+        match self {
+            AuthMethod::Plain => "plain",
+            AuthMethod::Apop => "apop",
+            AuthMethod::CramMd5 => "cram-md5",
+            AuthMethod::External => "external",
+            AuthMethod::None => "none",
+        }
+    }
+}
+
+/// Bits of the `*_auth` directives, as nginx's `NGX_MAIL_AUTH_*_ENABLED`.
+pub mod auth_bits {
+    pub const PLAIN: usize = 0x0002;
+    pub const LOGIN: usize = 0x0004;
+    pub const APOP: usize = 0x0008;
+    pub const CRAM_MD5: usize = 0x0010;
+    pub const EXTERNAL: usize = 0x0020;
+    pub const NONE: usize = 0x0040;
+}
+
+/// What the client proved: the login and secret to put in the auth request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub method: AuthMethod,
+    pub login: Vec<u8>,
+    /// The password, or the APOP/CRAM-MD5 digest.
+    pub passwd: Vec<u8>,
+}
+
+/// A command the client got wrong, with the reason nginx logs at `info`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Invalid(pub Option<&'static str>);

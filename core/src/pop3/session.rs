@@ -1,0 +1,429 @@
+//! The POP3 authorization state of `ngx_mail_pop3_auth_state`: which
+//! commands are allowed when, what each one answers, and when the client has
+//! said enough to ask the auth server.
+
+use std::borrow::Cow;
+
+use super::parser::{parse_line, Parsed, Verb};
+use super::{Capabilities, INVALID_COMMAND, OK};
+use crate::sasl::{self, Mechanism};
+use crate::{auth_bits, AuthMethod, Credentials, Invalid};
+
+const NEXT: &[u8] = b"+ \r\n";
+const USERNAME: &[u8] = b"+ VXNlcm5hbWU6\r\n";
+const PASSWORD: &[u8] = b"+ UGFzc3dvcmQ6\r\n";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartTls {
+    Off,
+    On,
+    Only,
+}
+
+/// What a server's configuration and the connection say about a command.
+pub struct Config<'a> {
+    pub auth_methods: usize,
+    pub capabilities: &'a Capabilities,
+    pub starttls: StartTls,
+    /// The connection is already TLS (`listen ... ssl`, or after STLS).
+    pub tls: bool,
+    /// The APOP/CRAM-MD5 salt of this session, CRLF-terminated.
+    pub salt: Option<&'a [u8]>,
+}
+
+impl Config<'_> {
+    fn login_needs_tls(&self) -> bool {
+        !self.tls && self.starttls == StartTls::Only
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    Start,
+    User(Vec<u8>),
+    AuthLoginUsername,
+    AuthLoginPassword(Vec<u8>),
+    AuthPlain,
+    AuthCramMd5,
+    AuthExternal,
+}
+
+/// What the shell does after one client line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Send this and read the next command.
+    Reply(Cow<'a, [u8]>),
+    /// Ask the auth server.
+    Authenticate(Credentials),
+    /// Send `+OK`, drop anything pipelined, and start the TLS handshake.
+    StartTls,
+    /// Send `+OK` and close.
+    Quit,
+    /// Send `-ERR invalid command`, log the reason, count the error.
+    Invalid(Invalid),
+}
+
+/// The result of feeding buffered bytes to the session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// Not a whole line yet.
+    Incomplete,
+    /// One line was handled; `consumed` bytes of the buffer are used up.
+    Done { consumed: usize, action: Action<'a> },
+}
+
+#[derive(Debug)]
+pub struct Pop3Session {
+    state: State,
+}
+
+impl Default for Pop3Session {
+    fn default() -> Self {
+        Pop3Session {
+            state: State::Start,
+        }
+    }
+}
+
+impl Pop3Session {
+    /// Back to the start, as after a refused login that the client may retry.
+    pub fn reset(&mut self) {
+        self.state = State::Start;
+    }
+
+    /// Handles the first line in `buf`.
+    pub fn step<'c>(&mut self, buf: &[u8], cfg: &Config<'c>) -> Step<'c> {
+        let continuation = !matches!(self.state, State::Start | State::User(_));
+        let (consumed, action) = match parse_line(buf, continuation) {
+            Parsed::Incomplete => return Step::Incomplete,
+            Parsed::Invalid { consumed } => (consumed, Action::Invalid(Invalid(None))),
+            Parsed::Line {
+                consumed,
+                args,
+                verb,
+            } => (consumed, self.handle(verb, &args, cfg)),
+        };
+        if matches!(action, Action::Invalid(_) | Action::Authenticate(_)) {
+            self.state = State::Start;
+        }
+        Step::Done { consumed, action }
+    }
+
+    fn handle<'c>(&mut self, verb: Option<Verb>, args: &[&[u8]], cfg: &Config<'c>) -> Action<'c> {
+        let invalid = Action::Invalid(Invalid(None));
+        let first = args.first().copied().unwrap_or_default();
+        let state = std::mem::replace(&mut self.state, State::Start);
+        match (state, verb) {
+            (State::Start, Some(verb)) => self.start(verb, args, cfg),
+            (State::User(login), Some(verb)) => match verb {
+                Verb::Pass if args.len() == 1 => Action::Authenticate(Credentials {
+                    method: AuthMethod::Plain,
+                    login,
+                    passwd: first.to_vec(),
+                }),
+                Verb::Capa => {
+                    self.state = State::User(login);
+                    Action::Reply(Cow::Borrowed(&cfg.capabilities.plain))
+                }
+                Verb::Noop => {
+                    self.state = State::User(login);
+                    Action::Reply(Cow::Borrowed(OK))
+                }
+                Verb::Quit => Action::Quit,
+                _ => invalid,
+            },
+            (State::AuthLoginUsername, None) => match sasl::login_username(first) {
+                Ok(login) => {
+                    self.state = State::AuthLoginPassword(login);
+                    Action::Reply(Cow::Borrowed(PASSWORD))
+                }
+                Err(e) => Action::Invalid(e),
+            },
+            (State::AuthLoginPassword(login), None) => match sasl::login_password(first) {
+                Ok(passwd) => Action::Authenticate(Credentials {
+                    method: AuthMethod::Plain,
+                    login,
+                    passwd,
+                }),
+                Err(e) => Action::Invalid(e),
+            },
+            (State::AuthPlain, None) => {
+                sasl::plain(first).map_or_else(Action::Invalid, Action::Authenticate)
+            }
+            (State::AuthCramMd5, None) => {
+                sasl::cram_md5(first).map_or_else(Action::Invalid, Action::Authenticate)
+            }
+            (State::AuthExternal, None) => {
+                sasl::external(first).map_or_else(Action::Invalid, Action::Authenticate)
+            }
+            _ => invalid,
+        }
+    }
+
+    fn start<'c>(&mut self, verb: Verb, args: &[&[u8]], cfg: &Config<'c>) -> Action<'c> {
+        let invalid = Action::Invalid(Invalid(None));
+        match verb {
+            Verb::User => {
+                if cfg.login_needs_tls() || args.len() != 1 {
+                    return invalid;
+                }
+                self.state = State::User(args.first().copied().unwrap_or_default().to_vec());
+                Action::Reply(Cow::Borrowed(OK))
+            }
+            Verb::Capa => {
+                let caps = cfg.capabilities;
+                Action::Reply(Cow::Borrowed(match (cfg.tls, cfg.starttls) {
+                    (false, StartTls::On) => &caps.starttls,
+                    (false, StartTls::Only) => &caps.starttls_only,
+                    _ => &caps.plain,
+                }))
+            }
+            Verb::Apop => match args {
+                [login, digest]
+                    if !cfg.login_needs_tls() && cfg.auth_methods & auth_bits::APOP != 0 =>
+                {
+                    Action::Authenticate(Credentials {
+                        method: AuthMethod::Apop,
+                        login: login.to_vec(),
+                        passwd: digest.to_vec(),
+                    })
+                }
+                _ => invalid,
+            },
+            Verb::Auth => self.auth(args, cfg),
+            Verb::Quit => Action::Quit,
+            Verb::Noop => Action::Reply(Cow::Borrowed(OK)),
+            Verb::Stls if !cfg.tls && cfg.starttls != StartTls::Off => Action::StartTls,
+            Verb::Stls | Verb::Pass => invalid,
+        }
+    }
+
+    fn auth<'c>(&mut self, args: &[&[u8]], cfg: &Config<'c>) -> Action<'c> {
+        let invalid = Action::Invalid(Invalid(None));
+        if cfg.login_needs_tls() {
+            return invalid;
+        }
+        if args.is_empty() {
+            return Action::Reply(Cow::Borrowed(&cfg.capabilities.auth));
+        }
+        let enabled = |bit: usize| cfg.auth_methods & bit != 0;
+        match sasl::mechanism(args) {
+            Some(Mechanism::Login) => {
+                self.state = State::AuthLoginUsername;
+                Action::Reply(Cow::Borrowed(USERNAME))
+            }
+            Some(Mechanism::LoginUsername(user)) => match sasl::login_username(user) {
+                Ok(login) => {
+                    self.state = State::AuthLoginPassword(login);
+                    Action::Reply(Cow::Borrowed(PASSWORD))
+                }
+                Err(e) => Action::Invalid(e),
+            },
+            Some(Mechanism::Plain) => {
+                self.state = State::AuthPlain;
+                Action::Reply(Cow::Borrowed(NEXT))
+            }
+            Some(Mechanism::PlainResponse(resp)) => {
+                sasl::plain(resp).map_or_else(Action::Invalid, Action::Authenticate)
+            }
+            Some(Mechanism::CramMd5) if enabled(auth_bits::CRAM_MD5) => match cfg.salt {
+                Some(salt) => {
+                    self.state = State::AuthCramMd5;
+                    Action::Reply(Cow::Owned(sasl::cram_md5_challenge(b"+ ", salt)))
+                }
+                None => invalid,
+            },
+            Some(Mechanism::External) if enabled(auth_bits::EXTERNAL) => {
+                self.state = State::AuthExternal;
+                Action::Reply(Cow::Borrowed(USERNAME))
+            }
+            // Hardening: stock accepts an EXTERNAL initial response even
+            // when `external` is not in pop3_auth.
+            Some(Mechanism::ExternalResponse(resp)) if enabled(auth_bits::EXTERNAL) => {
+                sasl::external(resp).map_or_else(Action::Invalid, Action::Authenticate)
+            }
+            _ => invalid,
+        }
+    }
+}
+
+/// The reply for an action, for callers that only need the bytes.
+pub fn reply_bytes<'a>(action: &'a Action<'a>) -> &'a [u8] {
+    match action {
+        Action::Reply(bytes) => bytes,
+        Action::StartTls | Action::Quit => OK,
+        Action::Invalid(_) => INVALID_COMMAND,
+        Action::Authenticate(_) => b"",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base64::encode;
+
+    fn caps() -> Capabilities {
+        Capabilities::build(
+            &[b"TOP", b"USER", b"UIDL"],
+            auth_bits::PLAIN | auth_bits::LOGIN | auth_bits::APOP | auth_bits::CRAM_MD5,
+        )
+    }
+
+    fn run(
+        session: &mut Pop3Session,
+        cfg: &Config<'_>,
+        line: &[u8],
+    ) -> (usize, Vec<u8>, Option<Credentials>) {
+        match session.step(line, cfg) {
+            Step::Done { consumed, action } => {
+                let bytes = reply_bytes(&action).to_vec();
+                let creds = match action {
+                    Action::Authenticate(c) => Some(c),
+                    _ => None,
+                };
+                (consumed, bytes, creds)
+            }
+            Step::Incomplete => (0, Vec::new(), None),
+        }
+    }
+
+    fn cfg(caps: &Capabilities, starttls: StartTls, tls: bool) -> Config<'_> {
+        Config {
+            auth_methods: auth_bits::PLAIN
+                | auth_bits::LOGIN
+                | auth_bits::APOP
+                | auth_bits::CRAM_MD5,
+            capabilities: caps,
+            starttls,
+            tls,
+            salt: Some(b"<1.2@host>\r\n"),
+        }
+    }
+
+    #[test]
+    fn user_pass() {
+        let caps = caps();
+        let cfg = cfg(&caps, StartTls::Off, false);
+        let mut s = Pop3Session::default();
+        assert_eq!(run(&mut s, &cfg, b"USER joe\r\n").1, OK);
+        let (_, _, creds) = run(&mut s, &cfg, b"PASS se cret\r\n");
+        assert_eq!(
+            creds,
+            Some(Credentials {
+                method: AuthMethod::Plain,
+                login: b"joe".to_vec(),
+                passwd: b"se cret".to_vec()
+            })
+        );
+    }
+
+    #[test]
+    fn pass_without_user_is_invalid() {
+        let caps = caps();
+        let cfg = cfg(&caps, StartTls::Off, false);
+        let mut s = Pop3Session::default();
+        assert_eq!(run(&mut s, &cfg, b"PASS x\r\n").1, INVALID_COMMAND);
+        assert_eq!(run(&mut s, &cfg, b"USER a\r\n").1, OK);
+        assert_eq!(run(&mut s, &cfg, b"BOGUS\r\n").1, INVALID_COMMAND);
+        // the invalid command forgot the user
+        assert_eq!(run(&mut s, &cfg, b"PASS x\r\n").1, INVALID_COMMAND);
+    }
+
+    #[test]
+    fn auth_login_dialogue() {
+        let caps = caps();
+        let cfg = cfg(&caps, StartTls::Off, false);
+        let mut s = Pop3Session::default();
+        assert_eq!(run(&mut s, &cfg, b"AUTH LOGIN\r\n").1, USERNAME);
+        assert_eq!(run(&mut s, &cfg, b"am9l\r\n").1, PASSWORD);
+        let creds = run(&mut s, &cfg, b"c2VjcmV0\r\n").2;
+        assert_eq!(
+            creds.map(|c| (c.login, c.passwd)),
+            Some((b"joe".to_vec(), b"secret".to_vec()))
+        );
+        assert_eq!(run(&mut s, &cfg, b"AUTH LOGIN am9l\r\n").1, PASSWORD);
+        assert_eq!(run(&mut s, &cfg, b"*\r\n").1, INVALID_COMMAND);
+        assert_eq!(run(&mut s, &cfg, b"NOOP\r\n").1, OK);
+    }
+
+    #[test]
+    fn auth_plain_and_cram() {
+        let caps = caps();
+        let cfg = cfg(&caps, StartTls::Off, false);
+        let mut s = Pop3Session::default();
+        let line = [b"AUTH PLAIN ".to_vec(), encode(b"\0u\0p"), b"\r\n".to_vec()].concat();
+        assert_eq!(
+            run(&mut s, &cfg, &line).2.map(|c| c.login),
+            Some(b"u".to_vec())
+        );
+        assert_eq!(run(&mut s, &cfg, b"AUTH PLAIN\r\n").1, NEXT);
+        assert_eq!(run(&mut s, &cfg, b"####\r\n").1, INVALID_COMMAND);
+        assert_eq!(
+            run(&mut s, &cfg, b"AUTH CRAM-MD5\r\n").1,
+            b"+ PDEuMkBob3N0Pg==\r\n"
+        );
+        let line = [
+            encode(b"u 0123456789abcdef0123456789abcdef"),
+            b"\r\n".to_vec(),
+        ]
+        .concat();
+        assert_eq!(
+            run(&mut s, &cfg, &line).2.map(|c| c.method),
+            Some(AuthMethod::CramMd5)
+        );
+    }
+
+    #[test]
+    fn disabled_mechanisms() {
+        let caps = caps();
+        let mut cfg = cfg(&caps, StartTls::Off, false);
+        cfg.auth_methods = auth_bits::PLAIN | auth_bits::LOGIN;
+        let mut s = Pop3Session::default();
+        assert_eq!(run(&mut s, &cfg, b"AUTH CRAM-MD5\r\n").1, INVALID_COMMAND);
+        assert_eq!(run(&mut s, &cfg, b"AUTH EXTERNAL\r\n").1, INVALID_COMMAND);
+        assert_eq!(
+            run(&mut s, &cfg, b"AUTH EXTERNAL dXNlcg==\r\n").1,
+            INVALID_COMMAND
+        );
+        assert_eq!(
+            run(&mut s, &cfg, b"APOP u 0123456789abcdef0123456789abcdef\r\n").1,
+            INVALID_COMMAND
+        );
+    }
+
+    #[test]
+    fn starttls_only() {
+        let caps = caps();
+        let cfg = cfg(&caps, StartTls::Only, false);
+        let mut s = Pop3Session::default();
+        assert_eq!(run(&mut s, &cfg, b"USER a\r\n").1, INVALID_COMMAND);
+        assert_eq!(run(&mut s, &cfg, b"AUTH PLAIN\r\n").1, INVALID_COMMAND);
+        assert_eq!(run(&mut s, &cfg, b"CAPA\r\n").1, caps.starttls_only);
+        assert!(matches!(
+            s.step(b"STLS\r\n", &cfg),
+            Step::Done {
+                action: Action::StartTls,
+                ..
+            }
+        ));
+        let tls = Config { tls: true, ..cfg };
+        assert_eq!(run(&mut s, &tls, b"STLS\r\n").1, INVALID_COMMAND);
+        assert_eq!(run(&mut s, &tls, b"USER a\r\n").1, OK);
+    }
+
+    #[test]
+    fn stls_off() {
+        let caps = caps();
+        let cfg = cfg(&caps, StartTls::Off, false);
+        let mut s = Pop3Session::default();
+        assert_eq!(run(&mut s, &cfg, b"STLS\r\n").1, INVALID_COMMAND);
+        assert_eq!(run(&mut s, &cfg, b"CAPA\r\n").1, caps.plain);
+        assert!(matches!(
+            s.step(b"QUIT\r\n", &cfg),
+            Step::Done {
+                action: Action::Quit,
+                consumed: 6
+            }
+        ));
+    }
+}

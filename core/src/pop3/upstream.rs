@@ -1,0 +1,136 @@
+//! The login dialogue with a POP3 backend (`ngx_mail_proxy_pop3_handler`):
+//! greeting, USER, PASS; then the backend's last reply goes to the client.
+
+use crate::line::first_line;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Greeting,
+    User,
+    Pass,
+    Done,
+}
+
+/// What to do with the backend's buffered reply.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UpstreamStep {
+    /// No complete reply yet.
+    NeedMore,
+    /// The reply was good: clear the buffer and send this line.
+    Send(Vec<u8>),
+    /// Logged in: the buffered reply goes to the client, then pass-through.
+    LoggedIn,
+    /// The buffer filled up without a line end.
+    TooLong,
+    /// The backend refused; `line` is its reply without the line end.
+    Refused { line: Vec<u8> },
+}
+
+#[derive(Debug)]
+pub struct LoginDialogue {
+    state: State,
+    login: Vec<u8>,
+    passwd: Vec<u8>,
+}
+
+impl LoginDialogue {
+    pub fn new(login: &[u8], passwd: &[u8]) -> Self {
+        LoginDialogue {
+            state: State::Greeting,
+            login: login.to_vec(),
+            passwd: passwd.to_vec(),
+        }
+    }
+
+    /// The log action of the step in progress, as nginx names it.
+    pub fn action(&self) -> &'static str {
+        match self.state {
+            State::Greeting | State::Done => "reading response from upstream",
+            State::User => "sending user name to upstream",
+            State::Pass => "sending password to upstream",
+        }
+    }
+
+    /// `buf` is everything the backend sent since the last step; `full` says
+    /// the buffer has no room left.
+    pub fn on_data(&mut self, buf: &[u8], full: bool) -> UpstreamStep {
+        let Some(line) = first_line(buf) else {
+            return if full {
+                UpstreamStep::TooLong
+            } else {
+                UpstreamStep::NeedMore
+            };
+        };
+        let content = buf.get(..line.content).unwrap_or_default();
+        if !content.starts_with(b"+OK") {
+            return UpstreamStep::Refused {
+                line: content.to_vec(),
+            };
+        }
+        match self.state {
+            State::Greeting => {
+                self.state = State::User;
+                UpstreamStep::Send(command(b"USER ", &self.login))
+            }
+            State::User => {
+                self.state = State::Pass;
+                UpstreamStep::Send(command(b"PASS ", &self.passwd))
+            }
+            State::Pass | State::Done => {
+                self.state = State::Done;
+                self.passwd.fill(0);
+                UpstreamStep::LoggedIn
+            }
+        }
+    }
+}
+
+fn command(verb: &[u8], arg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(verb.len() + arg.len() + 2);
+    out.extend_from_slice(verb);
+    out.extend_from_slice(arg);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialogue() {
+        let mut d = LoginDialogue::new(b"joe", b"pw");
+        assert_eq!(d.on_data(b"+OK", false), UpstreamStep::NeedMore);
+        assert_eq!(
+            d.on_data(b"+OK hi\r\n", false),
+            UpstreamStep::Send(b"USER joe\r\n".to_vec())
+        );
+        assert_eq!(
+            d.on_data(b"+OK\r\n", false),
+            UpstreamStep::Send(b"PASS pw\r\n".to_vec())
+        );
+        assert_eq!(
+            d.on_data(b"+OK logged in\r\n", false),
+            UpstreamStep::LoggedIn
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let mut d = LoginDialogue::new(b"joe", b"pw");
+        assert_eq!(
+            d.on_data(b"-ERR go away\r\n", false),
+            UpstreamStep::Refused {
+                line: b"-ERR go away".to_vec()
+            }
+        );
+        assert_eq!(
+            d.on_data(b"garbage without end", true),
+            UpstreamStep::TooLong
+        );
+        assert_eq!(
+            d.on_data(b"\r\n", false),
+            UpstreamStep::Refused { line: Vec::new() }
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! SASL payload decoders (RFC 4616 PLAIN, LOGIN, RFC 2195 CRAM-MD5, RFC 4422
+//! EXTERNAL) with nginx's acceptance rules and log texts.
+//!
+//! Hardening beyond stock: decoded logins and passwords may not hold CR, LF
+//! or NUL, because they end up in backend command lines (`USER x`, `PASS y`)
+//! where a CR/LF would smuggle in a command of the client's choosing.
+
+use crate::{base64, AuthMethod, Credentials, Invalid};
+
+fn line_safe(value: &[u8]) -> bool {
+    !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+fn decode(arg: &[u8], mechanism: &'static str) -> Result<Vec<u8>, Invalid> {
+    base64::decode(arg).ok_or(Invalid(Some(match mechanism {
+        "PLAIN" => "client sent invalid base64 encoding in AUTH PLAIN command",
+        "LOGIN" => "client sent invalid base64 encoding in AUTH LOGIN command",
+        "CRAM-MD5" => "client sent invalid base64 encoding in AUTH CRAM-MD5 command",
+        _ => "client sent invalid base64 encoding in AUTH EXTERNAL command",
+    })))
+}
+
+/// `[authzid] NUL authcid NUL passwd`; the authzid is ignored, as nginx does.
+pub fn plain(arg: &[u8]) -> Result<Credentials, Invalid> {
+    let decoded = decode(arg, "PLAIN")?;
+    let mut parts = decoded.splitn(3, |&b| b == 0);
+    let _authzid = parts.next();
+    let login = parts.next().ok_or(Invalid(Some(
+        "client sent invalid login in AUTH PLAIN command",
+    )))?;
+    let passwd = parts.next().ok_or(Invalid(Some(
+        "client sent invalid password in AUTH PLAIN command",
+    )))?;
+    if !line_safe(login) {
+        return Err(Invalid(Some(
+            "client sent invalid login in AUTH PLAIN command",
+        )));
+    }
+    if !line_safe(passwd) {
+        return Err(Invalid(Some(
+            "client sent invalid password in AUTH PLAIN command",
+        )));
+    }
+    Ok(Credentials {
+        method: AuthMethod::Plain,
+        login: login.to_vec(),
+        passwd: passwd.to_vec(),
+    })
+}
+
+/// The base64 user name of AUTH LOGIN.
+pub fn login_username(arg: &[u8]) -> Result<Vec<u8>, Invalid> {
+    let login = decode(arg, "LOGIN")?;
+    if !line_safe(&login) {
+        return Err(Invalid(Some(
+            "client sent invalid login in AUTH LOGIN command",
+        )));
+    }
+    Ok(login)
+}
+
+/// The base64 password of AUTH LOGIN.
+pub fn login_password(arg: &[u8]) -> Result<Vec<u8>, Invalid> {
+    let passwd = decode(arg, "LOGIN")?;
+    if !line_safe(&passwd) {
+        return Err(Invalid(Some(
+            "client sent invalid password in AUTH LOGIN command",
+        )));
+    }
+    Ok(passwd)
+}
+
+/// `user SP 32-hex-digest`, base64-encoded.
+pub fn cram_md5(arg: &[u8]) -> Result<Credentials, Invalid> {
+    const BAD_HASH: Invalid = Invalid(Some(
+        "client sent invalid CRAM-MD5 hash in AUTH CRAM-MD5 command",
+    ));
+    let decoded = decode(arg, "CRAM-MD5")?;
+    let space = decoded.iter().position(|&b| b == b' ').ok_or(BAD_HASH)?;
+    let (login, rest) = decoded.split_at(space);
+    let digest = rest.get(1..).ok_or(BAD_HASH)?;
+    if digest.len() != 32 || !line_safe(digest) {
+        return Err(BAD_HASH);
+    }
+    if !line_safe(login) {
+        return Err(Invalid(Some(
+            "client sent invalid login in AUTH CRAM-MD5 command",
+        )));
+    }
+    Ok(Credentials {
+        method: AuthMethod::CramMd5,
+        login: login.to_vec(),
+        passwd: digest.to_vec(),
+    })
+}
+
+/// The authorization identity of EXTERNAL (the certificate does the proving).
+pub fn external(arg: &[u8]) -> Result<Credentials, Invalid> {
+    let login = decode(arg, "EXTERNAL")?;
+    if !line_safe(&login) {
+        return Err(Invalid(Some(
+            "client sent invalid login in AUTH EXTERNAL command",
+        )));
+    }
+    Ok(Credentials {
+        method: AuthMethod::External,
+        login,
+        passwd: Vec::new(),
+    })
+}
+
+/// The SASL mechanism named in an AUTH command, and whether an initial
+/// response came with it, as `ngx_mail_auth_parse` sorts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mechanism<'a> {
+    Login,
+    LoginUsername(&'a [u8]),
+    Plain,
+    PlainResponse(&'a [u8]),
+    CramMd5,
+    External,
+    ExternalResponse(&'a [u8]),
+}
+
+/// Sorts the arguments of `AUTH <mechanism> [initial-response]`.
+pub fn mechanism<'a>(args: &[&'a [u8]]) -> Option<Mechanism<'a>> {
+    let (name, rest) = args.split_first()?;
+    let is = |m: &str| name.eq_ignore_ascii_case(m.as_bytes());
+    if is("LOGIN") {
+        return match rest {
+            [] => Some(Mechanism::Login),
+            [user] => Some(Mechanism::LoginUsername(user)),
+            _ => None,
+        };
+    }
+    if is("PLAIN") {
+        return match rest {
+            [] => Some(Mechanism::Plain),
+            [resp] => Some(Mechanism::PlainResponse(resp)),
+            _ => None,
+        };
+    }
+    if is("CRAM-MD5") {
+        return rest.is_empty().then_some(Mechanism::CramMd5);
+    }
+    if is("EXTERNAL") {
+        return match rest {
+            [] => Some(Mechanism::External),
+            [resp] => Some(Mechanism::ExternalResponse(resp)),
+            _ => None,
+        };
+    }
+    None
+}
+
+/// The CRAM-MD5 challenge line: `prefix` + base64(salt without its CRLF) + CRLF.
+pub fn cram_md5_challenge(prefix: &[u8], salt: &[u8]) -> Vec<u8> {
+    let bare = salt.strip_suffix(b"\r\n").unwrap_or(salt);
+    let mut out = prefix.to_vec();
+    out.extend_from_slice(&base64::encode(bare));
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base64::encode;
+
+    #[test]
+    fn plain_with_and_without_authzid() {
+        let c = plain(&encode(b"\0test@example.com\0secret")).ok();
+        assert_eq!(
+            c.as_ref().map(|c| &c.login[..]),
+            Some(&b"test@example.com"[..])
+        );
+        assert_eq!(c.as_ref().map(|c| &c.passwd[..]), Some(&b"secret"[..]));
+        let c = plain(&encode(b"admin\0user\0pass")).ok();
+        assert_eq!(
+            c.map(|c| (c.login, c.passwd)),
+            Some((b"user".to_vec(), b"pass".to_vec()))
+        );
+        // a NUL inside the password would be cut by the backend: refused
+        assert!(plain(&encode(b"admin\0user\0pass\0word")).is_err());
+    }
+
+    #[test]
+    fn plain_bad_inputs() {
+        assert_eq!(
+            plain(b"!!!!").err(),
+            Some(Invalid(Some(
+                "client sent invalid base64 encoding in AUTH PLAIN command"
+            )))
+        );
+        assert_eq!(
+            plain(&encode(b"nonul")).err(),
+            Some(Invalid(Some(
+                "client sent invalid login in AUTH PLAIN command"
+            )))
+        );
+        assert_eq!(
+            plain(&encode(b"\0user")).err(),
+            Some(Invalid(Some(
+                "client sent invalid password in AUTH PLAIN command"
+            )))
+        );
+        assert!(plain(&encode(b"\0us\r\ner\0pw")).is_err());
+        assert!(plain(&encode(b"\0user\0pw\r\nDELE 1")).is_err());
+    }
+
+    #[test]
+    fn cram_md5_needs_a_32_byte_digest() {
+        let ok = cram_md5(&encode(b"user 0123456789abcdef0123456789abcdef")).ok();
+        assert_eq!(ok.map(|c| c.login), Some(b"user".to_vec()));
+        assert!(cram_md5(&encode(b"user 0123")).is_err());
+        assert!(cram_md5(&encode(b"nospace")).is_err());
+        assert!(cram_md5(b"@@@").is_err());
+    }
+
+    #[test]
+    fn login_and_external() {
+        assert_eq!(login_username(&encode(b"joe")).ok(), Some(b"joe".to_vec()));
+        assert!(login_password(&encode(b"a\nb")).is_err());
+        assert_eq!(
+            external(&encode(b"joe")).ok().map(|c| c.method),
+            Some(AuthMethod::External)
+        );
+        assert!(external(b"*").is_err());
+    }
+
+    #[test]
+    fn mechanisms() {
+        assert_eq!(mechanism(&[b"login"]), Some(Mechanism::Login));
+        assert_eq!(
+            mechanism(&[b"PLAIN", b"xx"]),
+            Some(Mechanism::PlainResponse(b"xx"))
+        );
+        assert_eq!(mechanism(&[b"CRAM-MD5", b"xx"]), None);
+        assert_eq!(mechanism(&[b"GSSAPI"]), None);
+        assert_eq!(mechanism(&[]), None);
+        assert_eq!(mechanism(&[b"LOGIN", b"a", b"b"]), None);
+    }
+
+    #[test]
+    fn challenge() {
+        assert_eq!(
+            cram_md5_challenge(b"+ ", b"<1.2@x>\r\n"),
+            b"+ PDEuMkB4Pg==\r\n".to_vec()
+        );
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Unpacks nginx 1.28.3 from the nginx-src crate into nginx-src/ and builds it in
+# the two shapes the tests use:
+#   nginx-src/objs         mail as a dynamic module (the way distributions ship it)
+#   nginx-src/objs-static  mail compiled in (--with-mail)
+# Usage: scripts/build-nginx.sh [dynamic|static|all]   (default: all)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+shape=${1:-all}
+jobs=$(nproc 2>/dev/null || echo 2)
+
+locator=$top/scripts/nginx-src-locator/Cargo.toml
+cargo fetch --quiet --manifest-path "$locator"
+crate_dir=$(cargo metadata --format-version 1 --manifest-path "$locator" \
+    | python3 -c 'import json,sys,os; m=json.load(sys.stdin); print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"]=="nginx-src"))')
+src=$top/nginx-src
+if [ ! -f "$src/src/core/nginx.h" ] || ! cmp -s "$crate_dir/nginx/src/core/nginx.h" "$src/src/core/nginx.h"; then
+    rm -rf "$src"
+    cp -a "$crate_dir/nginx" "$src"
+    chmod -R u+w "$src"
+fi
+
+common=(--with-compat --with-debug --with-http_ssl_module --with-mail_ssl_module
+        --with-stream --without-http_gzip_module)
+
+build() {
+    local builddir=$1; shift
+    cd "$src"
+    if [ ! -f "$builddir/Makefile" ] || [ "$(cat "$builddir/.flags" 2>/dev/null)" != "$*" ]; then
+        auto/configure --builddir="$builddir" "$@" >"$src/configure-$(basename "$builddir").log" 2>&1 \
+            || { tail -20 "$src/configure-$(basename "$builddir").log"; exit 1; }
+        echo "$*" > "$builddir/.flags"
+    fi
+    make -s -j"$jobs" -f "$builddir/Makefile" >/dev/null
+    if grep -q "modules:" "$builddir/Makefile"; then
+        make -s -j"$jobs" -f "$builddir/Makefile" modules >/dev/null
+    fi
+}
+
+case $shape in
+    dynamic|all) build objs "${common[@]}" --with-mail=dynamic ;;&
+    static|all)  build objs-static "${common[@]}" --with-mail ;;
+esac
+echo "nginx built in $src"

@@ -1,0 +1,541 @@
+//! The auth_http client on nginx's event loop: one new connection per
+//! attempt, the request built and the response judged by mail-core.
+
+use core::ptr;
+
+use mail_core::auth_http::{
+    decide, parse_response, Decision, ParseError, ProxyProtocolInfo, Request, SslInfo,
+};
+use mail_core::AuthMethod;
+use nginx_sys::{
+    ngx_add_timer, ngx_close_connection, ngx_connection_t, ngx_create_pool, ngx_del_timer,
+    ngx_destroy_pool, ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t,
+    ngx_handle_read_event, ngx_handle_write_event, ngx_msec_t, ngx_pcalloc, ngx_peer_connection_t,
+    ngx_pool_t, ngx_str_t,
+};
+
+use super::module;
+use crate::ffi::{
+    bytes, log, pool_str, shown, ETIMEDOUT, LOG_ERR, LOG_INFO, NGX_AGAIN, NGX_BUSY, NGX_DECLINED,
+    NGX_ERROR,
+};
+use crate::mail_log;
+use crate::session::Session;
+
+/// nginx reads at most this much of an auth response, as stock does.
+const RESPONSE_LIMIT: usize = 1024;
+
+/// One request to the auth server, with its own pool as in stock nginx.
+pub struct AuthAttempt {
+    pool: *mut ngx_pool_t,
+    peer: *mut ngx_peer_connection_t,
+    request: Vec<u8>,
+    sent: usize,
+    response: Vec<u8>,
+}
+
+/// The client said enough: ask the auth server (`ngx_mail_auth`).
+pub fn start_login(sess: Session, _method: AuthMethod) {
+    let s = sess.raw();
+    // SAFETY: s, its buffer and connection are live.
+    unsafe {
+        let b = (*s).buffer;
+        if (*b).pos == (*b).last {
+            (*b).pos = (*b).start;
+            (*b).last = (*b).start;
+        }
+        let rev = (*sess.connection()).read;
+        if (*rev).timer_set() != 0 {
+            ngx_del_timer(rev);
+        }
+        (*s).login_attempt += 1;
+    }
+    start(sess);
+}
+
+fn ssl_info(sess: Session, pool: *mut ngx_pool_t, out: &mut [ngx_str_t; 8]) -> bool {
+    #[cfg(ngx_mail_ssl)]
+    // SAFETY: c->ssl is checked; the ngx_ssl_get_* helpers allocate in pool.
+    unsafe {
+        use nginx_sys::*;
+        let c = sess.connection();
+        if (*c).ssl.is_null() {
+            return false;
+        }
+        let get = |f: unsafe extern "C" fn(
+            *mut ngx_connection_t,
+            *mut ngx_pool_t,
+            *mut ngx_str_t,
+        ) -> ngx_int_t,
+                   dst: &mut ngx_str_t| {
+            *dst = ngx_str_t {
+                len: 0,
+                data: ptr::null_mut(),
+            };
+            f(c, pool, dst) == 0
+        };
+        let [protocol, cipher, verify, subject, issuer, serial, fingerprint, cert] = out;
+        get(ngx_ssl_get_protocol, protocol);
+        get(ngx_ssl_get_cipher_name, cipher);
+        let sslcf: &crate::bindings::ngx_mail_ssl_conf_t =
+            sess.srv_conf(ptr::addr_of!(crate::bindings::ngx_mail_ssl_module));
+        if sslcf.verify != 0 {
+            get(ngx_ssl_get_client_verify, verify);
+            get(ngx_ssl_get_subject_dn, subject);
+            get(ngx_ssl_get_issuer_dn, issuer);
+            get(ngx_ssl_get_serial_number, serial);
+            get(ngx_ssl_get_fingerprint, fingerprint);
+            if module::conf(sess).pass_client_cert != 0 {
+                let mut raw = ngx_str_t {
+                    len: 0,
+                    data: ptr::null_mut(),
+                };
+                if get(ngx_ssl_get_raw_certificate, &mut raw) {
+                    let mut escaped = Vec::new();
+                    mail_core::auth_http::escape(bytes(&raw), &mut escaped);
+                    if let Some(e) = pool_str(pool, &escaped) {
+                        *cert = e;
+                    }
+                }
+            }
+        }
+        true
+    }
+    #[cfg(not(ngx_mail_ssl))]
+    {
+        let _ = (sess, pool, out);
+        false
+    }
+}
+
+fn build_request(sess: Session, pool: *mut ngx_pool_t) -> Vec<u8> {
+    let s = sess.raw();
+    let c = sess.connection();
+    let ahcf = module::conf(sess);
+    let cscf = sess.core_conf();
+    let method = sess.ctx().map_or(AuthMethod::Plain, |ctx| ctx.method);
+    let mut ssl = [ngx_str_t {
+        len: 0,
+        data: ptr::null_mut(),
+    }; 8];
+    let tls = ssl_info(sess, pool, &mut ssl);
+    // SAFETY: every string read here is a live pool or config string.
+    unsafe {
+        let pp = (*c).proxy_protocol;
+        let req = Request {
+            uri: bytes(&ahcf.uri),
+            host: bytes(&ahcf.host_header),
+            method,
+            login: bytes(&(*s).login),
+            passwd: bytes(&(*s).passwd),
+            salt: bytes(&(*s).salt),
+            protocol: bytes(&(*cscf.protocol).name),
+            login_attempt: (*s).login_attempt,
+            client_ip: bytes(&(*c).addr_text),
+            client_host: bytes(&(*s).host),
+            proxy_protocol: (!pp.is_null()).then(|| ProxyProtocolInfo {
+                src_addr: bytes(&(*pp).src_addr),
+                src_port: (*pp).src_port,
+                dst_addr: bytes(&(*pp).dst_addr),
+                dst_port: (*pp).dst_port,
+            }),
+            smtp: None,
+            ssl: tls.then(|| SslInfo {
+                protocol: bytes(&ssl[0]),
+                cipher: bytes(&ssl[1]),
+                verify: bytes(&ssl[2]),
+                subject: bytes(&ssl[3]),
+                issuer: bytes(&ssl[4]),
+                serial: bytes(&ssl[5]),
+                fingerprint: bytes(&ssl[6]),
+                cert: bytes(&ssl[7]),
+            }),
+            extra_headers: bytes(&ahcf.header),
+        };
+        let out = req.build();
+        if req.salted() {
+            // the digest went to the auth server; only Auth-Pass may log in
+            (*s).passwd = ngx_str_t {
+                len: 0,
+                data: ptr::null_mut(),
+            };
+        }
+        out
+    }
+}
+
+/// `ngx_mail_auth_http_init`: connect and send one request.
+fn start(sess: Session) {
+    sess.set_action(c"in http auth state");
+    let c = sess.connection();
+    let ahcf = module::conf(sess);
+    // SAFETY: the client connection and its log are live; the new pool and
+    // peer struct belong to this attempt and are freed by finish().
+    unsafe {
+        let pool = ngx_create_pool(2048, (*c).log);
+        if pool.is_null() {
+            return sess.internal_server_error();
+        }
+        let peer =
+            ngx_pcalloc(pool, size_of::<ngx_peer_connection_t>()).cast::<ngx_peer_connection_t>();
+        if peer.is_null() {
+            ngx_destroy_pool(pool);
+            return sess.internal_server_error();
+        }
+        let request = build_request(sess, pool);
+        let Some(ctx) = sess.ctx() else {
+            ngx_destroy_pool(pool);
+            return sess.internal_server_error();
+        };
+        ctx.auth = Some(AuthAttempt {
+            pool,
+            peer,
+            request,
+            sent: 0,
+            response: Vec::with_capacity(RESPONSE_LIMIT),
+        });
+
+        (*peer).sockaddr = (*ahcf.peer).sockaddr;
+        (*peer).socklen = (*ahcf.peer).socklen;
+        (*peer).name = &mut (*ahcf.peer).name;
+        (*peer).get = Some(ngx_event_get_peer);
+        (*peer).log = (*c).log;
+        (*peer).set_log_error(1); // NGX_ERROR_ERR
+
+        let rc = ngx_event_connect_peer(peer);
+        if rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED {
+            return fail(sess);
+        }
+        let pc = (*peer).connection;
+        (*pc).data = sess.raw().cast();
+        (*pc).pool = (*c).pool;
+        (*(*c).read).handler = Some(block_read);
+        (*(*pc).read).handler = Some(read_handler);
+        (*(*pc).write).handler = Some(write_handler);
+        ngx_add_timer((*pc).read, ahcf.timeout);
+        ngx_add_timer((*pc).write, ahcf.timeout);
+        if rc == 0 {
+            write_handler((*pc).write);
+        }
+    }
+}
+
+/// Closes the auth connection and frees the attempt.
+fn finish(sess: Session) {
+    let Some(attempt) = sess.ctx().and_then(|ctx| ctx.auth.take()) else {
+        return;
+    };
+    // SAFETY: the peer connection (if any) and the pool belong to the attempt.
+    unsafe {
+        let pc = (*attempt.peer).connection;
+        if !pc.is_null() {
+            ngx_close_connection(pc);
+        }
+        ngx_destroy_pool(attempt.pool);
+    }
+}
+
+fn fail(sess: Session) {
+    finish(sess);
+    sess.internal_server_error();
+}
+
+fn peer_name(sess: Session) -> String {
+    let ahcf = module::conf(sess);
+    // SAFETY: the peer name is a config string.
+    shown(unsafe { bytes(&(*ahcf.peer).name) })
+}
+
+unsafe extern "C" fn block_read(rev: *mut ngx_event_t) {
+    // SAFETY: rev is the client's read event.
+    if unsafe { ngx_handle_read_event(rev, 0) } != 0 {
+        // SAFETY: as above.
+        fail(unsafe { Session::of((*rev).data.cast()) });
+    }
+}
+
+unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
+    // SAFETY: wev belongs to the auth connection, whose data is the session.
+    let (pc, sess) = unsafe {
+        let pc = (*wev).data.cast::<ngx_connection_t>();
+        (pc, Session((*pc).data.cast()))
+    };
+    // SAFETY: wev is live.
+    if unsafe { (*wev).timedout() } != 0 {
+        // SAFETY: the log is live.
+        unsafe {
+            log(
+                LOG_ERR,
+                (*wev).log,
+                ETIMEDOUT,
+                format!("auth http server {} timed out", peer_name(sess)).as_bytes(),
+            )
+        };
+        return fail(sess);
+    }
+    let Some(attempt) = sess.ctx().and_then(|ctx| ctx.auth.as_mut()) else {
+        return;
+    };
+    let rest = attempt.request.get(attempt.sent..).unwrap_or_default();
+    // SAFETY: pc is live; send reads rest.len() bytes.
+    let n = unsafe { ((*pc).send.expect("send"))(pc, rest.as_ptr().cast_mut(), rest.len()) };
+    if n == NGX_ERROR {
+        return fail(sess);
+    }
+    if n > 0 {
+        attempt.sent += n as usize;
+        if attempt.sent == attempt.request.len() {
+            // SAFETY: wev is live.
+            unsafe {
+                (*wev).handler = Some(dummy_handler);
+                if (*wev).timer_set() != 0 {
+                    ngx_del_timer(wev);
+                }
+                if ngx_handle_write_event(wev, 0) != 0 {
+                    fail(sess);
+                }
+            }
+            return;
+        }
+    }
+    // SAFETY: wev is live.
+    unsafe {
+        if (*wev).timer_set() == 0 {
+            ngx_add_timer(wev, module::conf(sess).timeout);
+        }
+    }
+}
+
+unsafe extern "C" fn dummy_handler(_ev: *mut ngx_event_t) {}
+
+unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
+    // SAFETY: rev belongs to the auth connection, whose data is the session.
+    let (pc, sess) = unsafe {
+        let pc = (*rev).data.cast::<ngx_connection_t>();
+        (pc, Session((*pc).data.cast()))
+    };
+    // SAFETY: rev is live.
+    if unsafe { (*rev).timedout() } != 0 {
+        // SAFETY: the log is live.
+        unsafe {
+            log(
+                LOG_ERR,
+                (*rev).log,
+                ETIMEDOUT,
+                format!("auth http server {} timed out", peer_name(sess)).as_bytes(),
+            )
+        };
+        return fail(sess);
+    }
+    let Some(attempt) = sess.ctx().and_then(|ctx| ctx.auth.as_mut()) else {
+        return;
+    };
+    let mut buf = [0u8; RESPONSE_LIMIT];
+    let room = RESPONSE_LIMIT - attempt.response.len();
+    if room == 0 {
+        mail_log!(
+            LOG_ERR,
+            sess.log(),
+            "auth http server {} sent invalid header in response",
+            peer_name(sess)
+        );
+        return fail(sess);
+    }
+    // SAFETY: pc is live; recv writes at most room bytes into buf.
+    let n = unsafe { ((*pc).recv.expect("recv"))(pc, buf.as_mut_ptr(), room) };
+    if n == NGX_AGAIN {
+        return;
+    }
+    if n <= 0 {
+        return fail(sess);
+    }
+    attempt
+        .response
+        .extend_from_slice(buf.get(..n as usize).unwrap_or_default());
+    let parsed = parse_response(&attempt.response);
+    let resp = match parsed {
+        Ok(None) => return,
+        Ok(Some(resp)) => resp,
+        Err(e) => {
+            let what = match e {
+                ParseError::InvalidResponse => "invalid response",
+                ParseError::InvalidHeader => "invalid header in response",
+            };
+            mail_log!(
+                LOG_ERR,
+                sess.log(),
+                "auth http server {} sent {}",
+                peer_name(sess),
+                what
+            );
+            return fail(sess);
+        }
+    };
+    let name = peer_name(sess);
+    finish(sess);
+    let s = sess.raw();
+    let Some(ctx) = sess.ctx() else {
+        return sess.internal_server_error();
+    };
+    // SAFETY: s is live.
+    let have_password = unsafe { !(*s).passwd.data.is_null() };
+    match decide(resp, have_password, ctx.protocol.password_required()) {
+        Decision::Refused {
+            text,
+            error_code,
+            sleep,
+        } => {
+            mail_log!(
+                LOG_INFO,
+                sess.log(),
+                "client login failed: \"{}\"",
+                shown(&text)
+            );
+            let reply = ctx.protocol.auth_error_reply(&text, error_code.as_deref());
+            if !sess.set_out(&reply) {
+                return sess.internal_server_error();
+            }
+            if sleep == 0 {
+                sess.set_quit();
+                return sess.send();
+            }
+            ctx.auth_wait = false;
+            sleep_for(sess, sleep);
+        }
+        Decision::Wait { sleep } => {
+            if sleep == 0 {
+                return start(sess);
+            }
+            ctx.auth_wait = true;
+            sleep_for(sess, sleep);
+        }
+        Decision::MissingServer => {
+            mail_log!(
+                LOG_ERR,
+                sess.log(),
+                "auth http server {} did not send server or port",
+                name
+            );
+            sess.internal_server_error();
+        }
+        Decision::MissingPassword => {
+            mail_log!(
+                LOG_ERR,
+                sess.log(),
+                "auth http server {} did not send password",
+                name
+            );
+            sess.internal_server_error();
+        }
+        Decision::InvalidServer(addr) => {
+            mail_log!(
+                LOG_ERR,
+                sess.log(),
+                "auth http server {} sent invalid server address:\"{}\"",
+                name,
+                shown(&addr)
+            );
+            sess.internal_server_error();
+        }
+        Decision::InvalidPort(port) => {
+            mail_log!(
+                LOG_ERR,
+                sess.log(),
+                "auth http server {} sent invalid server port:\"{}\"",
+                name,
+                shown(&port)
+            );
+            sess.internal_server_error();
+        }
+        Decision::Proxy {
+            addr,
+            name,
+            login,
+            passwd,
+        } => {
+            // SAFETY: s and its pool are live.
+            unsafe {
+                if let Some(login) = login {
+                    match pool_str(sess.pool(), &login) {
+                        Some(l) => (*s).login = l,
+                        None => return sess.internal_server_error(),
+                    }
+                }
+                if let Some(passwd) = passwd {
+                    match pool_str(sess.pool(), &passwd) {
+                        Some(p) => (*s).passwd = p,
+                        None => return sess.internal_server_error(),
+                    }
+                }
+            }
+            crate::proxy::upstream::connect(sess, addr, &name);
+        }
+    }
+}
+
+fn sleep_for(sess: Session, seconds: u64) {
+    let ms = seconds.saturating_mul(1000).min(ngx_msec_t::MAX as u64 / 2) as ngx_msec_t;
+    // SAFETY: the client connection is live.
+    unsafe {
+        let rev = (*sess.connection()).read;
+        ngx_add_timer(rev, ms);
+        (*rev).handler = Some(sleep_handler);
+    }
+}
+
+/// After `Auth-Wait`: ask again, or tell the client of the refusal and let
+/// it try again.
+unsafe extern "C" fn sleep_handler(rev: *mut ngx_event_t) {
+    // SAFETY: rev is the client's read event.
+    let (c, sess) = unsafe {
+        let c = (*rev).data.cast::<ngx_connection_t>();
+        (c, Session::of(c))
+    };
+    // SAFETY: rev is live.
+    if unsafe { (*rev).timedout() } == 0 {
+        // SAFETY: as above.
+        if unsafe { (*rev).active() } != 0 && unsafe { ngx_handle_read_event(rev, 0) } != 0 {
+            sess.close();
+        }
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { (*rev).set_timedout(0) };
+    let Some(ctx) = sess.ctx() else {
+        return sess.close();
+    };
+    if ctx.auth_wait {
+        ctx.auth_wait = false;
+        return start(sess);
+    }
+    ctx.protocol.reset();
+    // A retry starts from nothing: no password or digest of the refused
+    // attempt may reach the next request (CVE-2026-27651 class).
+    // SAFETY: s is live.
+    unsafe {
+        (*sess.raw()).passwd = ngx_str_t {
+            len: 0,
+            data: ptr::null_mut(),
+        }
+    };
+    ctx.method = AuthMethod::Plain;
+    // SAFETY: rev is live.
+    unsafe { (*rev).handler = ctx.protocol.auth_state() };
+    sess.set_action(c"in auth state");
+    sess.send();
+    // SAFETY: c stays allocated; destroyed is set when it was closed.
+    if unsafe { (*c).destroyed() } != 0 {
+        return;
+    }
+    // SAFETY: the connection is live.
+    unsafe {
+        ngx_add_timer(rev, sess.core_conf().timeout);
+        if (*rev).ready() != 0 {
+            if let Some(h) = (*rev).handler {
+                h(rev);
+            }
+            return;
+        }
+    }
+    sess.handle_read_event();
+}

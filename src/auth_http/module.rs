@@ -1,0 +1,276 @@
+//! `ngx_mail_rs_auth_http_module`: the `auth_http*` directives.
+
+use core::ffi::{c_char, c_void};
+use core::ptr::{self, addr_of, addr_of_mut};
+
+use nginx_sys::{
+    ngx_addr_t, ngx_array_create, ngx_array_push, ngx_array_t, ngx_command_t,
+    ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_t, ngx_flag_t, ngx_keyval_t,
+    ngx_module_t, ngx_msec_t, ngx_parse_url, ngx_pcalloc, ngx_str_t, ngx_uint_t, ngx_url_t,
+    NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE2,
+};
+
+use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_MODULE, NGX_MAIL_SRV_CONF};
+use crate::conf::{command, conf_error, ngx_str, set_and_forward, Directive, NULL_COMMAND};
+use crate::ffi::{bytes, pool_str, CONF_ERROR, CONF_OK};
+use crate::session::Session;
+
+#[repr(C)]
+pub struct AuthHttpConf {
+    pub peer: *mut ngx_addr_t,
+    pub host_header: ngx_str_t,
+    pub uri: ngx_str_t,
+    /// `auth_http_header` lines, joined at merge time.
+    pub header: ngx_str_t,
+    pub headers: *mut ngx_array_t,
+    pub timeout: ngx_msec_t,
+    pub pass_client_cert: ngx_flag_t,
+    pub file: *mut u8,
+    pub line: ngx_uint_t,
+}
+
+const DIRECTIVES: &[Directive] = &[
+    Directive {
+        name: "auth_http",
+        set: set_auth_http,
+        shadows: c"ngx_mail_auth_http_module",
+    },
+    Directive {
+        name: "auth_http_timeout",
+        set: ngx_conf_set_msec_slot,
+        shadows: c"ngx_mail_auth_http_module",
+    },
+    Directive {
+        name: "auth_http_header",
+        set: set_auth_http_header,
+        shadows: c"ngx_mail_auth_http_module",
+    },
+    Directive {
+        name: "auth_http_pass_client_cert",
+        set: ngx_conf_set_flag_slot,
+        shadows: c"ngx_mail_auth_http_module",
+    },
+];
+
+unsafe extern "C" fn set_directive(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx's parser with live arguments.
+    unsafe { set_and_forward(DIRECTIVES, cf, cmd, conf) }
+}
+
+const SRV: u32 = NGX_MAIL_MAIN_CONF | NGX_MAIL_SRV_CONF;
+
+static mut COMMANDS: [ngx_command_t; 5] = [
+    command(
+        c"auth_http",
+        SRV | NGX_CONF_TAKE1,
+        set_directive,
+        0,
+        ptr::null_mut(),
+    ),
+    command(
+        c"auth_http_timeout",
+        SRV | NGX_CONF_TAKE1,
+        set_directive,
+        core::mem::offset_of!(AuthHttpConf, timeout),
+        ptr::null_mut(),
+    ),
+    command(
+        c"auth_http_header",
+        SRV | NGX_CONF_TAKE2,
+        set_directive,
+        0,
+        ptr::null_mut(),
+    ),
+    command(
+        c"auth_http_pass_client_cert",
+        SRV | NGX_CONF_FLAG,
+        set_directive,
+        core::mem::offset_of!(AuthHttpConf, pass_client_cert),
+        ptr::null_mut(),
+    ),
+    NULL_COMMAND,
+];
+
+static mut CTX: ngx_mail_module_t = ngx_mail_module_t {
+    protocol: ptr::null_mut(),
+    create_main_conf: None,
+    init_main_conf: None,
+    create_srv_conf: Some(create_conf),
+    merge_srv_conf: Some(merge_conf),
+};
+
+#[no_mangle]
+pub static mut ngx_mail_rs_auth_http_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of_mut!(CTX).cast(),
+    commands: addr_of_mut!(COMMANDS).cast(),
+    type_: NGX_MAIL_MODULE as ngx_uint_t,
+    ..ngx_module_t::default()
+};
+
+pub fn conf(s: Session) -> &'static mut AuthHttpConf {
+    // SAFETY: this module's server conf is an AuthHttpConf.
+    unsafe { s.srv_conf(addr_of!(ngx_mail_rs_auth_http_module)) }
+}
+
+unsafe extern "C" fn create_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: cf and its pool are live while configuring.
+    unsafe {
+        let conf = ngx_pcalloc((*cf).pool, size_of::<AuthHttpConf>()).cast::<AuthHttpConf>();
+        if conf.is_null() {
+            return ptr::null_mut();
+        }
+        (*conf).timeout = ngx_msec_t::MAX;
+        (*conf).pass_client_cert = -1;
+        (*conf).file = (*(*cf).conf_file).file.name.data;
+        (*conf).line = (*(*cf).conf_file).line;
+        conf.cast()
+    }
+}
+
+unsafe extern "C" fn merge_conf(
+    cf: *mut ngx_conf_t,
+    parent: *mut c_void,
+    child: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes two confs of this module.
+    let (prev, conf) = unsafe {
+        (
+            &mut *parent.cast::<AuthHttpConf>(),
+            &mut *child.cast::<AuthHttpConf>(),
+        )
+    };
+    if conf.peer.is_null() {
+        conf.peer = prev.peer;
+        conf.host_header = prev.host_header;
+        conf.uri = prev.uri;
+        if conf.peer.is_null() {
+            // SAFETY: file is the config file name, NUL-terminated.
+            let file = unsafe { core::ffi::CStr::from_ptr(conf.file.cast()) };
+            crate::mail_log!(
+                crate::ffi::LOG_EMERG,
+                // SAFETY: cf is live.
+                unsafe { (*cf).log },
+                "no \"auth_http\" is defined for server in {}:{}",
+                file.to_string_lossy(),
+                conf.line
+            );
+            return CONF_ERROR;
+        }
+    }
+    if conf.timeout == ngx_msec_t::MAX {
+        conf.timeout = if prev.timeout == ngx_msec_t::MAX {
+            60000
+        } else {
+            prev.timeout
+        };
+    }
+    if conf.pass_client_cert == -1 {
+        conf.pass_client_cert = if prev.pass_client_cert == -1 {
+            0
+        } else {
+            prev.pass_client_cert
+        };
+    }
+    if conf.headers.is_null() {
+        conf.headers = prev.headers;
+        conf.header = prev.header;
+    }
+    if !conf.headers.is_null() && conf.header.len == 0 {
+        let mut joined = Vec::new();
+        // SAFETY: headers holds nelts ngx_keyval_t from the config pool.
+        unsafe {
+            let a = &*conf.headers;
+            let elts = a.elts.cast::<ngx_keyval_t>();
+            for i in 0..a.nelts {
+                let kv = &*elts.add(i);
+                joined.extend_from_slice(bytes(&kv.key));
+                joined.extend_from_slice(b": ");
+                joined.extend_from_slice(bytes(&kv.value));
+                joined.extend_from_slice(b"\r\n");
+            }
+            match pool_str((*cf).pool, &joined) {
+                Some(s) => conf.header = s,
+                None => return CONF_ERROR,
+            }
+        }
+    }
+    CONF_OK
+}
+
+unsafe extern "C" fn set_auth_http(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes our conf and the parsed arguments.
+    unsafe {
+        let ahcf = &mut *conf.cast::<AuthHttpConf>();
+        let value = (*(*cf).args).elts.cast::<ngx_str_t>();
+        let mut u: ngx_url_t = core::mem::zeroed();
+        u.url = *value.add(1);
+        u.default_port = 80;
+        u.set_uri_part(1);
+        if bytes(&u.url).starts_with(b"http://") {
+            u.url.len -= 7;
+            u.url.data = u.url.data.add(7);
+        }
+        if ngx_parse_url((*cf).pool, &mut u) != 0 {
+            if !u.err.is_null() {
+                let err = core::ffi::CStr::from_ptr(u.err).to_string_lossy();
+                return conf_error(
+                    cf,
+                    &format!(
+                        "{} in auth_http \"{}\"",
+                        err,
+                        String::from_utf8_lossy(bytes(&u.url))
+                    ),
+                );
+            }
+            return CONF_ERROR;
+        }
+        ahcf.peer = u.addrs;
+        if u.family != libc_af_unix() {
+            ahcf.host_header = u.host;
+        } else {
+            ahcf.host_header = ngx_str(c"localhost");
+        }
+        ahcf.uri = u.uri;
+        if ahcf.uri.len == 0 {
+            ahcf.uri = ngx_str(c"/");
+        }
+    }
+    CONF_OK
+}
+
+fn libc_af_unix() -> i32 {
+    nginx_sys::AF_UNIX as i32
+}
+
+unsafe extern "C" fn set_auth_http_header(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes our conf and the parsed arguments.
+    unsafe {
+        let ahcf = &mut *conf.cast::<AuthHttpConf>();
+        if ahcf.headers.is_null() {
+            ahcf.headers = ngx_array_create((*cf).pool, 1, size_of::<ngx_keyval_t>());
+            if ahcf.headers.is_null() {
+                return CONF_ERROR;
+            }
+        }
+        let kv = ngx_array_push(ahcf.headers).cast::<ngx_keyval_t>();
+        if kv.is_null() {
+            return CONF_ERROR;
+        }
+        let value = (*(*cf).args).elts.cast::<ngx_str_t>();
+        (*kv).key = *value.add(1);
+        (*kv).value = *value.add(2);
+    }
+    CONF_OK
+}

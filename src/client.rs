@@ -1,0 +1,218 @@
+//! Reading client commands and sending replies, shared by every protocol:
+//! the `ngx_mail_read_command` + `s->out` + `ngx_mail_send` pattern, with
+//! the buffer compacted instead of reset so pipelined input is never lost.
+
+use core::ptr;
+
+use mail_core::pop3::StartTls;
+use mail_core::{AuthMethod, Credentials};
+use nginx_sys::{ngx_connection_t, ngx_event_t};
+
+use crate::ffi::{log, pool_str, shown, ETIMEDOUT, LOG_INFO, NGX_AGAIN, NGX_ERROR};
+use crate::mail_log;
+use crate::session::Session;
+
+/// Handles a timed-out client event; true when the session is gone.
+pub fn timed_out(ev: *mut ngx_event_t, sess: Session) -> bool {
+    // SAFETY: ev is a live event of the client connection.
+    if unsafe { (*ev).timedout() } == 0 {
+        return false;
+    }
+    // SAFETY: the log and connection are live until closed below.
+    unsafe {
+        log(LOG_INFO, sess.log(), ETIMEDOUT, b"client timed out");
+        (*sess.connection()).set_timedout(1);
+    }
+    sess.close();
+    true
+}
+
+/// Reads what the client sent into `s->buffer` and returns the unparsed
+/// bytes, or `None` when the handler must return (busy, waiting, closed).
+pub fn read_command(sess: Session) -> Option<&'static [u8]> {
+    let s = sess.raw();
+    let c = sess.connection();
+    // SAFETY: s, c and s->buffer are live; recv writes at most end - last.
+    unsafe {
+        if (*s).out.len != 0 {
+            // a reply is still being sent: ngx_mail_send calls us again
+            (*s).set_blocked(1);
+            sess.handle_read_event();
+            return None;
+        }
+        (*s).set_blocked(0);
+        let b = (*s).buffer;
+        if (*b).pos == (*b).last {
+            (*b).pos = (*b).start;
+            (*b).last = (*b).start;
+        } else if (*b).pos > (*b).start {
+            let len = (*b).last.offset_from((*b).pos) as usize;
+            ptr::copy((*b).pos, (*b).start, len);
+            (*b).pos = (*b).start;
+            (*b).last = (*b).start.add(len);
+        }
+        if (*b).last < (*b).end {
+            let room = (*b).end.offset_from((*b).last) as usize;
+            let Some(recv) = (*c).recv else {
+                sess.close();
+                return None;
+            };
+            let n = recv(c, (*b).last, room);
+            if n == NGX_ERROR || n == 0 {
+                sess.close();
+                return None;
+            }
+            if n > 0 {
+                (*b).last = (*b).last.add(n as usize);
+            }
+            if n == NGX_AGAIN && (*b).pos == (*b).last {
+                wait_for_more(sess);
+                return None;
+            }
+        }
+        let len = (*b).last.offset_from((*b).pos) as usize;
+        Some(core::slice::from_raw_parts((*b).pos, len))
+    }
+}
+
+/// An incomplete command that fills the whole buffer is refused and the
+/// session ends after the reply, as stock does.
+pub fn command_too_long(sess: Session) -> bool {
+    let s = sess.raw();
+    // SAFETY: s and its buffer are live.
+    unsafe {
+        let b = (*s).buffer;
+        if (*b).last < (*b).end {
+            return false;
+        }
+        let all =
+            core::slice::from_raw_parts((*b).start, (*b).last.offset_from((*b).start) as usize);
+        mail_log!(
+            LOG_INFO,
+            sess.log(),
+            "client sent too long command \"{}\"",
+            shown(all)
+        );
+        sess.set_quit();
+        (*b).pos = (*b).last;
+    }
+    true
+}
+
+pub fn wait_for_more(sess: Session) {
+    if !sess.handle_read_event() {
+        return;
+    }
+}
+
+pub fn consume(sess: Session, n: usize) {
+    // SAFETY: n never exceeds the bytes handed out by read_command.
+    unsafe {
+        let b = (*sess.raw()).buffer;
+        (*b).pos = (*b).pos.add(n);
+    }
+}
+
+/// Counts an invalid command toward `max_errors`.
+pub fn count_error(sess: Session) {
+    let s = sess.raw();
+    let max = sess.core_conf().max_errors;
+    // SAFETY: s is live.
+    unsafe {
+        (*s).errors += 1;
+        if (*s).errors >= max {
+            mail_log!(
+                LOG_INFO,
+                sess.log(),
+                "client sent too many invalid commands"
+            );
+            sess.set_quit();
+        }
+    }
+}
+
+/// Sends `s->out`; pipelined commands left in the buffer run once it is out.
+pub fn reply(sess: Session) {
+    let s = sess.raw();
+    // SAFETY: s and its buffer are live.
+    unsafe {
+        let b = (*s).buffer;
+        if (*b).pos < (*b).last {
+            (*s).set_blocked(1);
+        } else {
+            (*b).pos = (*b).start;
+            (*b).last = (*b).start;
+        }
+    }
+    if !sess.handle_read_event() {
+        return;
+    }
+    sess.send();
+}
+
+#[cfg(ngx_mail_ssl)]
+fn ssl_conf(sess: Session) -> &'static crate::bindings::ngx_mail_ssl_conf_t {
+    // SAFETY: the ssl module's server conf has this type.
+    unsafe { sess.srv_conf(core::ptr::addr_of!(crate::bindings::ngx_mail_ssl_module)) }
+}
+
+pub fn starttls_mode(sess: Session) -> StartTls {
+    #[cfg(ngx_mail_ssl)]
+    {
+        match ssl_conf(sess).starttls as u32 {
+            crate::bindings::NGX_MAIL_STARTTLS_ON => StartTls::On,
+            crate::bindings::NGX_MAIL_STARTTLS_ONLY => StartTls::Only,
+            _ => StartTls::Off,
+        }
+    }
+    #[cfg(not(ngx_mail_ssl))]
+    {
+        let _ = sess;
+        StartTls::Off
+    }
+}
+
+/// STLS/STARTTLS accepted: whatever the client pipelined after it is dropped
+/// (CVE-2014-3556), and the next read starts the handshake.
+pub fn start_tls(sess: Session) {
+    // SAFETY: s, its buffer and the connection are live.
+    unsafe {
+        let b = (*sess.raw()).buffer;
+        (*b).pos = (*b).start;
+        (*b).last = (*b).start;
+        #[cfg(ngx_mail_ssl)]
+        {
+            let c: *mut ngx_connection_t = sess.connection();
+            (*(*c).read).handler = Some(crate::bindings::ngx_mail_starttls_handler);
+        }
+    }
+}
+
+/// Keeps the client's login and secret in `s->login`/`s->passwd`, where the
+/// error log and the auth request find them.
+pub fn store_credentials(sess: Session, creds: &Credentials) -> bool {
+    let s = sess.raw();
+    let pool = sess.pool();
+    // SAFETY: s and the pool are live.
+    unsafe {
+        let Some(login) = pool_str(pool, &creds.login) else {
+            return false;
+        };
+        (*s).login = login;
+        (*s).passwd = if creds.method == AuthMethod::External {
+            nginx_sys::ngx_str_t {
+                len: 0,
+                data: ptr::null_mut(),
+            }
+        } else {
+            let Some(p) = pool_str(pool, &creds.passwd) else {
+                return false;
+            };
+            p
+        };
+    }
+    if let Some(ctx) = sess.ctx() {
+        ctx.method = creds.method;
+    }
+    true
+}

@@ -1,0 +1,135 @@
+//! Directive plumbing shared by our modules: config errors in nginx's voice,
+//! and forwarding of shadowed directives to the stock module of the same
+//! name, so that stock merges (which our directives would otherwise starve)
+//! still pass and servers left to stock modules keep their settings.
+
+use core::ffi::{c_char, c_void, CStr};
+use core::ptr;
+
+use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_module_t, ngx_str_t, ngx_uint_t};
+
+use crate::bindings::{ngx_mail_conf_ctx_t, NGX_MAIL_MODULE};
+use crate::ffi::{bytes, CONF_ERROR, CONF_OK, LOG_EMERG};
+
+pub type SetFn =
+    unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
+
+/// Logs an `[emerg]` with the config file and line, and fails the directive.
+pub fn conf_error(cf: *mut ngx_conf_t, msg: &str) -> *mut c_char {
+    ngx::ngx_conf_log_error!(LOG_EMERG, cf, "{}", msg);
+    CONF_ERROR
+}
+
+/// A directive of ours: its own setter, and the stock module it shadows.
+pub struct Directive {
+    pub name: &'static str,
+    pub set: SetFn,
+    pub shadows: &'static CStr,
+}
+
+/// Finds a loaded mail module by name.
+///
+/// # Safety
+/// `cf` must be the live configuration being parsed.
+pub unsafe fn find_mail_module(cf: *mut ngx_conf_t, name: &CStr) -> Option<*mut ngx_module_t> {
+    // SAFETY: cycle->modules is a null-terminated array while configuring.
+    unsafe {
+        let modules = (*(*cf).cycle).modules;
+        let mut i = 0;
+        loop {
+            let m = *modules.add(i);
+            if m.is_null() {
+                return None;
+            }
+            if (*m).type_ == NGX_MAIL_MODULE as ngx_uint_t && CStr::from_ptr((*m).name) == name {
+                return Some(m);
+            }
+            i += 1;
+        }
+    }
+}
+
+/// Runs our setter, then the stock module's setter for the same directive.
+///
+/// # Safety
+/// Called by nginx's configuration parser with a live `cf` and `cmd`.
+pub unsafe fn set_and_forward(
+    table: &[Directive],
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: cmd is one of our commands, with a static name.
+    let name = unsafe { bytes(&(*cmd).name) };
+    let Some(dir) = table.iter().find(|d| d.name.as_bytes() == name) else {
+        return conf_error(cf, "internal error: unknown directive");
+    };
+    // SAFETY: the setter's contract is nginx's, which the parser upholds.
+    let rv = unsafe { (dir.set)(cf, cmd, conf) };
+    if rv != CONF_OK {
+        return rv;
+    }
+    // SAFETY: cf is live; modules and their command arrays are static.
+    unsafe {
+        let Some(stock) = find_mail_module(cf, dir.shadows) else {
+            return CONF_OK;
+        };
+        let mut c = (*stock).commands;
+        while !c.is_null() && (*c).name.len != 0 {
+            if bytes(&(*c).name) == name {
+                let Some(set) = (*c).set else { break };
+                let confp = *((*cf).ctx as *mut u8)
+                    .add((*c).conf)
+                    .cast::<*mut *mut c_void>();
+                if confp.is_null() {
+                    break;
+                }
+                let stock_conf = *confp.add((*stock).ctx_index);
+                return set(cf, c, stock_conf);
+            }
+            c = c.add(1);
+        }
+    }
+    CONF_OK
+}
+
+/// `ngx_string` for static tables. nginx compares directive, protocol and
+/// bitmask names with `strcmp`, so the data must be NUL-terminated too.
+pub const fn ngx_str(s: &'static CStr) -> ngx_str_t {
+    ngx_str_t {
+        len: s.to_bytes().len(),
+        data: s.as_ptr() as *mut u8,
+    }
+}
+
+pub const SRV_CONF_OFFSET: ngx_uint_t = core::mem::offset_of!(ngx_mail_conf_ctx_t, srv_conf);
+
+/// A directive entry for a mail server conf field.
+pub const fn command(
+    name: &'static CStr,
+    type_: u32,
+    set: SetFn,
+    offset: usize,
+    post: *mut c_void,
+) -> ngx_command_t {
+    ngx_command_t {
+        name: ngx_str(name),
+        type_: type_ as ngx_uint_t,
+        set: Some(set),
+        conf: SRV_CONF_OFFSET,
+        offset,
+        post,
+    }
+}
+
+pub const NULL_COMMAND: ngx_command_t = ngx_command_t {
+    name: ngx_str_t {
+        len: 0,
+        data: ptr::null_mut(),
+    },
+    type_: 0,
+    set: None,
+    conf: 0,
+    offset: 0,
+    post: ptr::null_mut(),
+};

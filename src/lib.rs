@@ -1,0 +1,68 @@
+//! ngx-mail-rs: nginx's POP3 mail proxy, auth_http client and proxy, as a
+//! Rust dynamic module that takes over from the stock C modules in the same
+//! nginx. The protocol logic lives in the `mail-core` crate; this crate is
+//! the FFI shell around nginx's event loop, timers and pools.
+#![allow(clippy::missing_safety_doc)]
+
+mod auth_http;
+mod bindings;
+mod client;
+mod conf;
+mod ffi;
+mod pop3;
+mod protocol;
+mod proxy;
+mod session;
+
+use core::ffi::c_char;
+use core::ptr::{addr_of, null};
+
+use nginx_sys::{ngx_cycle_t, ngx_int_t, ngx_module_t};
+
+pub use auth_http::module::ngx_mail_rs_auth_http_module;
+pub use pop3::module::ngx_mail_rs_pop3_module;
+pub use proxy::module::ngx_mail_rs_proxy_module;
+
+/// Logs once per configuration load which protocols this module serves.
+unsafe extern "C" fn announce(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    let msg = format!(
+        "ngx-mail-rs {}: serving pop3 (auth_http, proxy)",
+        env!("CARGO_PKG_VERSION")
+    );
+    // SAFETY: the cycle log is live during init_module.
+    unsafe { ffi::log(ffi::LOG_NOTICE, (*cycle).log, 0, msg.as_bytes()) };
+    0
+}
+
+#[no_mangle]
+pub static mut ngx_modules: [*const ngx_module_t; 4] = [
+    addr_of!(ngx_mail_rs_pop3_module),
+    addr_of!(ngx_mail_rs_auth_http_module),
+    addr_of!(ngx_mail_rs_proxy_module),
+    null(),
+];
+
+#[no_mangle]
+pub static mut ngx_module_names: [*const c_char; 4] = [
+    c"ngx_mail_rs_pop3_module".as_ptr(),
+    c"ngx_mail_rs_auth_http_module".as_ptr(),
+    c"ngx_mail_rs_proxy_module".as_ptr(),
+    null(),
+];
+
+/// Our modules, then every stock module we must come before: nginx inserts
+/// each of ours ahead of the first of its successors already loaded, which
+/// puts all three right after ngx_mail_ssl_module in every build shape.
+#[no_mangle]
+pub static mut ngx_module_order: [*const c_char; 10] = [
+    c"ngx_mail_rs_pop3_module".as_ptr(),
+    c"ngx_mail_rs_auth_http_module".as_ptr(),
+    c"ngx_mail_rs_proxy_module".as_ptr(),
+    c"ngx_mail_pop3_module".as_ptr(),
+    c"ngx_mail_imap_module".as_ptr(),
+    c"ngx_mail_smtp_module".as_ptr(),
+    c"ngx_mail_auth_http_module".as_ptr(),
+    c"ngx_mail_proxy_module".as_ptr(),
+    c"ngx_mail_realip_module".as_ptr(),
+    null(),
+];

@@ -1,0 +1,239 @@
+//! `ngx_mail_rs_pop3_module`: the pop3 protocol, its directives and confs.
+
+use core::ffi::{c_char, c_void};
+use core::ptr::{self, addr_of, addr_of_mut};
+
+use mail_core::auth_bits;
+use mail_core::pop3::{self, Capabilities, DEFAULT_CAPABILITIES};
+use nginx_sys::{
+    ngx_array_create, ngx_array_push, ngx_array_t, ngx_command_t, ngx_conf_bitmask_t,
+    ngx_conf_set_bitmask_slot, ngx_conf_t, ngx_module_t, ngx_pcalloc, ngx_str_t, ngx_uint_t,
+    NGX_CONF_1MORE,
+};
+
+use super::handler;
+use crate::bindings::{
+    ngx_mail_capabilities, ngx_mail_conf_ctx_t, ngx_mail_core_main_conf_t, ngx_mail_core_module,
+    ngx_mail_core_srv_conf_t, ngx_mail_module_t, ngx_mail_protocol_t, NGX_MAIL_MAIN_CONF,
+    NGX_MAIL_MODULE, NGX_MAIL_POP3_PROTOCOL, NGX_MAIL_SRV_CONF,
+};
+use crate::conf::{command, ngx_str, set_and_forward, Directive, NULL_COMMAND};
+use crate::ffi::{bytes, CONF_ERROR, CONF_OK};
+
+/// Our pop3 server conf. `auth_methods` 0 means unset, as nginx's bitmask merge wants.
+#[repr(C)]
+pub struct Pop3SrvConf {
+    pub auth_methods: ngx_uint_t,
+    pub capabilities: ngx_array_t,
+    pub replies: *const Capabilities,
+}
+
+impl Pop3SrvConf {
+    pub fn replies(&self) -> Option<&'static Capabilities> {
+        // SAFETY: set once in merge to a value owned by the cycle pool.
+        unsafe { self.replies.as_ref() }
+    }
+}
+
+pub static mut POP3_PROTOCOL: ngx_mail_protocol_t = ngx_mail_protocol_t {
+    name: ngx_str(c"pop3"),
+    alpn: ngx_str(c"\x04pop3"),
+    port: [110, 995, 0, 0],
+    type_: NGX_MAIL_POP3_PROTOCOL as ngx_uint_t,
+    init_session: Some(handler::init_session),
+    init_protocol: Some(handler::init_protocol),
+    // only ngx_mail_read_command calls it, and our handlers read for themselves
+    parse_command: None,
+    auth_state: Some(handler::auth_state),
+    internal_server_error: ngx_str(c"-ERR internal server error\r\n"),
+    cert_error: ngx_str(c"-ERR SSL certificate error\r\n"),
+    no_cert: ngx_str(c"-ERR No required SSL certificate\r\n"),
+};
+
+static mut AUTH_METHODS: [ngx_conf_bitmask_t; 5] = [
+    ngx_conf_bitmask_t {
+        name: ngx_str(c"plain"),
+        mask: auth_bits::PLAIN as ngx_uint_t,
+    },
+    ngx_conf_bitmask_t {
+        name: ngx_str(c"apop"),
+        mask: auth_bits::APOP as ngx_uint_t,
+    },
+    ngx_conf_bitmask_t {
+        name: ngx_str(c"cram-md5"),
+        mask: auth_bits::CRAM_MD5 as ngx_uint_t,
+    },
+    ngx_conf_bitmask_t {
+        name: ngx_str(c"external"),
+        mask: auth_bits::EXTERNAL as ngx_uint_t,
+    },
+    ngx_conf_bitmask_t {
+        name: ngx_str_t {
+            len: 0,
+            data: ptr::null_mut(),
+        },
+        mask: 0,
+    },
+];
+
+const DIRECTIVES: &[Directive] = &[
+    Directive {
+        name: "pop3_capabilities",
+        set: ngx_mail_capabilities,
+        shadows: c"ngx_mail_pop3_module",
+    },
+    Directive {
+        name: "pop3_auth",
+        set: ngx_conf_set_bitmask_slot,
+        shadows: c"ngx_mail_pop3_module",
+    },
+];
+
+unsafe extern "C" fn set_directive(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx's parser with live arguments.
+    unsafe { set_and_forward(DIRECTIVES, cf, cmd, conf) }
+}
+
+const SRV: u32 = NGX_MAIL_MAIN_CONF | NGX_MAIL_SRV_CONF | NGX_CONF_1MORE;
+
+static mut COMMANDS: [ngx_command_t; 3] = [
+    command(
+        c"pop3_capabilities",
+        SRV,
+        set_directive,
+        core::mem::offset_of!(Pop3SrvConf, capabilities),
+        ptr::null_mut(),
+    ),
+    command(
+        c"pop3_auth",
+        SRV,
+        set_directive,
+        core::mem::offset_of!(Pop3SrvConf, auth_methods),
+        addr_of_mut!(AUTH_METHODS).cast(),
+    ),
+    NULL_COMMAND,
+];
+
+static mut CTX: ngx_mail_module_t = ngx_mail_module_t {
+    protocol: addr_of_mut!(POP3_PROTOCOL),
+    create_main_conf: None,
+    init_main_conf: Some(take_over_guessed_servers),
+    create_srv_conf: Some(create_srv_conf),
+    merge_srv_conf: Some(merge_srv_conf),
+};
+
+#[no_mangle]
+pub static mut ngx_mail_rs_pop3_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of_mut!(CTX).cast(),
+    commands: addr_of_mut!(COMMANDS).cast(),
+    type_: NGX_MAIL_MODULE as ngx_uint_t,
+    init_module: Some(crate::announce),
+    ..ngx_module_t::default()
+};
+
+unsafe extern "C" fn create_srv_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: cf->pool is live while configuring.
+    unsafe {
+        let conf = ngx_pcalloc((*cf).pool, size_of::<Pop3SrvConf>()).cast::<Pop3SrvConf>();
+        if conf.is_null() {
+            return ptr::null_mut();
+        }
+        let caps = ngx_array_create((*cf).pool, 4, size_of::<ngx_str_t>());
+        if caps.is_null() {
+            return ptr::null_mut();
+        }
+        (*conf).capabilities = *caps;
+        conf.cast()
+    }
+}
+
+fn strs(a: &ngx_array_t) -> Vec<&'static [u8]> {
+    // SAFETY: the array holds nelts ngx_str_t from the config pool.
+    unsafe {
+        let elts = a.elts.cast::<ngx_str_t>();
+        (0..a.nelts).map(|i| bytes(&*elts.add(i))).collect()
+    }
+}
+
+unsafe extern "C" fn merge_srv_conf(
+    cf: *mut ngx_conf_t,
+    parent: *mut c_void,
+    child: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes our two confs of this module.
+    let (prev, conf) = unsafe {
+        (
+            &mut *parent.cast::<Pop3SrvConf>(),
+            &mut *child.cast::<Pop3SrvConf>(),
+        )
+    };
+    if conf.auth_methods == 0 {
+        conf.auth_methods = if prev.auth_methods == 0 {
+            nginx_sys::NGX_CONF_BITMASK_SET as ngx_uint_t | auth_bits::PLAIN as ngx_uint_t
+        } else {
+            prev.auth_methods
+        };
+    }
+    if conf.auth_methods & auth_bits::PLAIN as ngx_uint_t != 0 {
+        conf.auth_methods |= auth_bits::LOGIN as ngx_uint_t;
+    }
+    if conf.capabilities.nelts == 0 {
+        conf.capabilities = prev.capabilities;
+    }
+    if conf.capabilities.nelts == 0 {
+        for cap in DEFAULT_CAPABILITIES {
+            // SAFETY: the array was created in the config pool.
+            let slot = unsafe { ngx_array_push(&mut conf.capabilities) }.cast::<ngx_str_t>();
+            if slot.is_null() {
+                return CONF_ERROR;
+            }
+            // SAFETY: slot is a fresh element.
+            unsafe { *slot = ngx_str(cap) };
+        }
+    }
+    let replies = Capabilities::build(&strs(&conf.capabilities), conf.auth_methods);
+    // SAFETY: the config pool outlives every session of this cycle; the
+    // cleanup drops the value with it.
+    let p = unsafe { ngx::core::Pool::from_ngx_pool((*cf).pool).allocate(replies) };
+    if p.is_null() {
+        return CONF_ERROR;
+    }
+    conf.replies = p;
+    CONF_OK
+}
+
+/// `listen 110;` without `protocol` picks the LAST mail module whose ports
+/// match, the stock one: move such servers onto ours.
+unsafe extern "C" fn take_over_guessed_servers(
+    cf: *mut ngx_conf_t,
+    _conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: during init_main_conf cf->ctx is the mail{} ctx, and the core
+    // main conf lists every server's core conf.
+    unsafe {
+        let ctx = (*cf).ctx.cast::<ngx_mail_conf_ctx_t>();
+        let cmcf = (*(*ctx).main_conf.add(ngx_mail_core_module.ctx_index))
+            .cast::<ngx_mail_core_main_conf_t>();
+        let servers = (*cmcf).servers.elts.cast::<*mut ngx_mail_core_srv_conf_t>();
+        let ours = addr_of_mut!(POP3_PROTOCOL);
+        for i in 0..(*cmcf).servers.nelts {
+            let cscf = *servers.add(i);
+            let proto = (*cscf).protocol;
+            if !proto.is_null() && proto != ours && bytes(&(*proto).name) == b"pop3" {
+                (*cscf).protocol = ours;
+            }
+        }
+    }
+    CONF_OK
+}
+
+pub fn conf(s: crate::session::Session) -> &'static mut Pop3SrvConf {
+    // SAFETY: this module's server conf is a Pop3SrvConf.
+    unsafe { s.srv_conf(addr_of!(ngx_mail_rs_pop3_module)) }
+}
+
+pub const BUFFER_SIZE: usize = pop3::COMMAND_BUFFER;

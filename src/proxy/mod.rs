@@ -1,0 +1,3 @@
+pub mod module;
+pub mod relay;
+pub mod upstream;

@@ -1,0 +1,344 @@
+//! Connecting to the backend the auth server named, and the login dialogue
+//! (`ngx_mail_proxy_init` and the per-protocol proxy handlers).
+
+use core::ptr;
+use std::net::SocketAddr;
+
+use mail_core::pop3::UpstreamStep;
+use nginx_sys::{
+    ngx_add_timer, ngx_close_connection, ngx_connection_t, ngx_create_temp_buf,
+    ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_handle_read_event,
+    ngx_handle_write_event, ngx_pcalloc, ngx_post_event, ngx_posted_events,
+    ngx_proxy_protocol_write, ngx_str_t, sockaddr, sockaddr_in, sockaddr_in6, socklen_t,
+    NGX_PROXY_PROTOCOL_V1_MAX_HEADER,
+};
+
+use super::module;
+use crate::bindings::ngx_mail_proxy_ctx_t;
+use crate::ffi::{
+    bytes, log, pool_str, shown, ETIMEDOUT, LOG_ERR, LOG_INFO, NGX_AGAIN, NGX_BUSY, NGX_DECLINED,
+    NGX_ERROR,
+};
+use crate::mail_log;
+use crate::session::Session;
+
+fn proxy(sess: Session) -> *mut ngx_mail_proxy_ctx_t {
+    // SAFETY: s is live; s->proxy is set by connect() before any handler here.
+    unsafe { (*sess.raw()).proxy }
+}
+
+fn upstream(sess: Session) -> *mut ngx_connection_t {
+    let p = proxy(sess);
+    if p.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: p is live.
+    unsafe { (*p).upstream.connection }
+}
+
+/// Closes the backend connection, if open.
+pub fn close_upstream(sess: Session) {
+    let p = proxy(sess);
+    // SAFETY: p and its connection are live until closed here.
+    unsafe {
+        if !p.is_null() && !(*p).upstream.connection.is_null() {
+            ngx_close_connection((*p).upstream.connection);
+            (*p).upstream.connection = ptr::null_mut();
+        }
+    }
+}
+
+pub fn internal_server_error(sess: Session) {
+    close_upstream(sess);
+    sess.internal_server_error();
+}
+
+/// The backend failed during login: the client gets `s->out` if the
+/// backend's own error was kept, else the protocol's internal error.
+fn upstream_error(sess: Session) {
+    close_upstream(sess);
+    // SAFETY: s is live.
+    if unsafe { (*sess.raw()).out.len } == 0 {
+        return sess.internal_server_error();
+    }
+    sess.set_quit();
+    sess.send();
+}
+
+fn sockaddr_of(sess: Session, addr: SocketAddr) -> Option<(*mut sockaddr, socklen_t)> {
+    // SAFETY: the pool is live; the structs are plain C data.
+    unsafe {
+        match addr {
+            SocketAddr::V4(a) => {
+                let sin = ngx_pcalloc(sess.pool(), size_of::<sockaddr_in>()).cast::<sockaddr_in>();
+                if sin.is_null() {
+                    return None;
+                }
+                (*sin).sin_family = nginx_sys::AF_INET as _;
+                (*sin).sin_port = a.port().to_be();
+                (*sin).sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+                Some((sin.cast(), size_of::<sockaddr_in>() as socklen_t))
+            }
+            SocketAddr::V6(a) => {
+                let sin6 =
+                    ngx_pcalloc(sess.pool(), size_of::<sockaddr_in6>()).cast::<sockaddr_in6>();
+                if sin6.is_null() {
+                    return None;
+                }
+                (*sin6).sin6_family = nginx_sys::AF_INET6 as _;
+                (*sin6).sin6_port = a.port().to_be();
+                (*sin6).sin6_addr.__in6_u.__u6_addr8 = a.ip().octets();
+                Some((sin6.cast(), size_of::<sockaddr_in6>() as socklen_t))
+            }
+        }
+    }
+}
+
+/// `ngx_mail_proxy_init`: connect to `addr`, then run the login dialogue.
+pub fn connect(sess: Session, addr: SocketAddr, name: &[u8]) {
+    sess.set_action(c"connecting to upstream");
+    let c = sess.connection();
+    let pcf = module::conf(sess);
+    let Some(ctx) = sess.ctx() else {
+        return sess.internal_server_error();
+    };
+    // SAFETY: s, c and the pool are live; everything allocated here lives in
+    // the connection pool.
+    unsafe {
+        let s = sess.raw();
+        let p = ngx_pcalloc(sess.pool(), size_of::<ngx_mail_proxy_ctx_t>())
+            .cast::<ngx_mail_proxy_ctx_t>();
+        let name_str = ngx_pcalloc(sess.pool(), size_of::<ngx_str_t>()).cast::<ngx_str_t>();
+        let (Some((sa, len)), Some(n)) = (sockaddr_of(sess, addr), pool_str(sess.pool(), name))
+        else {
+            return sess.internal_server_error();
+        };
+        if p.is_null() || name_str.is_null() {
+            return sess.internal_server_error();
+        }
+        *name_str = n;
+        (*s).proxy = p;
+        (*p).upstream.sockaddr = sa;
+        (*p).upstream.socklen = len;
+        (*p).upstream.name = name_str;
+        (*p).upstream.get = Some(ngx_event_get_peer);
+        (*p).upstream.log = (*c).log;
+        (*p).upstream.set_log_error(1); // NGX_ERROR_ERR
+
+        ctx.dialogue = Some(
+            ctx.protocol
+                .dialogue(bytes(&(*s).login), bytes(&(*s).passwd)),
+        );
+
+        let rc = ngx_event_connect_peer(&mut (*p).upstream);
+        if rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED {
+            return internal_server_error(sess);
+        }
+        let uc = (*p).upstream.connection;
+        ngx_add_timer((*uc).read, sess.core_conf().timeout);
+        (*uc).data = s.cast();
+        (*uc).pool = (*c).pool;
+        (*(*c).read).handler = Some(block_read);
+        (*(*uc).write).handler = Some(write_handler);
+        (*p).buffer = ngx_create_temp_buf(sess.pool(), pcf.buffer_size);
+        if (*p).buffer.is_null() {
+            return internal_server_error(sess);
+        }
+        (*p).proxy_protocol = pcf.proxy_protocol as _;
+        (*s).out.len = 0;
+        (*(*uc).read).handler = Some(login_handler);
+        if rc == NGX_AGAIN {
+            return;
+        }
+        write_handler((*uc).write);
+    }
+}
+
+unsafe extern "C" fn block_read(rev: *mut ngx_event_t) {
+    // SAFETY: rev is the client's read event.
+    if unsafe { ngx_handle_read_event(rev, 0) } != 0 {
+        // SAFETY: as above.
+        let sess = unsafe { Session::of((*rev).data.cast()) };
+        close_upstream(sess);
+        sess.close();
+    }
+}
+
+unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
+    // SAFETY: wev is the upstream's write event; its data is the session.
+    let (uc, sess) = unsafe {
+        let uc = (*wev).data.cast::<ngx_connection_t>();
+        (uc, Session((*uc).data.cast()))
+    };
+    let p = proxy(sess);
+    // SAFETY: p is live.
+    if unsafe { (*p).proxy_protocol } != 0 {
+        if !send_proxy_protocol(sess) {
+            return;
+        }
+        // SAFETY: as above.
+        unsafe { (*p).proxy_protocol = 0 };
+    }
+    // SAFETY: uc is live.
+    unsafe {
+        if ngx_handle_write_event(wev, 0) != 0 {
+            return internal_server_error(sess);
+        }
+        if (*(*uc).read).ready() != 0 {
+            ngx_post_event((*uc).read, ptr::addr_of_mut!(ngx_posted_events));
+        }
+    }
+}
+
+/// Sends the PROXY v1 header in one write; false when the caller must stop.
+fn send_proxy_protocol(sess: Session) -> bool {
+    sess.set_action(c"sending PROXY protocol header to upstream");
+    let mut buf = [0u8; NGX_PROXY_PROTOCOL_V1_MAX_HEADER as usize];
+    let uc = upstream(sess);
+    // SAFETY: the client connection and uc are live; the header fits buf.
+    unsafe {
+        let range = buf.as_mut_ptr_range();
+        let end = ngx_proxy_protocol_write(sess.connection(), range.start, range.end);
+        if end.is_null() {
+            internal_server_error(sess);
+            return false;
+        }
+        let size = end.offset_from(buf.as_ptr()) as isize;
+        let Some(send) = (*uc).send else {
+            internal_server_error(sess);
+            return false;
+        };
+        let n = send(uc, buf.as_mut_ptr(), size as usize);
+        if n == NGX_AGAIN {
+            if ngx_handle_write_event((*uc).write, 0) != 0 {
+                internal_server_error(sess);
+            }
+            return false;
+        }
+        if n != size {
+            if n != NGX_ERROR {
+                mail_log!(
+                    LOG_ERR,
+                    sess.log(),
+                    "could not send PROXY protocol header at once"
+                );
+            }
+            internal_server_error(sess);
+            return false;
+        }
+    }
+    true
+}
+
+/// Reads the backend's replies and answers them until logged in.
+unsafe extern "C" fn login_handler(rev: *mut ngx_event_t) {
+    // SAFETY: rev is the upstream's read event; its data is the session.
+    let (uc, sess) = unsafe {
+        let uc = (*rev).data.cast::<ngx_connection_t>();
+        (uc, Session((*uc).data.cast()))
+    };
+    // SAFETY: rev and uc are live.
+    unsafe {
+        if (*rev).timedout() != 0 {
+            log(LOG_INFO, (*uc).log, ETIMEDOUT, b"upstream timed out");
+            (*uc).set_timedout(1);
+            return internal_server_error(sess);
+        }
+    }
+    let p = proxy(sess);
+    // SAFETY: p is live; the header must go out before anything is read.
+    if unsafe { (*p).proxy_protocol } != 0 {
+        // SAFETY: as above.
+        if unsafe { ngx_handle_read_event((*uc).read, 0) } != 0 {
+            internal_server_error(sess);
+        }
+        return;
+    }
+    sess.set_action(c"reading response from upstream");
+    // SAFETY: the proxy buffer is live; recv writes at most end - last.
+    let (data, full) = unsafe {
+        let b = (*p).buffer;
+        let room = (*b).end.offset_from((*b).last) as usize;
+        let Some(recv) = (*uc).recv else {
+            return upstream_error(sess);
+        };
+        let n = recv(uc, (*b).last, room);
+        if n == NGX_ERROR || n == 0 {
+            return upstream_error(sess);
+        }
+        if n == NGX_AGAIN {
+            if ngx_handle_read_event((*uc).read, 0) != 0 {
+                internal_server_error(sess);
+            }
+            return;
+        }
+        (*b).last = (*b).last.add(n as usize);
+        let len = (*b).last.offset_from((*b).pos) as usize;
+        (
+            core::slice::from_raw_parts((*b).pos, len),
+            (*b).last == (*b).end,
+        )
+    };
+    let Some(dialogue) = sess.ctx().and_then(|ctx| ctx.dialogue.as_mut()) else {
+        return internal_server_error(sess);
+    };
+    match dialogue.on_data(data, full) {
+        UpstreamStep::NeedMore => {
+            // SAFETY: uc is live.
+            if unsafe { ngx_handle_read_event((*uc).read, 0) } != 0 {
+                internal_server_error(sess);
+            }
+        }
+        UpstreamStep::TooLong => {
+            mail_log!(
+                LOG_ERR,
+                sess.log(),
+                "upstream sent too long response line: \"{}\"",
+                shown(data)
+            );
+            upstream_error(sess);
+        }
+        UpstreamStep::Refused { line } => {
+            if module::conf(sess).pass_error_message == 0 {
+                mail_log!(
+                    LOG_ERR,
+                    sess.log(),
+                    "upstream sent invalid response: \"{}\"",
+                    shown(&line)
+                );
+            } else {
+                mail_log!(
+                    LOG_INFO,
+                    sess.log(),
+                    "upstream sent invalid response: \"{}\"",
+                    shown(&line)
+                );
+                if !sess.set_out(data) {
+                    return internal_server_error(sess);
+                }
+            }
+            upstream_error(sess);
+        }
+        UpstreamStep::Send(line) => {
+            sess.set_action(dialogue.action());
+            // SAFETY: uc and the proxy buffer are live.
+            unsafe {
+                let Some(send) = (*uc).send else {
+                    return internal_server_error(sess);
+                };
+                // an incomplete write of one short line is treated as an
+                // error, as stock does
+                if send(uc, line.as_ptr().cast_mut(), line.len()) < line.len() as isize {
+                    return internal_server_error(sess);
+                }
+                if ngx_handle_read_event((*uc).read, 0) != 0 {
+                    return internal_server_error(sess);
+                }
+                let b = (*p).buffer;
+                (*b).pos = (*b).start;
+                (*b).last = (*b).start;
+            }
+        }
+        UpstreamStep::LoggedIn => super::relay::start(sess),
+    }
+}
