@@ -100,9 +100,8 @@ pub fn command_too_long(sess: Session) -> bool {
 }
 
 pub fn wait_for_more(sess: Session) {
-    if !sess.handle_read_event() {
-        return;
-    }
+    // on failure the session is already closed
+    let _ = sess.handle_read_event();
 }
 
 pub fn consume(sess: Session, n: usize) {

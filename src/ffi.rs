@@ -75,11 +75,15 @@ pub unsafe fn log(level: ngx_uint_t, log: *mut ngx_log_t, err: ngx_err_t, msg: &
 /// Formats and logs, with no errno.
 #[macro_export]
 macro_rules! mail_log {
-    ($level:expr, $log:expr, $($arg:tt)+) => {
-        // SAFETY: callers pass a live connection log.
+    ($level:expr, $log:expr, $($arg:tt)+) => {{
+        let level = $level;
+        let log = $log;
+        let msg = format!($($arg)+);
+        // SAFETY: callers pass a live connection, configuration or cycle log.
+        // (Some call sites are inside unsafe blocks already.)
         #[allow(unused_unsafe)]
-        unsafe { $crate::ffi::log($level, $log, 0, format!($($arg)+).as_bytes()) }
-    };
+        let () = unsafe { $crate::ffi::log(level, log, 0, msg.as_bytes()) };
+    }};
 }
 
 /// Shows bytes from the network in a log line as nginx's `%V` would, with

@@ -56,7 +56,12 @@ pub fn encode(src: &[u8]) -> Vec<u8> {
             chunk.get(2).copied().unwrap_or(0),
         ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let sextet = |shift: u32| ALPHABET[((n >> shift) & 63) as usize];
+        let sextet = |shift: u32| {
+            ALPHABET
+                .get(((n >> shift) & 63) as usize)
+                .copied()
+                .unwrap_or(b'=')
+        };
         out.push(sextet(18));
         out.push(sextet(12));
         out.push(if chunk.len() > 1 { sextet(6) } else { b'=' });

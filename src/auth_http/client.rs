@@ -277,8 +277,12 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
         return;
     };
     let rest = attempt.request.get(attempt.sent..).unwrap_or_default();
+    // SAFETY: pc is live.
+    let Some(send) = (unsafe { (*pc).send }) else {
+        return fail(sess);
+    };
     // SAFETY: pc is live; send reads rest.len() bytes.
-    let n = unsafe { ((*pc).send.expect("send"))(pc, rest.as_ptr().cast_mut(), rest.len()) };
+    let n = unsafe { send(pc, rest.as_ptr().cast_mut(), rest.len()) };
     if n == NGX_ERROR {
         return fail(sess);
     }
@@ -341,8 +345,12 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
         );
         return fail(sess);
     }
+    // SAFETY: pc is live.
+    let Some(recv) = (unsafe { (*pc).recv }) else {
+        return fail(sess);
+    };
     // SAFETY: pc is live; recv writes at most room bytes into buf.
-    let n = unsafe { ((*pc).recv.expect("recv"))(pc, buf.as_mut_ptr(), room) };
+    let n = unsafe { recv(pc, buf.as_mut_ptr(), room) };
     if n == NGX_AGAIN {
         return;
     }

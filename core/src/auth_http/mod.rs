@@ -56,10 +56,15 @@ pub struct Request<'a> {
 
 /// Escapes as `NGX_ESCAPE_MAIL_AUTH`: control characters, space and `%`.
 pub fn escape(value: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    fn hex(nibble: u8) -> u8 {
+        match nibble {
+            0..=9 => b'0' + nibble,
+            _ => b'A' + (nibble & 15) - 10,
+        }
+    }
     for &b in value {
         if b <= 0x20 || b == b'%' {
-            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            out.extend_from_slice(&[b'%', hex(b >> 4), hex(b & 15)]);
         } else {
             out.push(b);
         }
