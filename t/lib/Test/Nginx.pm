@@ -144,17 +144,21 @@ sub write_file_expand {
 	return $self->write_file($name, $content);
 }
 
-# A free loopback port standing for the conventional port number $num.
+# A free loopback port standing for the conventional port number $num: the
+# number itself when free (so forked daemons compute the same answer), else
+# a random free one.
 sub port {
 	my ($num) = @_;
 	return $ports{$num} if defined $ports{$num};
-	for (1 .. 50) {
-		my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+	for my $try (1 .. 50) {
+		my $want = $try == 1 ? $num : 0;
+		my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $want,
 			Proto => 'tcp', Listen => 1, ReuseAddr => 1) or next;
 		my $p = $s->sockport();
 		next if grep { $_ == $p } values %ports;
-		# keep a UDP socket on it so that no other test picks the same number
+		# a UDP socket on it keeps other test processes from picking it
 		my $u = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$p", Proto => 'udp');
+		next if !$u && $try > 1;
 		push @reserved, $u if $u;
 		close $s;
 		return $ports{$num} = $p;
