@@ -75,8 +75,18 @@ fn ssl_info(sess: Session, pool: *mut ngx_pool_t, out: &mut [ngx_str_t; 8]) -> b
             f(c, pool, dst) == 0
         };
         let [protocol, cipher, verify, subject, issuer, serial, fingerprint, cert] = out;
-        get(ngx_ssl_get_protocol, protocol);
-        get(ngx_ssl_get_cipher_name, cipher);
+        // these two return a static C string and leave the length unset
+        for (f, dst) in [
+            (
+                ngx_ssl_get_protocol as unsafe extern "C" fn(_, _, _) -> _,
+                &mut *protocol,
+            ),
+            (ngx_ssl_get_cipher_name, &mut *cipher),
+        ] {
+            if get(f, dst) && !dst.data.is_null() {
+                dst.len = core::ffi::CStr::from_ptr(dst.data.cast()).to_bytes().len();
+            }
+        }
         let sslcf: &crate::bindings::ngx_mail_ssl_conf_t =
             sess.srv_conf(ptr::addr_of!(crate::bindings::ngx_mail_ssl_module));
         if sslcf.verify != 0 {

@@ -12,6 +12,7 @@ use File::Path qw/ rmtree /;
 use File::Temp qw/ tempdir /;
 use IO::Socket::INET;
 use POSIX qw/ WNOHANG /;
+use Scalar::Util qw//;
 use Test::More qw//;
 use Time::HiRes qw/ sleep time /;
 
@@ -22,20 +23,46 @@ our $NGINX = $ENV{TEST_NGINX_BINARY} // '../nginx-src/objs/nginx';
 our %ports;
 my @reserved;
 
+my @instances;
+
 sub new {
 	my ($class) = @_;
 	my $dir = tempdir('nginx-test-XXXXXXXXXX', TMPDIR => 1,
 		CLEANUP => !$ENV{TEST_NGINX_LEAVE});
 	chmod 0755, $dir;
-	return bless { testdir => $dir, daemons => [] }, $class;
+	my $self = bless { testdir => $dir, daemons => [], pid_owner => $$ }, $class;
+	push @instances, $self;
+	Scalar::Util::weaken($instances[-1]);
+	return $self;
+}
+
+# Runs before Test::More's own END check (END blocks run last-defined
+# first), so the final checks count even when a test script's subs keep
+# the object alive until global destruction.
+END {
+	local $?;
+	$_->finish() for grep { defined } @instances;
 }
 
 sub DESTROY {
 	my ($self) = @_;
 	local $?;
-	return if $self->{pid_owner} && $self->{pid_owner} != $$;
+	$self->finish();
+}
+
+sub finish {
+	my ($self) = @_;
+	return if $self->{finished} || $self->{pid_owner} != $$;
+	$self->{finished} = 1;
 	$self->stop();
 	$self->stop_daemons();
+	# every test file also proves that no worker crashed or alerted
+	if (Test::More->builder->expected_tests) {
+		my $log = $self->read_file('error.log');
+		Test::More::is(join("\n", $log =~ /^.*\[alert\].*$/gm), '', 'no alerts');
+		Test::More::is(join("\n", $log =~ /^.*Sanitizer.*$/gm), '',
+			'no sanitizer errors');
+	}
 	if ($ENV{TEST_NGINX_CATLOG} && -f "$self->{testdir}/error.log") {
 		Test::More::diag($self->read_file('error.log'));
 	}
@@ -95,7 +122,7 @@ sub has_daemon {
 
 sub plan {
 	my ($self, $n) = @_;
-	Test::More::plan(tests => $n);
+	Test::More::plan(tests => $n + 2);
 	return $self;
 }
 
