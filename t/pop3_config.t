@@ -1,0 +1,209 @@
+#!/usr/bin/perl
+
+# Tests for configuration: every POP3, auth_http and proxy directive is
+# accepted where stock nginx accepts it, and bad values are refused with
+# stock nginx's [emerg] texts. Against our module, also: the notice line at
+# start, and a server whose protocol is guessed from `listen 110` is ours.
+
+###############################################################################
+
+use warnings;
+use strict;
+
+use Test::More;
+
+use IO::Socket::INET;
+use MIME::Base64;
+use Socket qw/ CRLF /;
+
+BEGIN { use FindBin; chdir($FindBin::Bin); }
+
+use lib 'lib';
+use Test::Nginx;
+use Test::Nginx::POP3;
+
+###############################################################################
+
+select STDERR; $| = 1;
+select STDOUT; $| = 1;
+
+local $SIG{PIPE} = 'IGNORE';
+
+my $stock = ($ENV{TEST_NGINX_GLOBALS} // '') !~ /ngx_mail_rs/;
+
+my $t = Test::Nginx->new()->has(qw/mail pop3 http rewrite/);
+
+my $probe = $> == 0 && IO::Socket::INET->new(LocalAddr => '127.0.0.1:110',
+	Listen => 1, ReuseAddr => 1);
+my $can_110 = $probe ? 1 : 0;
+close $probe if $probe;
+my $listen_110 = $can_110 ? 'listen 127.0.0.1:110;' : '';
+
+$t->write_file_expand('nginx.conf', <<"EOF");
+
+%%TEST_GLOBALS%%
+
+daemon off;
+
+events {
+}
+
+mail {
+    auth_http  127.0.0.1:8080/mail/auth;
+    auth_http_header X-A 1;
+    auth_http_header X-B "2 3";
+    auth_http_timeout 5s;
+    auth_http_pass_client_cert off;
+    pop3_auth  plain apop;
+    pop3_capabilities TOP USER;
+    proxy on;
+    proxy_buffer 8k;
+    proxy_timeout 1h;
+    proxy_pass_error_message on;
+    proxy_protocol off;
+    proxy_smtp_auth off;
+    xclient on;
+
+    server {
+        listen     127.0.0.1:8110;
+        protocol   pop3;
+        pop3_auth  plain apop cram-md5 external;
+        pop3_capabilities TOP USER UIDL "EXPIRE NEVER";
+        auth_http  127.0.0.1:8080/mail/auth;
+    }
+
+    server {
+        $listen_110
+        listen     127.0.0.1:8112;
+        pop3_auth  plain;
+    }
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    server {
+        listen       127.0.0.1:8080;
+        server_name  localhost;
+
+        location = /mail/auth {
+            add_header Auth-Status OK;
+            add_header Auth-Server 127.0.0.1;
+            add_header Auth-Port %%PORT_8111%%;
+            add_header Auth-Pass secret;
+            return 204;
+        }
+    }
+}
+
+EOF
+
+# `listen 8112` alone guesses no protocol: give it one unless port 110 is ours
+unless ($can_110) {
+	my $conf = $t->read_file('nginx.conf');
+	$conf =~ s/(listen     127\.0\.0\.1:\d+;\n        pop3_auth  plain;)/$1\n        protocol pop3;/;
+	$t->write_file('nginx.conf', $conf);
+}
+
+$t->run_daemon(\&Test::Nginx::POP3::pop3_test_daemon);
+$t->run()->plan(15);
+
+$t->waitforsocket('127.0.0.1:' . port(8111));
+
+###############################################################################
+
+my $d = $t->testdir();
+
+# nginx -t on a mail{} block; returns its output
+sub config_test {
+	my ($mail) = @_;
+	$t->write_file('test.conf', <<"EOF");
+error_log $d/test-error.log;
+pid $d/test.pid;
+$ENV{TEST_NGINX_GLOBALS}
+events {
+}
+mail {
+$mail
+}
+EOF
+	my $out = `$Test::Nginx::NGINX -p $d/ -e $d/test-error.log -c test.conf -t 2>&1`;
+	$out =~ s/\[emerg\] \d+#\d+: /[emerg] /g;
+	return $out;
+}
+
+my $server = 'server { listen 127.0.0.1:' . port(8113) . '; protocol pop3; }';
+
+like(config_test("auth_http 127.0.0.1:1/a; pop3_auth plain; $server"),
+	qr/test is successful/, 'valid configuration');
+
+like(config_test("auth_http 127.0.0.1:1/a; pop3_auth plain bogus; $server"),
+	qr/\[emerg\] invalid value "bogus" in .*test\.conf:\d+/,
+	'bad pop3_auth value');
+
+like(config_test($server),
+	qr/\[emerg\] no "auth_http" is defined for server in .*test\.conf:\d+/,
+	'no auth_http');
+
+like(config_test("auth_http 127.0.0.1:1/a; proxy_buffer abc; $server"),
+	qr/\[emerg\] "proxy_buffer" directive invalid value in .*test\.conf:\d+/,
+	'bad proxy_buffer');
+
+like(config_test("auth_http 127.0.0.1:1/a; proxy_timeout 1s; proxy_timeout 2s; $server"),
+	qr/\[emerg\] "proxy_timeout" directive is duplicate in .*test\.conf:\d+/,
+	'duplicate proxy_timeout');
+
+like(config_test("auth_http 127.0.0.1:1/a; auth_http_pass_client_cert maybe; $server"),
+	qr/\[emerg\] invalid value "maybe" in "auth_http_pass_client_cert" directive, it must be "on" or "off" in .*test\.conf:\d+/,
+	'bad flag');
+
+like(config_test("auth_http 127.0.0.1:99999/a; $server"),
+	qr/\[emerg\] invalid port in auth_http "127\.0\.0\.1:99999\/a" in .*test\.conf:\d+/,
+	'bad auth_http url');
+
+like(config_test("auth_http 127.0.0.1:1/a; pop3_capabilities; $server"),
+	qr/\[emerg\] invalid number of arguments in "pop3_capabilities" directive in .*test\.conf:\d+/,
+	'pop3_capabilities without arguments');
+
+like(config_test("auth_http 127.0.0.1:1/a; auth_http_header X; $server"),
+	qr/\[emerg\] invalid number of arguments in "auth_http_header" directive/,
+	'auth_http_header with one argument');
+
+like(config_test('auth_http 127.0.0.1:1/a; server { listen 127.0.0.1:'
+	. port(8114) . '; }'),
+	qr/\[emerg\] unknown mail protocol for server in .*test\.conf:\d+/,
+	'no protocol');
+
+# the running configuration
+
+my $s = Test::Nginx::POP3->new();
+$s->read();
+$s->send('CAPA');
+my $capa = '';
+while (defined(my $l = $s->read())) { $capa .= $l; last if $l eq ".\r\n"; }
+like($capa, qr/^EXPIRE NEVER\r\nSASL PLAIN LOGIN CRAM-MD5 EXTERNAL\r\n/m,
+	'server-level pop3_* directives');
+$s->send('USER test@example.com');
+$s->ok('user');
+$s->send('PASS x');
+$s->check(qr/^\+OK pass ok/, 'login with directives from every level');
+
+SKIP: {
+skip 'our module only', 2 if $stock;
+
+like($t->read_file('error.log'),
+	qr/\[notice\] .*ngx-mail-rs \d+\.\d+\.\d+: serving pop3/,
+	'notice names the module, its version and protocols');
+
+skip 'port 110 needs root and a free port', 1 unless $can_110;
+
+# `listen 110` with no protocol picks the last pop3 module, the stock one,
+# unless we take the server over: our hardening refuses what stock would
+# send to the auth server, so the reply tells whose code runs.
+$s = Test::Nginx::POP3->new(PeerAddr => '127.0.0.1:110');
+$s->read();
+$s->send('AUTH EXTERNAL ' . encode_base64('test@example.com', ''));
+$s->check(qr/^-ERR invalid command/, 'guessed protocol is served by our module');
+}
+
+###############################################################################
