@@ -172,8 +172,9 @@ sub write_file_expand {
 }
 
 # A free loopback port standing for the conventional port number $num: the
-# number itself when free (so forked daemons compute the same answer), else
-# a random free one.
+# number itself when free, else a random free one. A UDP socket held on it
+# keeps test files running in parallel from taking the same port; daemons
+# forked later inherit the answer (compute ports before forking).
 sub port {
 	my ($num) = @_;
 	return $ports{$num} if defined $ports{$num};
@@ -185,7 +186,7 @@ sub port {
 		next if grep { $_ == $p } values %ports;
 		# a UDP socket on it keeps other test processes from picking it
 		my $u = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$p", Proto => 'udp');
-		next if !$u && $try > 1;
+		next unless $u;
 		push @reserved, $u if $u;
 		close $s;
 		return $ports{$num} = $p;
