@@ -61,6 +61,12 @@ mail {
         protocol   pop3;
         auth_http  127.0.0.1:8114/down;
     }
+
+    server {
+        listen     127.0.0.1:8115 proxy_protocol;
+        protocol   pop3;
+        set_real_ip_from 127.0.0.1;
+    }
 }
 
 EOF
@@ -73,7 +79,7 @@ port($_) for 8081, 8111, 8114;
 $t->run_daemon(\&auth_daemon, 'inet', $d);
 $t->run_daemon(\&auth_daemon, 'unix', $d);
 $t->run_daemon(\&backend, $d);
-$t->run()->plan(32);
+$t->run()->plan(35);
 
 $t->waitforsocket('127.0.0.1:' . port(8081));
 $t->waitforsocket('127.0.0.1:' . port(8111));
@@ -201,6 +207,21 @@ $s = login('ok', 'secret', PeerAddr => '127.0.0.1:' . port(8112));
 $s->check(qr/^\+OK backend/, 'unix socket auth server');
 like($t->read_file('auth-unix.log'),
 	qr/^GET \/unix-auth HTTP\/1\.0\r\nHost: localhost\r\n/, 'unix request');
+
+# a PROXY header from the client: Proxy-Protocol-* headers, and the real IP
+
+$s = Test::Nginx::POP3->new(PeerAddr => '127.0.0.1:' . port(8115));
+$s->print("PROXY TCP4 192.0.2.1 192.0.2.2 1234 110" . CRLF);
+$s->ok('greeting after a PROXY header');
+$s->send('USER ok');
+$s->read();
+$s->send('PASS secret');
+$s->check(qr/^\+OK backend/, 'login behind a PROXY header');
+$r = last_request();
+ok(index($r, "Client-IP: 192.0.2.1\r\nProxy-Protocol-Addr: 192.0.2.1\r\n"
+	. "Proxy-Protocol-Port: 1234\r\nProxy-Protocol-Server-Addr: 192.0.2.2\r\n"
+	. "Proxy-Protocol-Server-Port: 110\r\nX-Auth-Key: secret key\r\n") > 0,
+	'proxy protocol headers and real ip');
 
 $t->stop();
 
