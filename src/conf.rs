@@ -8,6 +8,8 @@ use core::ptr;
 
 use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_module_t, ngx_str_t, ngx_uint_t};
 
+use crate::bindings::ngx_mail_module_t;
+
 use crate::bindings::{ngx_mail_conf_ctx_t, NGX_MAIL_MODULE};
 use crate::ffi::{bytes, CONF_ERROR, CONF_OK, LOG_EMERG};
 
@@ -133,3 +135,37 @@ pub const NULL_COMMAND: ngx_command_t = ngx_command_t {
     offset: 0,
     post: ptr::null_mut(),
 };
+
+/// A mail module of ours: its context and directives.
+pub const fn mail_module(
+    ctx: *mut ngx_mail_module_t,
+    commands: *mut ngx_command_t,
+) -> ngx_module_t {
+    ngx_module_t {
+        ctx: ctx.cast(),
+        commands,
+        type_: NGX_MAIL_MODULE as ngx_uint_t,
+        ..ngx_module_t::default()
+    }
+}
+
+/// A context for a module with server confs only (no protocol).
+pub const fn srv_ctx(
+    create: unsafe extern "C" fn(*mut ngx_conf_t) -> *mut c_void,
+    merge: unsafe extern "C" fn(*mut ngx_conf_t, *mut c_void, *mut c_void) -> *mut c_char,
+) -> ngx_mail_module_t {
+    ngx_mail_module_t {
+        protocol: ptr::null_mut(),
+        create_main_conf: None,
+        init_main_conf: None,
+        create_srv_conf: Some(create),
+        merge_srv_conf: Some(merge),
+    }
+}
+
+/// `ngx_conf_merge_*_value`: keep a set value, else inherit, else default.
+pub fn merge<T: Copy + PartialEq>(conf: &mut T, prev: T, unset: T, default: T) {
+    if *conf == unset {
+        *conf = if prev == unset { default } else { prev };
+    }
+}

@@ -10,8 +10,11 @@ use nginx_sys::{
     NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE2,
 };
 
-use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_MODULE, NGX_MAIL_SRV_CONF};
-use crate::conf::{command, conf_error, ngx_str, set_and_forward, Directive, NULL_COMMAND};
+use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF};
+use crate::conf::{
+    command, conf_error, mail_module, merge, ngx_str, set_and_forward, srv_ctx, Directive,
+    NULL_COMMAND,
+};
 use crate::ffi::{bytes, pool_str, CONF_ERROR, CONF_OK};
 use crate::session::Session;
 
@@ -95,21 +98,11 @@ static mut COMMANDS: [ngx_command_t; 5] = [
     NULL_COMMAND,
 ];
 
-static mut CTX: ngx_mail_module_t = ngx_mail_module_t {
-    protocol: ptr::null_mut(),
-    create_main_conf: None,
-    init_main_conf: None,
-    create_srv_conf: Some(create_conf),
-    merge_srv_conf: Some(merge_conf),
-};
+static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
 
 #[no_mangle]
-pub static mut ngx_mail_rs_auth_http_module: ngx_module_t = ngx_module_t {
-    ctx: addr_of_mut!(CTX).cast(),
-    commands: addr_of_mut!(COMMANDS).cast(),
-    type_: NGX_MAIL_MODULE as ngx_uint_t,
-    ..ngx_module_t::default()
-};
+pub static mut ngx_mail_rs_auth_http_module: ngx_module_t =
+    mail_module(addr_of_mut!(CTX), addr_of_mut!(COMMANDS).cast());
 
 pub fn conf(s: Session) -> &'static mut AuthHttpConf {
     // SAFETY: this module's server conf is an AuthHttpConf.
@@ -161,20 +154,8 @@ unsafe extern "C" fn merge_conf(
             return CONF_ERROR;
         }
     }
-    if conf.timeout == ngx_msec_t::MAX {
-        conf.timeout = if prev.timeout == ngx_msec_t::MAX {
-            60000
-        } else {
-            prev.timeout
-        };
-    }
-    if conf.pass_client_cert == -1 {
-        conf.pass_client_cert = if prev.pass_client_cert == -1 {
-            0
-        } else {
-            prev.pass_client_cert
-        };
-    }
+    merge(&mut conf.timeout, prev.timeout, ngx_msec_t::MAX, 60000);
+    merge(&mut conf.pass_client_cert, prev.pass_client_cert, -1, 0);
     if conf.headers.is_null() {
         conf.headers = prev.headers;
         conf.header = prev.header;

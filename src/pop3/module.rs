@@ -15,9 +15,9 @@ use super::handler;
 use crate::bindings::{
     ngx_mail_capabilities, ngx_mail_conf_ctx_t, ngx_mail_core_main_conf_t, ngx_mail_core_module,
     ngx_mail_core_srv_conf_t, ngx_mail_module_t, ngx_mail_protocol_t, NGX_MAIL_MAIN_CONF,
-    NGX_MAIL_MODULE, NGX_MAIL_POP3_PROTOCOL, NGX_MAIL_SRV_CONF,
+    NGX_MAIL_POP3_PROTOCOL, NGX_MAIL_SRV_CONF,
 };
-use crate::conf::{command, ngx_str, set_and_forward, Directive, NULL_COMMAND};
+use crate::conf::{command, mail_module, ngx_str, set_and_forward, Directive, NULL_COMMAND};
 use crate::ffi::{bytes, CONF_ERROR, CONF_OK};
 
 /// Our pop3 server conf. `auth_methods` 0 means unset, as nginx's bitmask merge wants.
@@ -128,11 +128,8 @@ static mut CTX: ngx_mail_module_t = ngx_mail_module_t {
 
 #[no_mangle]
 pub static mut ngx_mail_rs_pop3_module: ngx_module_t = ngx_module_t {
-    ctx: addr_of_mut!(CTX).cast(),
-    commands: addr_of_mut!(COMMANDS).cast(),
-    type_: NGX_MAIL_MODULE as ngx_uint_t,
     init_module: Some(crate::announce),
-    ..ngx_module_t::default()
+    ..mail_module(addr_of_mut!(CTX), addr_of_mut!(COMMANDS).cast())
 };
 
 unsafe extern "C" fn create_srv_conf(cf: *mut ngx_conf_t) -> *mut c_void {

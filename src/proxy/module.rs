@@ -6,12 +6,12 @@ use core::ptr::{self, addr_of, addr_of_mut};
 
 use nginx_sys::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot,
-    ngx_conf_t, ngx_flag_t, ngx_module_t, ngx_msec_t, ngx_pagesize, ngx_pcalloc, ngx_uint_t,
-    NGX_CONF_FLAG, NGX_CONF_TAKE1,
+    ngx_conf_t, ngx_flag_t, ngx_module_t, ngx_msec_t, ngx_pagesize, ngx_pcalloc, NGX_CONF_FLAG,
+    NGX_CONF_TAKE1,
 };
 
-use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_MODULE, NGX_MAIL_SRV_CONF};
-use crate::conf::{command, set_and_forward, Directive, NULL_COMMAND};
+use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF};
+use crate::conf::{command, mail_module, merge, set_and_forward, srv_ctx, Directive, NULL_COMMAND};
 use crate::ffi::CONF_OK;
 use crate::session::Session;
 
@@ -131,21 +131,11 @@ static mut COMMANDS: [ngx_command_t; 8] = [
     NULL_COMMAND,
 ];
 
-static mut CTX: ngx_mail_module_t = ngx_mail_module_t {
-    protocol: ptr::null_mut(),
-    create_main_conf: None,
-    init_main_conf: None,
-    create_srv_conf: Some(create_conf),
-    merge_srv_conf: Some(merge_conf),
-};
+static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
 
 #[no_mangle]
-pub static mut ngx_mail_rs_proxy_module: ngx_module_t = ngx_module_t {
-    ctx: addr_of_mut!(CTX).cast(),
-    commands: addr_of_mut!(COMMANDS).cast(),
-    type_: NGX_MAIL_MODULE as ngx_uint_t,
-    ..ngx_module_t::default()
-};
+pub static mut ngx_mail_rs_proxy_module: ngx_module_t =
+    mail_module(addr_of_mut!(CTX), addr_of_mut!(COMMANDS).cast());
 
 pub fn ctx_index() -> usize {
     // SAFETY: ctx_index is set when the mail{} block is parsed, before any
@@ -180,12 +170,6 @@ unsafe extern "C" fn create_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     }
 }
 
-fn merge_flag(conf: &mut ngx_flag_t, prev: ngx_flag_t, default: ngx_flag_t) {
-    if *conf == UNSET {
-        *conf = if prev == UNSET { default } else { prev };
-    }
-}
-
 unsafe extern "C" fn merge_conf(
     _cf: *mut ngx_conf_t,
     parent: *mut c_void,
@@ -198,25 +182,28 @@ unsafe extern "C" fn merge_conf(
             &mut *child.cast::<ProxyConf>(),
         )
     };
-    merge_flag(&mut conf.enable, prev.enable, 0);
-    merge_flag(&mut conf.pass_error_message, prev.pass_error_message, 0);
-    merge_flag(&mut conf.xclient, prev.xclient, 1);
-    merge_flag(&mut conf.smtp_auth, prev.smtp_auth, 0);
-    merge_flag(&mut conf.proxy_protocol, prev.proxy_protocol, 0);
-    if conf.buffer_size == usize::MAX {
-        // SAFETY: ngx_pagesize is set at startup.
-        conf.buffer_size = if prev.buffer_size == usize::MAX {
-            unsafe { ngx_pagesize }
-        } else {
-            prev.buffer_size
-        };
-    }
-    if conf.timeout == ngx_msec_t::MAX {
-        conf.timeout = if prev.timeout == ngx_msec_t::MAX {
-            24 * 60 * 60000
-        } else {
-            prev.timeout
-        };
-    }
+    merge(&mut conf.enable, prev.enable, UNSET, 0);
+    merge(
+        &mut conf.pass_error_message,
+        prev.pass_error_message,
+        UNSET,
+        0,
+    );
+    merge(&mut conf.xclient, prev.xclient, UNSET, 1);
+    merge(&mut conf.smtp_auth, prev.smtp_auth, UNSET, 0);
+    merge(&mut conf.proxy_protocol, prev.proxy_protocol, UNSET, 0);
+    // SAFETY: ngx_pagesize is set at startup.
+    merge(
+        &mut conf.buffer_size,
+        prev.buffer_size,
+        usize::MAX,
+        unsafe { ngx_pagesize },
+    );
+    merge(
+        &mut conf.timeout,
+        prev.timeout,
+        ngx_msec_t::MAX,
+        24 * 60 * 60000,
+    );
     CONF_OK
 }
