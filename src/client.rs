@@ -215,3 +215,88 @@ pub fn store_credentials(sess: Session, creds: &Credentials) -> bool {
     }
     true
 }
+
+/// Makes the APOP/CRAM-MD5 salt `<random.time@server_name>` CRLF in
+/// `s->salt`, as `ngx_mail_salt` does; false when out of memory.
+pub fn make_salt(sess: Session) -> bool {
+    let cscf = sess.core_conf();
+    // SAFETY: server_name is a config string.
+    let server_name = unsafe { crate::ffi::bytes(&cscf.server_name) };
+    let mut salt = format!("<{}.{}@", nginx_sys::ngx_random(), nginx_sys::ngx_time()).into_bytes();
+    salt.extend_from_slice(server_name);
+    salt.extend_from_slice(b">\r\n");
+    // SAFETY: the pool is live.
+    match unsafe { pool_str(sess.pool(), &salt) } {
+        Some(s) => {
+            // SAFETY: s is live.
+            unsafe { (*sess.raw()).salt = s };
+            true
+        }
+        None => false,
+    }
+}
+
+/// The salt of this session, if one was made.
+pub fn salt(sess: Session) -> Option<&'static [u8]> {
+    // SAFETY: s->salt is empty or a pool string.
+    let salt = unsafe { crate::ffi::bytes(&(*sess.raw()).salt) };
+    (!salt.is_empty()).then_some(salt)
+}
+
+/// Sends the greeting in `s->out` and waits for the first command with
+/// `init_protocol` (`ngx_mail_*_init_session`'s common tail).
+pub fn greet(sess: Session, init_protocol: unsafe extern "C" fn(*mut ngx_event_t)) {
+    let c = sess.connection();
+    // SAFETY: c and its events are live.
+    unsafe {
+        (*(*c).read).handler = Some(init_protocol);
+        nginx_sys::ngx_add_timer((*c).read, sess.core_conf().timeout);
+    }
+    if sess.handle_read_event() {
+        sess.send();
+    }
+}
+
+/// The first read event (`ngx_mail_*_init_protocol`): makes the command
+/// buffer once, then hands over to `auth_state`. `None` when the session
+/// was closed.
+pub fn init_protocol(
+    rev: *mut ngx_event_t,
+    buffer_size: usize,
+    auth_state: unsafe extern "C" fn(*mut ngx_event_t),
+) {
+    // SAFETY: the read event of a mail connection has the connection as data.
+    let sess = unsafe { Session::of((*rev).data.cast::<ngx_connection_t>()) };
+    sess.set_action(c"in auth state");
+    if timed_out(rev, sess) {
+        return;
+    }
+    // SAFETY: s is live; the buffer is made once per session.
+    unsafe {
+        let s = sess.raw();
+        if (*s).buffer.is_null() {
+            (*s).buffer = nginx_sys::ngx_create_temp_buf(sess.pool(), buffer_size);
+            if (*s).buffer.is_null() {
+                return sess.internal_server_error();
+            }
+        }
+        (*rev).handler = Some(auth_state);
+        auth_state(rev);
+    }
+}
+
+/// An invalid command: its reason logged at info, counted toward max_errors.
+pub fn invalid(sess: Session, reason: mail_core::Invalid) {
+    if let Some(reason) = reason.0 {
+        mail_log!(LOG_INFO, sess.log(), "{}", reason);
+    }
+    count_error(sess);
+}
+
+/// The client said enough: keep its credentials and ask the auth server.
+pub fn authenticate(sess: Session, creds: &Credentials) {
+    if !store_credentials(sess, creds) {
+        return sess.internal_server_error();
+    }
+    crate::auth_http::client::start_login(sess, creds.method);
+}

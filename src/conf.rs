@@ -8,7 +8,10 @@ use core::ptr;
 
 use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_module_t, ngx_str_t, ngx_uint_t};
 
-use crate::bindings::ngx_mail_module_t;
+use crate::bindings::{
+    ngx_mail_core_main_conf_t, ngx_mail_core_module, ngx_mail_core_srv_conf_t, ngx_mail_module_t,
+    ngx_mail_protocol_t,
+};
 
 use crate::bindings::{ngx_mail_conf_ctx_t, NGX_MAIL_MODULE};
 use crate::ffi::{bytes, CONF_ERROR, CONF_OK, LOG_EMERG};
@@ -168,4 +171,91 @@ pub fn merge<T: Copy + PartialEq>(conf: &mut T, prev: T, unset: T, default: T) {
     if *conf == unset {
         *conf = if prev == unset { default } else { prev };
     }
+}
+
+/// `listen 110;` without `protocol` picks the LAST mail module whose ports
+/// match: the stock one. Moves such servers onto `ours` (same name).
+///
+/// # Safety
+/// Called from an init_main_conf, when cf->ctx is the mail{} ctx and the
+/// core main conf lists every server's core conf.
+pub unsafe fn take_over_guessed_servers(
+    cf: *mut ngx_conf_t,
+    ours: *mut ngx_mail_protocol_t,
+) -> *mut c_char {
+    // SAFETY: as the caller promises; protocol names are static strings.
+    unsafe {
+        let ctx = (*cf).ctx.cast::<ngx_mail_conf_ctx_t>();
+        let cmcf = (*(*ctx).main_conf.add(ngx_mail_core_module.ctx_index))
+            .cast::<ngx_mail_core_main_conf_t>();
+        let servers = (*cmcf).servers.elts.cast::<*mut ngx_mail_core_srv_conf_t>();
+        let name = bytes(&(*ours).name);
+        for i in 0..(*cmcf).servers.nelts {
+            let cscf = *servers.add(i);
+            let proto = (*cscf).protocol;
+            if !proto.is_null() && proto != ours && bytes(&(*proto).name) == name {
+                (*cscf).protocol = ours;
+            }
+        }
+    }
+    CONF_OK
+}
+
+/// `*_auth`: keep, else inherit, else plain (with nginx's "set" bit).
+pub fn merge_auth_methods(conf: &mut ngx_uint_t, prev: ngx_uint_t) {
+    merge(
+        conf,
+        prev,
+        0,
+        nginx_sys::NGX_CONF_BITMASK_SET as ngx_uint_t | mail_core::auth_bits::PLAIN as ngx_uint_t,
+    );
+}
+
+/// An empty `*_capabilities` list, ready for `ngx_mail_capabilities`.
+///
+/// # Safety
+/// `cf` must be the live configuration.
+pub unsafe fn capabilities_array(cf: *mut ngx_conf_t) -> Option<nginx_sys::ngx_array_t> {
+    // SAFETY: the pool is live; the array header is copied out.
+    unsafe {
+        let a = nginx_sys::ngx_array_create((*cf).pool, 4, size_of::<ngx_str_t>());
+        (!a.is_null()).then(|| *a)
+    }
+}
+
+/// `*_capabilities`: keep, else inherit, else `defaults`; returns the list.
+pub fn merge_capabilities(
+    conf: &mut nginx_sys::ngx_array_t,
+    prev: &nginx_sys::ngx_array_t,
+    defaults: &[&'static CStr],
+) -> Option<Vec<&'static [u8]>> {
+    if conf.nelts == 0 {
+        *conf = *prev;
+    }
+    if conf.nelts == 0 {
+        for cap in defaults {
+            // SAFETY: the array lives in the config pool.
+            let slot = unsafe { nginx_sys::ngx_array_push(conf) }.cast::<ngx_str_t>();
+            if slot.is_null() {
+                return None;
+            }
+            // SAFETY: slot is a fresh element.
+            unsafe { *slot = ngx_str(cap) };
+        }
+    }
+    // SAFETY: the array holds nelts ngx_str_t from the config pool.
+    unsafe {
+        let elts = conf.elts.cast::<ngx_str_t>();
+        Some((0..conf.nelts).map(|i| bytes(&*elts.add(i))).collect())
+    }
+}
+
+/// Moves `value` into the configuration pool, which drops it with the cycle.
+///
+/// # Safety
+/// `cf` must be the live configuration.
+pub unsafe fn keep_in_conf_pool<T>(cf: *mut ngx_conf_t, value: T) -> Option<*const T> {
+    // SAFETY: the pool is live; Pool::allocate registers the drop.
+    let p = unsafe { ngx::core::Pool::from_ngx_pool((*cf).pool).allocate(value) };
+    (!p.is_null()).then_some(p.cast_const())
 }

@@ -9,6 +9,7 @@ mod bindings;
 mod client;
 mod conf;
 mod ffi;
+mod imap;
 mod pop3;
 mod protocol;
 mod proxy;
@@ -20,13 +21,14 @@ use core::ptr::{addr_of, null};
 use nginx_sys::{ngx_cycle_t, ngx_int_t, ngx_module_t};
 
 pub use auth_http::module::ngx_mail_rs_auth_http_module;
+pub use imap::module::ngx_mail_rs_imap_module;
 pub use pop3::module::ngx_mail_rs_pop3_module;
 pub use proxy::module::ngx_mail_rs_proxy_module;
 
 /// Logs once per configuration load which protocols this module serves.
 unsafe extern "C" fn announce(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let msg = format!(
-        "ngx-mail-rs {}: serving pop3 (auth_http, proxy)",
+        "ngx-mail-rs {}: serving pop3, imap (auth_http, proxy)",
         env!("CARGO_PKG_VERSION")
     );
     // SAFETY: the cycle log is live during init_module.
@@ -35,16 +37,18 @@ unsafe extern "C" fn announce(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 }
 
 #[no_mangle]
-pub static mut ngx_modules: [*const ngx_module_t; 4] = [
+pub static mut ngx_modules: [*const ngx_module_t; 5] = [
     addr_of!(ngx_mail_rs_pop3_module),
+    addr_of!(ngx_mail_rs_imap_module),
     addr_of!(ngx_mail_rs_auth_http_module),
     addr_of!(ngx_mail_rs_proxy_module),
     null(),
 ];
 
 #[no_mangle]
-pub static mut ngx_module_names: [*const c_char; 4] = [
+pub static mut ngx_module_names: [*const c_char; 5] = [
     c"ngx_mail_rs_pop3_module".as_ptr(),
+    c"ngx_mail_rs_imap_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
     null(),
@@ -52,10 +56,11 @@ pub static mut ngx_module_names: [*const c_char; 4] = [
 
 /// Our modules, then every stock module we must come before: nginx inserts
 /// each of ours ahead of the first of its successors already loaded, which
-/// puts all three right after ngx_mail_ssl_module in every build shape.
+/// puts all of ours right after ngx_mail_ssl_module in every build shape.
 #[no_mangle]
-pub static mut ngx_module_order: [*const c_char; 10] = [
+pub static mut ngx_module_order: [*const c_char; 11] = [
     c"ngx_mail_rs_pop3_module".as_ptr(),
+    c"ngx_mail_rs_imap_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
     c"ngx_mail_pop3_module".as_ptr(),

@@ -14,6 +14,7 @@
 
 pub mod auth_http;
 pub mod base64;
+pub mod imap;
 pub mod line;
 pub mod pop3;
 pub mod sasl;

@@ -6,19 +6,20 @@ use core::ptr::{self, addr_of, addr_of_mut};
 use mail_core::auth_bits;
 use mail_core::pop3::{self, Capabilities, DEFAULT_CAPABILITIES};
 use nginx_sys::{
-    ngx_array_create, ngx_array_push, ngx_array_t, ngx_command_t, ngx_conf_bitmask_t,
-    ngx_conf_set_bitmask_slot, ngx_conf_t, ngx_module_t, ngx_pcalloc, ngx_str_t, ngx_uint_t,
-    NGX_CONF_1MORE,
+    ngx_array_t, ngx_command_t, ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot, ngx_conf_t,
+    ngx_module_t, ngx_pcalloc, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE,
 };
 
 use super::handler;
 use crate::bindings::{
-    ngx_mail_capabilities, ngx_mail_conf_ctx_t, ngx_mail_core_main_conf_t, ngx_mail_core_module,
-    ngx_mail_core_srv_conf_t, ngx_mail_module_t, ngx_mail_protocol_t, NGX_MAIL_MAIN_CONF,
+    ngx_mail_capabilities, ngx_mail_module_t, ngx_mail_protocol_t, NGX_MAIL_MAIN_CONF,
     NGX_MAIL_POP3_PROTOCOL, NGX_MAIL_SRV_CONF,
 };
-use crate::conf::{command, mail_module, ngx_str, set_and_forward, Directive, NULL_COMMAND};
-use crate::ffi::{bytes, CONF_ERROR, CONF_OK};
+use crate::conf::{
+    capabilities_array, command, keep_in_conf_pool, mail_module, merge_auth_methods,
+    merge_capabilities, ngx_str, set_and_forward, Directive, NULL_COMMAND,
+};
+use crate::ffi::{CONF_ERROR, CONF_OK};
 
 /// Our pop3 server conf. `auth_methods` 0 means unset, as nginx's bitmask merge wants.
 #[repr(C)]
@@ -136,23 +137,14 @@ unsafe extern "C" fn create_srv_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     // SAFETY: cf->pool is live while configuring.
     unsafe {
         let conf = ngx_pcalloc((*cf).pool, size_of::<Pop3SrvConf>()).cast::<Pop3SrvConf>();
+        let Some(caps) = capabilities_array(cf) else {
+            return ptr::null_mut();
+        };
         if conf.is_null() {
             return ptr::null_mut();
         }
-        let caps = ngx_array_create((*cf).pool, 4, size_of::<ngx_str_t>());
-        if caps.is_null() {
-            return ptr::null_mut();
-        }
-        (*conf).capabilities = *caps;
+        (*conf).capabilities = caps;
         conf.cast()
-    }
-}
-
-fn strs(a: &ngx_array_t) -> Vec<&'static [u8]> {
-    // SAFETY: the array holds nelts ngx_str_t from the config pool.
-    unsafe {
-        let elts = a.elts.cast::<ngx_str_t>();
-        (0..a.nelts).map(|i| bytes(&*elts.add(i))).collect()
     }
 }
 
@@ -164,68 +156,35 @@ unsafe extern "C" fn merge_srv_conf(
     // SAFETY: nginx passes our two confs of this module.
     let (prev, conf) = unsafe {
         (
-            &mut *parent.cast::<Pop3SrvConf>(),
+            &*parent.cast::<Pop3SrvConf>(),
             &mut *child.cast::<Pop3SrvConf>(),
         )
     };
-    if conf.auth_methods == 0 {
-        conf.auth_methods = if prev.auth_methods == 0 {
-            nginx_sys::NGX_CONF_BITMASK_SET as ngx_uint_t | auth_bits::PLAIN as ngx_uint_t
-        } else {
-            prev.auth_methods
-        };
-    }
+    merge_auth_methods(&mut conf.auth_methods, prev.auth_methods);
     if conf.auth_methods & auth_bits::PLAIN as ngx_uint_t != 0 {
         conf.auth_methods |= auth_bits::LOGIN as ngx_uint_t;
     }
-    if conf.capabilities.nelts == 0 {
-        conf.capabilities = prev.capabilities;
-    }
-    if conf.capabilities.nelts == 0 {
-        for cap in DEFAULT_CAPABILITIES {
-            // SAFETY: the array was created in the config pool.
-            let slot = unsafe { ngx_array_push(&mut conf.capabilities) }.cast::<ngx_str_t>();
-            if slot.is_null() {
-                return CONF_ERROR;
-            }
-            // SAFETY: slot is a fresh element.
-            unsafe { *slot = ngx_str(cap) };
-        }
-    }
-    let replies = Capabilities::build(&strs(&conf.capabilities), conf.auth_methods);
-    // SAFETY: the config pool outlives every session of this cycle; the
-    // cleanup drops the value with it.
-    let p = unsafe { ngx::core::Pool::from_ngx_pool((*cf).pool).allocate(replies) };
-    if p.is_null() {
+    let Some(caps) = merge_capabilities(
+        &mut conf.capabilities,
+        &prev.capabilities,
+        &DEFAULT_CAPABILITIES,
+    ) else {
         return CONF_ERROR;
+    };
+    // SAFETY: cf is the live configuration.
+    match unsafe { keep_in_conf_pool(cf, Capabilities::build(&caps, conf.auth_methods)) } {
+        Some(p) => conf.replies = p,
+        None => return CONF_ERROR,
     }
-    conf.replies = p;
     CONF_OK
 }
 
-/// `listen 110;` without `protocol` picks the LAST mail module whose ports
-/// match, the stock one: move such servers onto ours.
 unsafe extern "C" fn take_over_guessed_servers(
     cf: *mut ngx_conf_t,
     _conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: during init_main_conf cf->ctx is the mail{} ctx, and the core
-    // main conf lists every server's core conf.
-    unsafe {
-        let ctx = (*cf).ctx.cast::<ngx_mail_conf_ctx_t>();
-        let cmcf = (*(*ctx).main_conf.add(ngx_mail_core_module.ctx_index))
-            .cast::<ngx_mail_core_main_conf_t>();
-        let servers = (*cmcf).servers.elts.cast::<*mut ngx_mail_core_srv_conf_t>();
-        let ours = addr_of_mut!(POP3_PROTOCOL);
-        for i in 0..(*cmcf).servers.nelts {
-            let cscf = *servers.add(i);
-            let proto = (*cscf).protocol;
-            if !proto.is_null() && proto != ours && bytes(&(*proto).name) == b"pop3" {
-                (*cscf).protocol = ours;
-            }
-        }
-    }
-    CONF_OK
+    // SAFETY: called by nginx as init_main_conf with the mail{} ctx.
+    unsafe { crate::conf::take_over_guessed_servers(cf, addr_of_mut!(POP3_PROTOCOL)) }
 }
 
 pub fn conf(s: crate::session::Session) -> &'static mut Pop3SrvConf {

@@ -1,0 +1,114 @@
+//! The IMAP session before login (`ngx_mail_imap_handler.c`'s job): the
+//! greeting, tagged replies, `+ OK` for synchronizing literals, SASL
+//! continuations, through `s->out` and `ngx_mail_send`.
+
+use mail_core::auth_bits;
+use mail_core::imap::{self, Action, Config, ImapSession, Step};
+use nginx_sys::{ngx_connection_t, ngx_event_t};
+
+use super::module;
+use crate::bindings::ngx_mail_session_t;
+use crate::client;
+use crate::protocol::ProtocolState;
+use crate::session::Session;
+
+pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
+    let sess = Session(s);
+    if sess
+        .create_ctx(ProtocolState::Imap(ImapSession::default()))
+        .is_none()
+    {
+        return sess.internal_server_error();
+    }
+    // stock makes the salt on the first AUTHENTICATE CRAM-MD5; its value is
+    // random either way
+    if module::conf(sess).auth_methods & auth_bits::CRAM_MD5 != 0 && !client::make_salt(sess) {
+        return sess.internal_server_error();
+    }
+    sess.set_out_static(imap::GREETING);
+    client::greet(sess, init_protocol);
+}
+
+pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
+    // SAFETY: the read event of a mail connection has the connection as data.
+    let sess = unsafe { Session::of((*rev).data.cast()) };
+    client::init_protocol(rev, module::conf(sess).client_buffer_size, auth_state);
+}
+
+pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
+    // SAFETY: the read event of a mail connection has the connection as data.
+    let c = unsafe { (*rev).data.cast::<ngx_connection_t>() };
+    // SAFETY: as above.
+    let sess = unsafe { Session::of(c) };
+    if client::timed_out(rev, sess) {
+        return;
+    }
+    let Some(buf) = client::read_command(sess) else {
+        return;
+    };
+    let Some(ctx) = sess.ctx() else {
+        return sess.internal_server_error();
+    };
+    let ProtocolState::Imap(imap) = &mut ctx.protocol else {
+        return sess.internal_server_error();
+    };
+    let iscf = module::conf(sess);
+    let Some(replies) = iscf.replies() else {
+        return sess.internal_server_error();
+    };
+    let cfg = Config {
+        auth_methods: iscf.auth_methods,
+        capabilities: replies,
+        starttls: client::starttls_mode(sess),
+        // SAFETY: c is live.
+        tls: unsafe { !(*c).ssl.is_null() },
+        salt: client::salt(sess),
+    };
+    let (consumed, action) = match imap.step(buf, &cfg) {
+        Step::Done { consumed, action } => (consumed, action),
+        Step::Continue => {
+            // the literal's bytes stay buffered; the reply is untagged
+            sess.set_out_static(imap::CONTINUE);
+            return client::reply(sess);
+        }
+        Step::Incomplete => {
+            if client::command_too_long(sess) {
+                let reply = [imap.tag_or_star(), b"BAD invalid command\r\n"].concat();
+                imap.reset();
+                if !sess.set_out(&reply) {
+                    return sess.internal_server_error();
+                }
+                return client::reply(sess);
+            }
+            return client::wait_for_more(sess);
+        }
+    };
+    client::consume(sess, consumed);
+    let reply = match action {
+        Action::Reply(r) => r,
+        Action::Quit(r) => {
+            sess.set_quit();
+            r
+        }
+        Action::StartTls(r) => {
+            client::start_tls(sess);
+            r
+        }
+        Action::Invalid {
+            reason,
+            reply,
+            quit,
+        } => {
+            client::invalid(sess, reason);
+            if quit {
+                sess.set_quit();
+            }
+            reply
+        }
+        Action::Authenticate(creds) => return client::authenticate(sess, &creds),
+    };
+    if !sess.set_out(&reply) {
+        return sess.internal_server_error();
+    }
+    client::reply(sess);
+}

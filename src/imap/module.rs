@@ -1,0 +1,213 @@
+//! `ngx_mail_rs_imap_module`: the imap protocol, its directives and confs.
+
+use core::ffi::{c_char, c_void};
+use core::ptr::{self, addr_of, addr_of_mut};
+
+use mail_core::auth_bits;
+use mail_core::imap::{Capabilities, DEFAULT_CAPABILITIES};
+use nginx_sys::{
+    ngx_array_t, ngx_command_t, ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot,
+    ngx_conf_set_size_slot, ngx_conf_t, ngx_module_t, ngx_pagesize, ngx_pcalloc, ngx_str_t,
+    ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_TAKE1,
+};
+
+use super::handler;
+use crate::bindings::{
+    ngx_mail_capabilities, ngx_mail_module_t, ngx_mail_protocol_t, NGX_MAIL_IMAP_PROTOCOL,
+    NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF,
+};
+use crate::conf::{
+    capabilities_array, command, keep_in_conf_pool, mail_module, merge, merge_auth_methods,
+    merge_capabilities, ngx_str, set_and_forward, Directive, NULL_COMMAND,
+};
+use crate::ffi::{CONF_ERROR, CONF_OK};
+use crate::session::Session;
+
+/// Our imap server conf; unset values are those nginx's merges expect.
+#[repr(C)]
+pub struct ImapSrvConf {
+    pub client_buffer_size: usize,
+    pub auth_methods: ngx_uint_t,
+    pub capabilities: ngx_array_t,
+    pub replies: *const Capabilities,
+}
+
+impl ImapSrvConf {
+    pub fn replies(&self) -> Option<&'static Capabilities> {
+        // SAFETY: set once in merge to a value owned by the cycle pool.
+        unsafe { self.replies.as_ref() }
+    }
+}
+
+pub static mut IMAP_PROTOCOL: ngx_mail_protocol_t = ngx_mail_protocol_t {
+    name: ngx_str(c"imap"),
+    alpn: ngx_str(c"\x04imap"),
+    port: [143, 993, 0, 0],
+    type_: NGX_MAIL_IMAP_PROTOCOL as ngx_uint_t,
+    init_session: Some(handler::init_session),
+    init_protocol: Some(handler::init_protocol),
+    // only ngx_mail_read_command calls it, and our handlers read for themselves
+    parse_command: None,
+    auth_state: Some(handler::auth_state),
+    internal_server_error: ngx_str(c"* BAD internal server error\r\n"),
+    cert_error: ngx_str(c"* BYE SSL certificate error\r\n"),
+    no_cert: ngx_str(c"* BYE No required SSL certificate\r\n"),
+};
+
+static mut AUTH_METHODS: [ngx_conf_bitmask_t; 5] = [
+    ngx_conf_bitmask_t {
+        name: ngx_str(c"plain"),
+        mask: auth_bits::PLAIN as ngx_uint_t,
+    },
+    ngx_conf_bitmask_t {
+        name: ngx_str(c"login"),
+        mask: auth_bits::LOGIN as ngx_uint_t,
+    },
+    ngx_conf_bitmask_t {
+        name: ngx_str(c"cram-md5"),
+        mask: auth_bits::CRAM_MD5 as ngx_uint_t,
+    },
+    ngx_conf_bitmask_t {
+        name: ngx_str(c"external"),
+        mask: auth_bits::EXTERNAL as ngx_uint_t,
+    },
+    ngx_conf_bitmask_t {
+        name: ngx_str_t {
+            len: 0,
+            data: ptr::null_mut(),
+        },
+        mask: 0,
+    },
+];
+
+const STOCK: &core::ffi::CStr = c"ngx_mail_imap_module";
+const DIRECTIVES: &[Directive] = &[
+    Directive {
+        name: "imap_client_buffer",
+        set: ngx_conf_set_size_slot,
+        shadows: STOCK,
+    },
+    Directive {
+        name: "imap_capabilities",
+        set: ngx_mail_capabilities,
+        shadows: STOCK,
+    },
+    Directive {
+        name: "imap_auth",
+        set: ngx_conf_set_bitmask_slot,
+        shadows: STOCK,
+    },
+];
+
+unsafe extern "C" fn set_directive(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx's parser with live arguments.
+    unsafe { set_and_forward(DIRECTIVES, cf, cmd, conf) }
+}
+
+const SRV: u32 = NGX_MAIL_MAIN_CONF | NGX_MAIL_SRV_CONF;
+
+static mut COMMANDS: [ngx_command_t; 4] = [
+    command(
+        c"imap_client_buffer",
+        SRV | NGX_CONF_TAKE1,
+        set_directive,
+        core::mem::offset_of!(ImapSrvConf, client_buffer_size),
+        ptr::null_mut(),
+    ),
+    command(
+        c"imap_capabilities",
+        SRV | NGX_CONF_1MORE,
+        set_directive,
+        core::mem::offset_of!(ImapSrvConf, capabilities),
+        ptr::null_mut(),
+    ),
+    command(
+        c"imap_auth",
+        SRV | NGX_CONF_1MORE,
+        set_directive,
+        core::mem::offset_of!(ImapSrvConf, auth_methods),
+        addr_of_mut!(AUTH_METHODS).cast(),
+    ),
+    NULL_COMMAND,
+];
+
+static mut CTX: ngx_mail_module_t = ngx_mail_module_t {
+    protocol: addr_of_mut!(IMAP_PROTOCOL),
+    create_main_conf: None,
+    init_main_conf: Some(take_over_guessed_servers),
+    create_srv_conf: Some(create_srv_conf),
+    merge_srv_conf: Some(merge_srv_conf),
+};
+
+#[no_mangle]
+pub static mut ngx_mail_rs_imap_module: ngx_module_t =
+    mail_module(addr_of_mut!(CTX), addr_of_mut!(COMMANDS).cast());
+
+unsafe extern "C" fn create_srv_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: cf->pool is live while configuring.
+    unsafe {
+        let conf = ngx_pcalloc((*cf).pool, size_of::<ImapSrvConf>()).cast::<ImapSrvConf>();
+        let Some(caps) = capabilities_array(cf) else {
+            return ptr::null_mut();
+        };
+        if conf.is_null() {
+            return ptr::null_mut();
+        }
+        (*conf).client_buffer_size = usize::MAX;
+        (*conf).capabilities = caps;
+        conf.cast()
+    }
+}
+
+unsafe extern "C" fn merge_srv_conf(
+    cf: *mut ngx_conf_t,
+    parent: *mut c_void,
+    child: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes our two confs of this module.
+    let (prev, conf) = unsafe {
+        (
+            &*parent.cast::<ImapSrvConf>(),
+            &mut *child.cast::<ImapSrvConf>(),
+        )
+    };
+    // SAFETY: ngx_pagesize is set at startup.
+    merge(
+        &mut conf.client_buffer_size,
+        prev.client_buffer_size,
+        usize::MAX,
+        unsafe { ngx_pagesize },
+    );
+    // unlike pop3, imap's "plain" does not imply AUTH=LOGIN
+    merge_auth_methods(&mut conf.auth_methods, prev.auth_methods);
+    let Some(caps) = merge_capabilities(
+        &mut conf.capabilities,
+        &prev.capabilities,
+        &DEFAULT_CAPABILITIES,
+    ) else {
+        return CONF_ERROR;
+    };
+    // SAFETY: cf is the live configuration.
+    match unsafe { keep_in_conf_pool(cf, Capabilities::build(&caps, conf.auth_methods)) } {
+        Some(p) => conf.replies = p,
+        None => return CONF_ERROR,
+    }
+    CONF_OK
+}
+
+unsafe extern "C" fn take_over_guessed_servers(
+    cf: *mut ngx_conf_t,
+    _conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx as init_main_conf with the mail{} ctx.
+    unsafe { crate::conf::take_over_guessed_servers(cf, addr_of_mut!(IMAP_PROTOCOL)) }
+}
+
+pub fn conf(s: Session) -> &'static mut ImapSrvConf {
+    // SAFETY: this module's server conf is an ImapSrvConf.
+    unsafe { s.srv_conf(addr_of!(ngx_mail_rs_imap_module)) }
+}
