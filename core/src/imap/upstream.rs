@@ -99,9 +99,13 @@ impl LoginDialogue {
                 } else {
                     first
                 };
+                // as stock, a refusal with our tag is logged from after the tag
                 match tagged.strip_prefix(self.tag.as_slice()) {
                     Some(status) if status.starts_with(b"OK") => UpstreamStep::LoggedIn,
-                    _ => UpstreamStep::Refused {
+                    Some(status) => UpstreamStep::Refused {
+                        line: status.to_vec(),
+                    },
+                    None => UpstreamStep::Refused {
                         line: tagged.to_vec(),
                     },
                 }
@@ -153,7 +157,7 @@ mod tests {
         assert_eq!(
             d.on_data(b"a1 NO bad\r\n", false),
             UpstreamStep::Refused {
-                line: b"a1 NO bad".to_vec()
+                line: b"NO bad".to_vec()
             }
         );
         let mut d = LoginDialogue::new(b"a1 ", b"u", b"p");

@@ -1,104 +1,27 @@
 package Test::Nginx::POP3;
 
-# A line-oriented POP3 client for tests, and a scriptable POP3 backend.
+# A POP3 client for tests, and a fake POP3 backend.
 
 use warnings;
 use strict;
 
-use Test::More qw//;
-use IO::Select;
+use parent -norequire, 'Test::Nginx::MailClient';
+
 use IO::Socket::INET;
 use Socket qw/ CRLF /;
 
 use Test::Nginx;
+use Test::Nginx::MailClient;
 
 sub new {
 	my ($class, @args) = @_;
-	my %args = @args;
-	my $port = $args{SSL} ? 8995 : 8110;
-	my $sock = IO::Socket::INET->new(Proto => 'tcp',
-		PeerAddr => '127.0.0.1:' . port($port), @args)
-		or die "Can't connect to nginx: $!\n";
-	$sock->autoflush(1);
-	my $self = bless { sock => $sock, buf => '' }, $class;
-	$self->upgrade(@args) if $args{SSL};
-	return $self;
-}
-
-# TLS on the socket: for `listen ... ssl` or after STLS.
-sub upgrade {
-	my ($self, @opts) = @_;
-	require IO::Socket::SSL;
-	IO::Socket::SSL->start_SSL($self->{sock},
-		SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(), @opts)
-		or die "TLS: " . IO::Socket::SSL::errstr();
-	return $self;
-}
-
-sub socket { $_[0]->{sock} }
-
-sub print {
-	my ($self, $data) = @_;
-	Test::Nginx::log_out($data);
-	$self->{sock}->syswrite($data);
-}
-
-sub send {
-	my ($self, $cmd) = @_;
-	$self->print($cmd . CRLF);
-}
-
-sub getline {
-	my ($self) = @_;
-	my $sock = $self->{sock};
-	while ($self->{buf} !~ /\n/) {
-		my $pending = $sock->can('pending') && $sock->pending;
-		last unless $pending || IO::Select->new($sock)->can_read(8);
-		my $n = $sock->sysread(my $chunk, 65536);
-		last unless $n;
-		$self->{buf} .= $chunk;
-	}
-	$self->{buf} =~ s/^([^\n]*\n?)// or return undef;
-	my $line = $1;
-	return undef if $line eq '';
-	Test::Nginx::log_in($line);
-	return $line;
-}
-
-# One reply: a line, or a whole multi-line reply when it starts with
-# "+OK" and more lines are buffered up to the terminating dot.
-sub read {
-	my ($self) = @_;
-	return $self->getline();
-}
-
-
-sub check {
-	my ($self, $regex, $name) = @_;
-	Test::More::like($self->read(), $regex, $name);
+	return $class->connect(8110, 8995, @args);
 }
 
 sub ok {
 	my ($self, $name) = @_;
 	Test::More::like($self->read(), qr/^\+OK/, $name);
 }
-
-sub can_read {
-	my ($self, $timeout) = @_;
-	return 1 if length $self->{buf};
-	return IO::Select->new($self->{sock})->can_read($timeout || 3);
-}
-
-sub eof {
-	my ($self) = @_;
-	return 0 if length $self->{buf};
-	return 1 unless IO::Select->new($self->{sock})->can_read(5);
-	my $n = $self->{sock}->sysread(my $chunk, 1);
-	$self->{buf} .= $chunk if $n;
-	return !$n;
-}
-
-###############################################################################
 
 # A fake POP3 backend: test@example.com with password "secret" may log in;
 # anything else is refused.
