@@ -1,9 +1,10 @@
 #!/usr/bin/perl
 
-# Tests for configuration: every POP3, auth_http and proxy directive is
-# accepted where stock nginx accepts it, and bad values are refused with
+# Tests for configuration: every POP3, IMAP, auth_http and proxy directive
+# is accepted where stock nginx accepts it, and bad values are refused with
 # stock nginx's [emerg] texts. Against our module, also: the notice line at
-# start, and a server whose protocol is guessed from `listen 110` is ours.
+# start, and servers whose protocol is guessed from `listen 110` and
+# `listen 143` are ours.
 
 ###############################################################################
 
@@ -31,13 +32,15 @@ local $SIG{PIPE} = 'IGNORE';
 
 my $stock = ($ENV{TEST_NGINX_GLOBALS} // '') !~ /ngx_mail_rs/;
 
-my $t = Test::Nginx->new()->has(qw/mail pop3 http rewrite/);
+my $t = Test::Nginx->new()->has(qw/mail pop3 imap http rewrite/);
 
-my $probe = $> == 0 && IO::Socket::INET->new(LocalAddr => '127.0.0.1:110',
-	Listen => 1, ReuseAddr => 1);
-my $can_110 = $probe ? 1 : 0;
-close $probe if $probe;
-my $listen_110 = $can_110 ? 'listen 127.0.0.1:110;' : '';
+# ports 110 and 143 let nginx guess the protocol; root may bind them
+my @probes = map { $> == 0 && IO::Socket::INET->new(LocalAddr => "127.0.0.1:$_",
+	Listen => 1, ReuseAddr => 1) } 110, 143;
+my $can_guess = (grep { $_ } @probes) == 2 ? 1 : 0;
+close $_ for grep { $_ } @probes;
+my $listen_110 = $can_guess ? 'listen 127.0.0.1:110;' : '';
+my $listen_143 = $can_guess ? 'listen 127.0.0.1:143;' : 'listen 127.0.0.1:8146; protocol imap;';
 
 $t->write_file_expand('nginx.conf', <<"EOF");
 
@@ -77,6 +80,15 @@ mail {
         listen     127.0.0.1:8112;
         pop3_auth  plain;
     }
+
+    imap_auth  plain login;
+    imap_capabilities IMAP4rev1;
+    imap_client_buffer 2k;
+
+    server {
+        $listen_143
+        imap_auth  plain;
+    }
 }
 
 http {
@@ -99,14 +111,14 @@ http {
 EOF
 
 # `listen 8112` alone guesses no protocol: give it one unless port 110 is ours
-unless ($can_110) {
+unless ($can_guess) {
 	my $conf = $t->read_file('nginx.conf');
 	$conf =~ s/(listen     127\.0\.0\.1:\d+;\n        pop3_auth  plain;)/$1\n        protocol pop3;/;
 	$t->write_file('nginx.conf', $conf);
 }
 
 $t->run_daemon(\&Test::Nginx::POP3::pop3_test_daemon);
-$t->run()->plan(15);
+$t->run()->plan(19);
 
 $t->waitforsocket('127.0.0.1:' . port(8111));
 
@@ -169,6 +181,18 @@ like(config_test("auth_http 127.0.0.1:1/a; auth_http_header X; $server"),
 	qr/\[emerg\] invalid number of arguments in "auth_http_header" directive/,
 	'auth_http_header with one argument');
 
+like(config_test("auth_http 127.0.0.1:1/a; imap_auth plain bogus; $server"),
+	qr/\[emerg\] invalid value "bogus" in .*test\.conf:\d+/,
+	'bad imap_auth value');
+
+like(config_test("auth_http 127.0.0.1:1/a; imap_client_buffer 1x; $server"),
+	qr/\[emerg\] "imap_client_buffer" directive invalid value in .*test\.conf:\d+/,
+	'bad imap_client_buffer');
+
+like(config_test("auth_http 127.0.0.1:1/a; imap_capabilities; $server"),
+	qr/\[emerg\] invalid number of arguments in "imap_capabilities" directive/,
+	'imap_capabilities without arguments');
+
 like(config_test('auth_http 127.0.0.1:1/a; server { listen 127.0.0.1:'
 	. port(8114) . '; }'),
 	qr/\[emerg\] unknown mail protocol for server in .*test\.conf:\d+/,
@@ -189,13 +213,13 @@ $s->send('PASS x');
 $s->check(qr/^\+OK pass ok/, 'login with directives from every level');
 
 SKIP: {
-skip 'our module only', 2 if $stock;
+skip 'our module only', 3 if $stock;
 
 like($t->read_file('error.log'),
-	qr/\[notice\] .*ngx-mail-rs \d+\.\d+\.\d+: serving pop3/,
+	qr/\[notice\] .*ngx-mail-rs \d+\.\d+\.\d+: serving pop3, imap/,
 	'notice names the module, its version and protocols');
 
-skip 'port 110 needs root and a free port', 1 unless $can_110;
+skip 'ports 110 and 143 need root and free ports', 2 unless $can_guess;
 
 # `listen 110` with no protocol picks the last pop3 module, the stock one,
 # unless we take the server over: our hardening refuses what stock would
@@ -203,7 +227,13 @@ skip 'port 110 needs root and a free port', 1 unless $can_110;
 $s = Test::Nginx::POP3->new(PeerAddr => '127.0.0.1:110');
 $s->read();
 $s->send('AUTH EXTERNAL ' . encode_base64('test@example.com', ''));
-$s->check(qr/^-ERR invalid command/, 'guessed protocol is served by our module');
+$s->check(qr/^-ERR invalid command/, 'guessed pop3 is served by our module');
+
+# likewise for imap: stock takes an empty tag, we refuse it
+$s = Test::Nginx::POP3->new(PeerAddr => '127.0.0.1:143');
+$s->read();
+$s->send(' NOOP');
+$s->check(qr/^\* BAD invalid command/, 'guessed imap is served by our module');
 }
 
 ###############################################################################
