@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# A POP3 proxy you can talk to with a real client:
-#   nginx with ngx-mail-rs on 127.0.0.1:8110
+# A POP3 and IMAP proxy you can talk to with real clients:
+#   nginx with ngx-mail-rs on 127.0.0.1:8110 (POP3) and 127.0.0.1:8143 (IMAP)
 #   the auth server: nginx's own http{} block on 127.0.0.1:8180
-#   the backend: Dovecot (Debian's package) on 127.0.0.1:8111, with a mailbox
+#   the backend: Dovecot (Debian's packages) on 127.0.0.1:8111 and :8144,
+#   with a mailbox
 #
 # Usage: scripts/demo.sh           run until Ctrl-C
 #        scripts/demo.sh --check   start, fetch the message with curl, stop
@@ -11,8 +12,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 check=0
 [ "${1:-}" = --check ] && check=1
 
-if ! command -v dovecot >/dev/null 2>&1; then
-    echo "installing Dovecot from Debian's packages (not started as a service)"
+if ! command -v dovecot >/dev/null 2>&1 || [ ! -e /usr/lib/dovecot/imap ] || [ ! -e /usr/lib/dovecot/pop3 ]; then
+    echo "installing Dovecot (POP3, IMAP) from Debian's packages (not started as a service)"
     created_policy=0
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
@@ -21,7 +22,7 @@ if ! command -v dovecot >/dev/null 2>&1; then
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq dovecot-pop3d curl >/dev/null
+    apt-get install -y -qq dovecot-pop3d dovecot-imapd curl >/dev/null
     [ $created_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
@@ -48,12 +49,21 @@ base_dir = $dir/dovecot/run
 state_dir = $dir/dovecot/state
 log_path = $dir/dovecot/dovecot.log
 listen = 127.0.0.1
-protocols = pop3
+protocols = pop3 imap
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = nobody
 default_login_user = nobody
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = 8144
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
 service pop3-login {
   inet_listener pop3 {
     address = 127.0.0.1
@@ -94,6 +104,11 @@ mail {
         protocol pop3;
         pop3_auth plain;
     }
+
+    server {
+        listen 127.0.0.1:8143;
+        protocol imap;
+    }
 }
 
 http {
@@ -112,7 +127,11 @@ http {
             }
             add_header Auth-Status \$auth_status;
             add_header Auth-Server 127.0.0.1;
-            add_header Auth-Port 8111;
+            set \$backend_port 8111;
+            if (\$http_auth_protocol = imap) {
+                set \$backend_port 8144;
+            }
+            add_header Auth-Port \$backend_port;
             add_header Auth-Pass backend-secret;
             add_header Auth-Wait 1;
             return 204;
@@ -139,9 +158,11 @@ for _ in $(seq 50); do
 done
 
 if [ $check = 1 ]; then
-    out=$(curl -s --max-time 10 pop3://demo:demo@127.0.0.1:8110/1) || true
-    if grep -q "Hello through the Rust mail proxy" <<<"$out"; then
-        echo "demo check: the message was read through the proxy"
+    pop3=$(curl -s --max-time 10 pop3://demo:demo@127.0.0.1:8110/1) || true
+    imap=$(curl -s --max-time 10 'imap://demo:demo@127.0.0.1:8143/INBOX;UID=1') || true
+    if grep -q "Hello through the Rust mail proxy" <<<"$pop3" \
+        && grep -q "Hello through the Rust mail proxy" <<<"$imap"; then
+        echo "demo check: the message was read through the proxy with POP3 and IMAP"
         exit 0
     fi
     echo "demo check failed; nginx said:" >&2
@@ -154,8 +175,10 @@ cat <<EOF
 ngx-mail-rs demo is running (Ctrl-C stops it).
 
   Read the message:     curl pop3://demo:demo@127.0.0.1:8110/1
+  The same over IMAP:   curl 'imap://demo:demo@127.0.0.1:8143/INBOX;UID=1'
   List the mailbox:     curl pop3://demo:demo@127.0.0.1:8110/
   Talk POP3 yourself:   nc -C 127.0.0.1 8110     (USER demo / PASS demo / LIST / RETR 1 / QUIT)
+  Talk IMAP yourself:   nc -C 127.0.0.1 8143     (a LOGIN demo demo / b SELECT INBOX / c FETCH 1 BODY[] / d LOGOUT)
   A wrong password:     curl -v pop3://demo:wrong@127.0.0.1:8110/
 
   nginx log:   $dir/nginx/error.log

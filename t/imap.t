@@ -98,7 +98,7 @@ http {
 EOF
 
 $t->run_daemon(\&Test::Nginx::IMAP::imap_test_daemon);
-$t->run()->plan(55);
+$t->run()->plan(56);
 
 $t->waitforsocket('127.0.0.1:' . port(8144));
 
@@ -291,6 +291,18 @@ $s = Test::Nginx::IMAP->new(PeerAddr => '127.0.0.1:' . port(8145));
 $s->read();
 $s->print('o2 LOGIN "never closed');
 ok($s->eof(), 'unterminated quoted string: timed out');
+
+# a byte every 0.4s: `timeout` bounds the whole exchange, not each byte
+$s = Test::Nginx::IMAP->new(PeerAddr => '127.0.0.1:' . port(8145));
+$s->read();
+my $start = time();
+local $SIG{PIPE} = 'IGNORE';
+for my $c (split //, 'o3 LOGIN user password' . CRLF) {
+	last unless $s->socket()->syswrite($c);
+	select undef, undef, undef, 0.4;
+	last if time() - $start > 6;
+}
+ok($s->eof(), 'slow client closed by the timeout');
 
 SKIP: {
 skip 'hardening beyond stock nginx', 5 if $stock;
