@@ -4,7 +4,7 @@
 
 use core::ptr;
 
-use mail_core::pop3::StartTls;
+use mail_core::StartTls;
 use mail_core::{AuthMethod, Credentials};
 use nginx_sys::{ngx_connection_t, ngx_event_t};
 
@@ -299,4 +299,37 @@ pub fn authenticate(sess: Session, creds: &Credentials) {
         return sess.internal_server_error();
     }
     crate::auth_http::client::start_login(sess, creds.method);
+}
+
+/// The start of every auth-state read event: the timeout, reading what the
+/// client sent, and our session state. `None` when the handler must return.
+pub fn begin(
+    rev: *mut ngx_event_t,
+) -> Option<(Session, &'static [u8], &'static mut crate::session::MailCtx)> {
+    // SAFETY: the read event of a mail connection has the connection as data.
+    let sess = unsafe { Session::of((*rev).data.cast::<ngx_connection_t>()) };
+    if timed_out(rev, sess) {
+        return None;
+    }
+    let buf = read_command(sess)?;
+    match sess.ctx() {
+        Some(ctx) => Some((sess, buf, ctx)),
+        None => {
+            sess.internal_server_error();
+            None
+        }
+    }
+}
+
+/// What the session's protocol state needs to know of its server and
+/// connection.
+pub fn config<C>(sess: Session, auth_methods: usize, capabilities: &C) -> mail_core::Config<'_, C> {
+    mail_core::Config {
+        auth_methods,
+        capabilities,
+        starttls: starttls_mode(sess),
+        // SAFETY: the connection is live.
+        tls: unsafe { !(*sess.connection()).ssl.is_null() },
+        salt: salt(sess),
+    }
 }

@@ -14,10 +14,13 @@
 
 pub mod auth_http;
 pub mod base64;
+mod config;
 pub mod imap;
 pub mod line;
 pub mod pop3;
 pub mod sasl;
+
+pub use config::{Config, StartTls};
 
 /// An authentication method, numbered as nginx numbers `s->auth_method`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! continuations, through `s->out` and `ngx_mail_send`.
 
 use mail_core::auth_bits;
-use mail_core::imap::{self, Action, Config, ImapSession, Step};
+use mail_core::imap::{self, Action, ImapSession, Step};
 use nginx_sys::{ngx_connection_t, ngx_event_t};
 
 use super::module;
@@ -36,18 +36,8 @@ pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
 }
 
 pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
-    // SAFETY: the read event of a mail connection has the connection as data.
-    let c = unsafe { (*rev).data.cast::<ngx_connection_t>() };
-    // SAFETY: as above.
-    let sess = unsafe { Session::of(c) };
-    if client::timed_out(rev, sess) {
+    let Some((sess, buf, ctx)) = client::begin(rev) else {
         return;
-    }
-    let Some(buf) = client::read_command(sess) else {
-        return;
-    };
-    let Some(ctx) = sess.ctx() else {
-        return sess.internal_server_error();
     };
     let ProtocolState::Imap(imap) = &mut ctx.protocol else {
         return sess.internal_server_error();
@@ -56,14 +46,7 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
     let Some(replies) = iscf.replies() else {
         return sess.internal_server_error();
     };
-    let cfg = Config {
-        auth_methods: iscf.auth_methods,
-        capabilities: replies,
-        starttls: client::starttls_mode(sess),
-        // SAFETY: c is live.
-        tls: unsafe { !(*c).ssl.is_null() },
-        salt: client::salt(sess),
-    };
+    let cfg = client::config(sess, iscf.auth_methods, replies);
     let (consumed, action) = match imap.step(buf, &cfg) {
         Step::Done { consumed, action } => (consumed, action),
         Step::Continue => {

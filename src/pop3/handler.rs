@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use mail_core::auth_bits;
-use mail_core::pop3::{self, Action, Config, Pop3Session, Step};
+use mail_core::pop3::{self, Action, Pop3Session, Step};
 use nginx_sys::{ngx_connection_t, ngx_event_t};
 
 use super::module::{self, BUFFER_SIZE};
@@ -37,18 +37,8 @@ pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
 }
 
 pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
-    // SAFETY: as in init_protocol.
-    let c = unsafe { (*rev).data.cast::<ngx_connection_t>() };
-    // SAFETY: as above.
-    let sess = unsafe { Session::of(c) };
-    if client::timed_out(rev, sess) {
+    let Some((sess, buf, ctx)) = client::begin(rev) else {
         return;
-    }
-    let Some(buf) = client::read_command(sess) else {
-        return;
-    };
-    let Some(ctx) = sess.ctx() else {
-        return sess.internal_server_error();
     };
     let ProtocolState::Pop3(pop3) = &mut ctx.protocol else {
         return sess.internal_server_error();
@@ -57,14 +47,7 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
     let Some(replies) = pscf.replies() else {
         return sess.internal_server_error();
     };
-    let cfg = Config {
-        auth_methods: pscf.auth_methods,
-        capabilities: replies,
-        starttls: client::starttls_mode(sess),
-        // SAFETY: c is live.
-        tls: unsafe { !(*c).ssl.is_null() },
-        salt: client::salt(sess),
-    };
+    let cfg = client::config(sess, pscf.auth_methods, replies);
     let (consumed, action) = match pop3.step(buf, &cfg) {
         Step::Done { consumed, action } => (consumed, action),
         Step::Incomplete => {

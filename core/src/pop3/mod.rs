@@ -9,7 +9,7 @@ mod upstream;
 
 pub use capabilities::{Capabilities, DEFAULT_CAPABILITIES};
 pub use parser::{parse_line, Command, Parsed, Verb};
-pub use session::{reply_bytes, Action, Config, Pop3Session, StartTls, Step};
+pub use session::{reply_bytes, Action, Config, Pop3Session, Step};
 pub use upstream::{LoginDialogue, UpstreamStep};
 
 pub const GREETING: &[u8] = b"+OK POP3 ready\r\n";

@@ -7,35 +7,14 @@ use std::borrow::Cow;
 use super::parser::{parse_line, Parsed, Verb};
 use super::{Capabilities, INVALID_COMMAND, OK};
 use crate::sasl::{self, Mechanism};
-use crate::{auth_bits, AuthMethod, Credentials, Invalid};
+use crate::{auth_bits, AuthMethod, Credentials, Invalid, StartTls};
 
 const NEXT: &[u8] = b"+ \r\n";
 const USERNAME: &[u8] = b"+ VXNlcm5hbWU6\r\n";
 const PASSWORD: &[u8] = b"+ UGFzc3dvcmQ6\r\n";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StartTls {
-    Off,
-    On,
-    Only,
-}
-
-/// What a server's configuration and the connection say about a command.
-pub struct Config<'a> {
-    pub auth_methods: usize,
-    pub capabilities: &'a Capabilities,
-    pub starttls: StartTls,
-    /// The connection is already TLS (`listen ... ssl`, or after STLS).
-    pub tls: bool,
-    /// The APOP/CRAM-MD5 salt of this session, CRLF-terminated.
-    pub salt: Option<&'a [u8]>,
-}
-
-impl Config<'_> {
-    fn login_needs_tls(&self) -> bool {
-        !self.tls && self.starttls == StartTls::Only
-    }
-}
+/// A POP3 session's view of its server's configuration.
+pub type Config<'a> = crate::Config<'a, Capabilities>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum State {
@@ -206,7 +185,6 @@ impl Pop3Session {
         if args.is_empty() {
             return Action::Reply(Cow::Borrowed(&cfg.capabilities.auth));
         }
-        let enabled = |bit: usize| cfg.auth_methods & bit != 0;
         match sasl::mechanism(args) {
             Some(Mechanism::Login) => {
                 self.state = State::AuthLoginUsername;
@@ -226,20 +204,20 @@ impl Pop3Session {
             Some(Mechanism::PlainResponse(resp)) => {
                 sasl::plain(resp).map_or_else(Action::Invalid, Action::Authenticate)
             }
-            Some(Mechanism::CramMd5) if enabled(auth_bits::CRAM_MD5) => match cfg.salt {
+            Some(Mechanism::CramMd5) if cfg.enabled(auth_bits::CRAM_MD5) => match cfg.salt {
                 Some(salt) => {
                     self.state = State::AuthCramMd5;
                     Action::Reply(Cow::Owned(sasl::cram_md5_challenge(b"+ ", salt)))
                 }
                 None => invalid,
             },
-            Some(Mechanism::External) if enabled(auth_bits::EXTERNAL) => {
+            Some(Mechanism::External) if cfg.enabled(auth_bits::EXTERNAL) => {
                 self.state = State::AuthExternal;
                 Action::Reply(Cow::Borrowed(USERNAME))
             }
             // Hardening: stock accepts an EXTERNAL initial response even
             // when `external` is not in pop3_auth.
-            Some(Mechanism::ExternalResponse(resp)) if enabled(auth_bits::EXTERNAL) => {
+            Some(Mechanism::ExternalResponse(resp)) if cfg.enabled(auth_bits::EXTERNAL) => {
                 sasl::external(resp).map_or_else(Action::Invalid, Action::Authenticate)
             }
             _ => invalid,

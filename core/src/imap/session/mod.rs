@@ -4,9 +4,8 @@
 
 use super::parser::{Event, Parser, Verb};
 use super::Capabilities;
-use crate::pop3::StartTls;
 use crate::sasl::{self, Mechanism};
-use crate::{auth_bits, AuthMethod, Credentials, Invalid};
+use crate::{auth_bits, AuthMethod, Credentials, Invalid, StartTls};
 
 const OK: &[u8] = b"OK completed\r\n";
 const BAD: &[u8] = b"BAD invalid command\r\n";
@@ -16,20 +15,8 @@ const PLAIN_NEXT: &[u8] = b"+ \r\n";
 const USERNAME: &[u8] = b"+ VXNlcm5hbWU6\r\n";
 const PASSWORD: &[u8] = b"+ UGFzc3dvcmQ6\r\n";
 
-pub struct Config<'a> {
-    pub auth_methods: usize,
-    pub capabilities: &'a Capabilities,
-    pub starttls: StartTls,
-    pub tls: bool,
-    /// The CRAM-MD5 salt of this session, CRLF-terminated.
-    pub salt: Option<&'a [u8]>,
-}
-
-impl Config<'_> {
-    fn login_needs_tls(&self) -> bool {
-        !self.tls && self.starttls == StartTls::Only
-    }
-}
+/// An IMAP session's view of its server's configuration.
+pub type Config<'a> = crate::Config<'a, Capabilities>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum State {
@@ -200,7 +187,6 @@ impl ImapSession {
             return self.invalid(Invalid(None));
         }
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let enabled = |bit: usize| cfg.auth_methods & bit != 0;
         match sasl::mechanism(&args) {
             Some(Mechanism::Login) => self.challenge(State::AuthLoginUsername, USERNAME),
             Some(Mechanism::LoginUsername(user)) => match sasl::login_username(user) {
@@ -209,18 +195,18 @@ impl ImapSession {
             },
             Some(Mechanism::Plain) => self.challenge(State::AuthPlain, PLAIN_NEXT),
             Some(Mechanism::PlainResponse(resp)) => self.finish(sasl::plain(resp)),
-            Some(Mechanism::CramMd5) if enabled(auth_bits::CRAM_MD5) => match cfg.salt {
+            Some(Mechanism::CramMd5) if cfg.enabled(auth_bits::CRAM_MD5) => match cfg.salt {
                 Some(salt) => {
                     let line = sasl::cram_md5_challenge(b"+ ", salt);
                     self.challenge(State::AuthCramMd5, &line)
                 }
                 None => self.invalid(Invalid(None)),
             },
-            Some(Mechanism::External) if enabled(auth_bits::EXTERNAL) => {
+            Some(Mechanism::External) if cfg.enabled(auth_bits::EXTERNAL) => {
                 self.challenge(State::AuthExternal, USERNAME)
             }
             // hardening: stock accepts this even without `external`
-            Some(Mechanism::ExternalResponse(resp)) if enabled(auth_bits::EXTERNAL) => {
+            Some(Mechanism::ExternalResponse(resp)) if cfg.enabled(auth_bits::EXTERNAL) => {
                 self.finish(sasl::external(resp))
             }
             _ => self.invalid(Invalid(None)),

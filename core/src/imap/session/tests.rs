@@ -1,5 +1,6 @@
 use super::*;
 use crate::base64::encode;
+use crate::StartTls;
 
 fn caps() -> Capabilities {
     Capabilities::build(
