@@ -15,6 +15,7 @@ fn main() {
     }
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(ngx_mail_ssl)");
+    println!("cargo::rustc-check-cfg=cfg(ngx_proxy_protocol_v1_max)");
 
     let includes = env::var("DEP_NGINX_INCLUDE").expect("nginx-sys exports DEP_NGINX_INCLUDE");
     let cflags = env::var("DEP_NGINX_CFLAGS").unwrap_or_default();
@@ -30,6 +31,17 @@ fn main() {
             dir.join("ngx_mail.h").is_file().then_some(dir)
         })
         .expect("nginx source tree has src/mail/ngx_mail.h");
+
+    // nginx 1.25.x renamed the PROXY v1 header bound when it learned v2
+    let core_dir = mail_dir
+        .parent()
+        .map(|src| src.join("core"))
+        .unwrap_or_default();
+    let proxy_protocol_h =
+        std::fs::read_to_string(core_dir.join("ngx_proxy_protocol.h")).unwrap_or_default();
+    if proxy_protocol_h.contains("NGX_PROXY_PROTOCOL_V1_MAX_HEADER") {
+        println!("cargo::rustc-cfg=ngx_proxy_protocol_v1_max");
+    }
 
     let auto_config = std::fs::read_to_string(build_dir.join("ngx_auto_config.h"))
         .expect("ngx_auto_config.h in the nginx build directory");

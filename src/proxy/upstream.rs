@@ -10,8 +10,12 @@ use nginx_sys::{
     ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_handle_read_event,
     ngx_handle_write_event, ngx_pcalloc, ngx_post_event, ngx_posted_events,
     ngx_proxy_protocol_write, ngx_str_t, sockaddr, sockaddr_in, sockaddr_in6, socklen_t,
-    NGX_PROXY_PROTOCOL_V1_MAX_HEADER,
 };
+
+#[cfg(not(ngx_proxy_protocol_v1_max))]
+use nginx_sys::NGX_PROXY_PROTOCOL_MAX_HEADER as PROXY_V1_MAX_HEADER;
+#[cfg(ngx_proxy_protocol_v1_max)]
+use nginx_sys::NGX_PROXY_PROTOCOL_V1_MAX_HEADER as PROXY_V1_MAX_HEADER;
 
 use super::module;
 use crate::bindings::ngx_mail_proxy_ctx_t;
@@ -193,7 +197,7 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
 /// Sends the PROXY v1 header in one write; false when the caller must stop.
 fn send_proxy_protocol(sess: Session) -> bool {
     sess.set_action(c"sending PROXY protocol header to upstream");
-    let mut buf = [0u8; NGX_PROXY_PROTOCOL_V1_MAX_HEADER as usize];
+    let mut buf = [0u8; PROXY_V1_MAX_HEADER as usize];
     let uc = upstream(sess);
     // SAFETY: the client connection and uc are live; the header fits buf.
     unsafe {

@@ -17,7 +17,6 @@ use Test::More qw//;
 use Time::HiRes qw/ sleep time /;
 
 our @EXPORT = qw/ log_in log_out http http_get port /;
-our @EXPORT_OK = qw/ stock_modules /;
 
 our $NGINX = $ENV{TEST_NGINX_BINARY} // '../nginx-src/objs/nginx';
 our %ports;
@@ -75,11 +74,6 @@ sub configure_args {
 	return $configure;
 }
 
-# True when the test runs against nginx's own mail modules, not ours.
-sub stock_modules {
-	return ($ENV{TEST_NGINX_GLOBALS} // '') !~ /ngx_mail_rs|libngx_mail_rs/;
-}
-
 sub has_module {
 	my ($self, $feature) = @_;
 	my $v = configure_args();
@@ -101,6 +95,20 @@ sub has_module {
 	);
 	my $test = $check{$feature} or return 0;
 	return $test->();
+}
+
+# True when the nginx binary is at least version $need (like "1.27.3").
+sub has_version {
+	my ($self, $need) = @_;
+	my ($have) = configure_args() =~ m!nginx version: [^/]+/([\d.]+)!;
+	return 0 unless defined $have;
+	my @h = split /\./, $have;
+	my @n = split /\./, $need;
+	for my $i (0 .. 2) {
+		my ($a, $b) = ($h[$i] // 0, $n[$i] // 0);
+		return $a > $b if $a != $b;
+	}
+	return 1;
 }
 
 sub has {
