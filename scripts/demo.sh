@@ -14,16 +14,7 @@ check=0
 
 if ! command -v dovecot >/dev/null 2>&1 || [ ! -e /usr/lib/dovecot/imap ] || [ ! -e /usr/lib/dovecot/pop3 ]; then
     echo "installing Dovecot (POP3, IMAP) from Debian's packages (not started as a service)"
-    created_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        created_policy=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq dovecot-pop3d dovecot-imapd curl >/dev/null
-    [ $created_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+    "$top/scripts/apt-install-quiet.sh" dovecot-pop3d dovecot-imapd curl
 fi
 
 "$top/scripts/build-nginx.sh" dynamic >/dev/null
