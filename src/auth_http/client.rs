@@ -230,19 +230,25 @@ fn start(sess: Session) {
     }
 }
 
-/// Closes the auth connection and frees the attempt.
-fn finish(sess: Session) {
-    let Some(attempt) = sess.ctx().and_then(|ctx| ctx.auth.take()) else {
-        return;
-    };
-    // SAFETY: the peer connection (if any) and the pool belong to the attempt.
-    unsafe {
-        let pc = (*attempt.peer).connection;
-        if !pc.is_null() {
-            ngx_close_connection(pc);
+impl Drop for AuthAttempt {
+    /// Closes the auth connection and frees the attempt's pool, however the
+    /// attempt ends, even with its session's pool.
+    fn drop(&mut self) {
+        // SAFETY: the peer connection (if any) and the pool belong to this
+        // attempt and are released exactly once, here.
+        unsafe {
+            let pc = (*self.peer).connection;
+            if !pc.is_null() {
+                ngx_close_connection(pc);
+            }
+            ngx_destroy_pool(self.pool);
         }
-        ngx_destroy_pool(attempt.pool);
     }
+}
+
+/// Ends the attempt in flight, if any.
+fn finish(sess: Session) {
+    drop(sess.ctx().and_then(|ctx| ctx.auth.take()));
 }
 
 fn fail(sess: Session) {
