@@ -3,7 +3,11 @@
 # the two shapes the tests use:
 #   nginx-src/objs         mail as a dynamic module (the way distributions ship it)
 #   nginx-src/objs-static  mail compiled in (--with-mail)
-# Usage: scripts/build-nginx.sh [dynamic|static|all]   (default: all)
+#   nginx-src/objs-nomail  no mail at all ("nomail", built only on request):
+#                          for running nginx-tests with objs/ngx_mail_module.so
+#                          loaded from the globals; --with-mail_ssl_module only
+#                          marks the binary so nginx-tests runs its TLS files
+# Usage: scripts/build-nginx.sh [dynamic|static|nomail|all]   (default: all)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 shape=${1:-all}
@@ -39,6 +43,7 @@ build() {
 
 case $shape in
     dynamic|all) build objs "${common[@]}" --with-mail=dynamic ;;&
-    static|all)  build objs-static "${common[@]}" --with-mail ;;
+    static|all)  build objs-static "${common[@]}" --with-mail ;;&
+    nomail)      build objs-nomail "${common[@]}" ;;
 esac
 echo "nginx built in $src"
