@@ -14,11 +14,13 @@
 
 pub mod auth_http;
 pub mod base64;
+mod command;
 mod config;
 pub mod imap;
 pub mod line;
 pub mod pop3;
 pub mod sasl;
+pub mod smtp;
 
 pub use config::{Config, StartTls};
 

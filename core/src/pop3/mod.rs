@@ -8,7 +8,7 @@ mod session;
 mod upstream;
 
 pub use capabilities::{Capabilities, DEFAULT_CAPABILITIES};
-pub use parser::{parse_line, Command, Parsed, Verb};
+pub use parser::{parse_line, Parsed, Verb};
 pub use session::{reply_bytes, Action, Config, Pop3Session, Step};
 pub use upstream::{LoginDialogue, UpstreamStep};
 

@@ -2,7 +2,7 @@
 //! four-letter verb, then up to three space-separated arguments; USER and
 //! PASS take the rest of the line, spaces included, as their one argument.
 
-use crate::line::first_line;
+use crate::command::Grammar;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
@@ -35,112 +35,19 @@ impl Verb {
 
 pub const MAX_ARGS: usize = 3;
 
-/// A command line, borrowing its arguments from the client's buffer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Command<'a> {
-    pub verb: Verb,
-    pub args: Vec<&'a [u8]>,
-}
+/// One step of parsing buffered POP3 input.
+pub type Parsed<'a> = crate::command::Parsed<'a, Verb>;
 
-/// One step of parsing the buffered input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Parsed<'a> {
-    /// No complete line yet.
-    Incomplete,
-    /// A well-formed line; `consumed` bytes of the buffer are used up.
-    Line {
-        consumed: usize,
-        args: Vec<&'a [u8]>,
-        verb: Option<Verb>,
-    },
-    /// A malformed line, skipped up to its LF.
-    Invalid { consumed: usize },
-}
-
-fn split_args(mut rest: &[u8], whole_rest: bool) -> Option<Vec<&[u8]>> {
-    let mut args = Vec::new();
-    loop {
-        let Some(start) = rest.iter().position(|&b| b != b' ') else {
-            return Some(args);
-        };
-        rest = rest.get(start..)?;
-        if args.len() >= MAX_ARGS {
-            return None;
-        }
-        if whole_rest {
-            args.push(rest);
-            return Some(args);
-        }
-        let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-        args.push(rest.get(..end)?);
-        rest = rest.get(end..)?;
-        if rest.is_empty() {
-            return Some(args);
-        }
-    }
-}
-
-fn split_args_or_none(rest: &[u8], whole_rest: bool) -> Option<Vec<&[u8]>> {
-    if rest.iter().all(|&b| b == b' ') {
-        return Some(Vec::new());
-    }
-    split_args(rest, whole_rest)
-}
+const GRAMMAR: Grammar<Verb> = Grammar {
+    verb: Verb::from_bytes,
+    whole_rest: |v| matches!(v, Verb::User | Verb::Pass),
+    max_args: MAX_ARGS,
+};
 
 /// Parses the first line of `buf`. With `continuation`, the line is a SASL
 /// response (its arguments only, the first one starting at the line start).
 pub fn parse_line(buf: &[u8], continuation: bool) -> Parsed<'_> {
-    let Some(line) = first_line(buf) else {
-        return Parsed::Incomplete;
-    };
-    let invalid = Parsed::Invalid {
-        consumed: line.consumed,
-    };
-    let Some(content) = buf.get(..line.content) else {
-        return invalid;
-    };
-    if content.contains(&b'\r') {
-        return invalid;
-    }
-    if continuation {
-        let end = content
-            .iter()
-            .position(|&b| b == b' ')
-            .unwrap_or(content.len());
-        let (first, rest) = content.split_at(end);
-        let mut args = vec![first];
-        if !rest.is_empty() {
-            match split_args_or_none(rest, false) {
-                Some(more) if more.len() < MAX_ARGS => args.extend(more),
-                _ => return invalid,
-            }
-        }
-        return Parsed::Line {
-            consumed: line.consumed,
-            args,
-            verb: None,
-        };
-    }
-    let end = content
-        .iter()
-        .position(|&b| b == b' ')
-        .unwrap_or(content.len());
-    let (word, rest) = content.split_at(end);
-    if !word.iter().all(u8::is_ascii_alphabetic) {
-        return invalid;
-    }
-    let Some(verb) = Verb::from_bytes(word) else {
-        return invalid;
-    };
-    let whole_rest = matches!(verb, Verb::User | Verb::Pass);
-    match split_args_or_none(rest, whole_rest) {
-        Some(args) => Parsed::Line {
-            consumed: line.consumed,
-            args,
-            verb: Some(verb),
-        },
-        None => invalid,
-    }
+    crate::command::parse_line(buf, continuation, &GRAMMAR)
 }
 
 #[cfg(test)]

@@ -1,0 +1,281 @@
+//! The SMTP state before the backend takes over (`ngx_mail_smtp_auth_state`):
+//! HELO/EHLO, AUTH with SASL exchanges, and with `smtp_auth none` the
+//! envelope that is sent to the auth server.
+
+use super::parser::{parse_line, Parsed, Verb};
+use super::Replies;
+use crate::sasl::{self, Mechanism};
+use crate::{auth_bits, AuthMethod, Credentials, Invalid, StartTls};
+
+const OK: &[u8] = b"250 2.0.0 OK\r\n";
+const BYE: &[u8] = b"221 2.0.0 Bye\r\n";
+const START_TLS: &[u8] = b"220 2.0.0 Start TLS\r\n";
+const NEXT: &[u8] = b"334 \r\n";
+const USERNAME: &[u8] = b"334 VXNlcm5hbWU6\r\n";
+const PASSWORD: &[u8] = b"334 UGFzc3dvcmQ6\r\n";
+pub const INVALID_COMMAND: &[u8] = b"500 5.5.1 Invalid command\r\n";
+const INVALID_ARGUMENT: &[u8] = b"501 5.5.4 Invalid argument\r\n";
+const AUTH_REQUIRED: &[u8] = b"530 5.7.1 Authentication required\r\n";
+const BAD_SEQUENCE: &[u8] = b"503 5.5.1 Bad sequence of commands\r\n";
+
+/// An SMTP session's view of its server's configuration.
+pub type Config<'a> = crate::Config<'a, Replies>;
+
+/// What `smtp_auth none` sends to the auth server (`Auth-SMTP-*`) and
+/// replays to the backend: the whole command lines, as stock keeps them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Envelope {
+    pub helo: Vec<u8>,
+    pub from: Vec<u8>,
+    pub to: Vec<u8>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Send this and read the next command.
+    Reply(&'a [u8]),
+    /// Send this owned reply (a CRAM-MD5 challenge).
+    ReplyOwned(Vec<u8>),
+    /// Ask the auth server about a login.
+    Authenticate(Credentials),
+    /// `smtp_auth none`: ask the auth server about this envelope.
+    Relay(Envelope),
+    /// MAIL without `smtp_auth none`: log `client was rejected: "<line>"`
+    /// (CR and LF shown as `_`) and send the reply.
+    Rejected { line: Vec<u8>, reply: &'static [u8] },
+    /// Send `220 2.0.0 Start TLS`, forget the envelope, drop anything
+    /// pipelined, start the handshake.
+    StartTls(&'static [u8]),
+    /// Send this and close.
+    Quit(&'static [u8]),
+    /// Send `500 5.5.1 Invalid command`, log the reason, count the error.
+    Invalid(Invalid),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    Incomplete,
+    Done { consumed: usize, action: Action<'a> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    Start,
+    AuthLoginUsername,
+    AuthLoginPassword(Vec<u8>),
+    AuthPlain,
+    AuthCramMd5,
+    AuthExternal,
+}
+
+#[derive(Debug)]
+pub struct SmtpSession {
+    state: State,
+    envelope: Envelope,
+    /// EHLO was used (the backend is greeted with EHLO too).
+    pub esmtp: bool,
+}
+
+impl Default for SmtpSession {
+    fn default() -> Self {
+        SmtpSession {
+            state: State::Start,
+            envelope: Envelope::default(),
+            esmtp: false,
+        }
+    }
+}
+
+impl SmtpSession {
+    /// The client's HELO/EHLO argument, for the backend and `Auth-SMTP-Helo`.
+    pub fn helo(&self) -> &[u8] {
+        &self.envelope.helo
+    }
+
+    /// Back to the start after a refused login the client may retry.
+    pub fn reset(&mut self) {
+        self.state = State::Start;
+    }
+
+    pub fn step<'c>(&mut self, buf: &[u8], cfg: &Config<'c>) -> Step<'c> {
+        let continuation = self.state != State::Start;
+        let (consumed, action) = match parse_line(buf, continuation) {
+            Parsed::Incomplete => return Step::Incomplete,
+            Parsed::Invalid { consumed } => (consumed, Action::Invalid(Invalid(None))),
+            Parsed::Line {
+                consumed,
+                args,
+                verb,
+            } => {
+                let line = buf.get(..consumed).unwrap_or_default();
+                let line = line.strip_suffix(b"\n").unwrap_or(line);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                (consumed, self.handle(verb, &args, line, cfg))
+            }
+        };
+        if matches!(
+            action,
+            Action::Invalid(_) | Action::Authenticate(_) | Action::Relay(_)
+        ) {
+            self.state = State::Start;
+        }
+        Step::Done { consumed, action }
+    }
+
+    fn handle<'c>(
+        &mut self,
+        verb: Option<Verb>,
+        args: &[&[u8]],
+        line: &[u8],
+        cfg: &Config<'c>,
+    ) -> Action<'c> {
+        let state = std::mem::replace(&mut self.state, State::Start);
+        let first = args.first().copied().unwrap_or_default();
+        match (state, verb) {
+            (State::Start, Some(verb)) => self.command(verb, args, line, cfg),
+            (State::AuthLoginUsername, None) => match sasl::login_username(first) {
+                Ok(login) => {
+                    self.state = State::AuthLoginPassword(login);
+                    Action::Reply(PASSWORD)
+                }
+                Err(e) => Action::Invalid(e),
+            },
+            (State::AuthLoginPassword(login), None) => match sasl::login_password(first) {
+                Ok(passwd) => Action::Authenticate(Credentials {
+                    method: AuthMethod::Plain,
+                    login,
+                    passwd,
+                }),
+                Err(e) => Action::Invalid(e),
+            },
+            (State::AuthPlain, None) => {
+                sasl::plain(first).map_or_else(Action::Invalid, Action::Authenticate)
+            }
+            (State::AuthCramMd5, None) => {
+                sasl::cram_md5(first).map_or_else(Action::Invalid, Action::Authenticate)
+            }
+            (State::AuthExternal, None) => {
+                sasl::external(first).map_or_else(Action::Invalid, Action::Authenticate)
+            }
+            _ => Action::Invalid(Invalid(None)),
+        }
+    }
+
+    fn command<'c>(
+        &mut self,
+        verb: Verb,
+        args: &[&[u8]],
+        line: &[u8],
+        cfg: &Config<'c>,
+    ) -> Action<'c> {
+        match verb {
+            Verb::Helo | Verb::Ehlo => {
+                let [helo] = args else {
+                    return Action::Reply(INVALID_ARGUMENT);
+                };
+                self.envelope = Envelope {
+                    helo: helo.to_vec(),
+                    ..Envelope::default()
+                };
+                if verb == Verb::Helo {
+                    return Action::Reply(&cfg.capabilities.helo);
+                }
+                self.esmtp = true;
+                let replies = cfg.capabilities;
+                Action::Reply(match (cfg.tls, cfg.starttls) {
+                    (false, StartTls::On) => &replies.ehlo_starttls,
+                    (false, StartTls::Only) => &replies.ehlo_starttls_only,
+                    _ => &replies.ehlo,
+                })
+            }
+            Verb::Auth => self.auth(args, cfg),
+            Verb::Quit => Action::Quit(BYE),
+            Verb::Mail => {
+                if !cfg.enabled(auth_bits::NONE) {
+                    return Action::Rejected {
+                        line: line.to_vec(),
+                        reply: AUTH_REQUIRED,
+                    };
+                }
+                if !self.envelope.from.is_empty() {
+                    return Action::Reply(BAD_SEQUENCE);
+                }
+                if args.is_empty() {
+                    return Action::Reply(INVALID_ARGUMENT);
+                }
+                self.envelope.from = line.to_vec();
+                Action::Reply(OK)
+            }
+            Verb::Rcpt => {
+                if self.envelope.from.is_empty() {
+                    return Action::Reply(BAD_SEQUENCE);
+                }
+                if args.is_empty() {
+                    return Action::Reply(INVALID_ARGUMENT);
+                }
+                self.envelope.to = line.to_vec();
+                Action::Relay(self.envelope.clone())
+            }
+            Verb::Rset => {
+                self.envelope.from.clear();
+                self.envelope.to.clear();
+                Action::Reply(OK)
+            }
+            Verb::Noop => Action::Reply(OK),
+            Verb::Starttls if !cfg.tls && cfg.starttls != StartTls::Off => {
+                // RFC 3207: nothing learned before STARTTLS is kept
+                self.envelope = Envelope::default();
+                Action::StartTls(START_TLS)
+            }
+            Verb::Starttls | Verb::Vrfy | Verb::Expn | Verb::Help => Action::Invalid(Invalid(None)),
+        }
+    }
+
+    fn auth<'c>(&mut self, args: &[&[u8]], cfg: &Config<'c>) -> Action<'c> {
+        if cfg.login_needs_tls() {
+            return Action::Invalid(Invalid(None));
+        }
+        if args.is_empty() {
+            return Action::Reply(INVALID_ARGUMENT);
+        }
+        match sasl::mechanism(args) {
+            Some(Mechanism::Login) => {
+                self.state = State::AuthLoginUsername;
+                Action::Reply(USERNAME)
+            }
+            Some(Mechanism::LoginUsername(user)) => match sasl::login_username(user) {
+                Ok(login) => {
+                    self.state = State::AuthLoginPassword(login);
+                    Action::Reply(PASSWORD)
+                }
+                Err(e) => Action::Invalid(e),
+            },
+            Some(Mechanism::Plain) => {
+                self.state = State::AuthPlain;
+                Action::Reply(NEXT)
+            }
+            Some(Mechanism::PlainResponse(resp)) => {
+                sasl::plain(resp).map_or_else(Action::Invalid, Action::Authenticate)
+            }
+            Some(Mechanism::CramMd5) if cfg.enabled(auth_bits::CRAM_MD5) => match cfg.salt {
+                Some(salt) => {
+                    self.state = State::AuthCramMd5;
+                    Action::ReplyOwned(sasl::cram_md5_challenge(b"334 ", salt))
+                }
+                None => Action::Invalid(Invalid(None)),
+            },
+            Some(Mechanism::External) if cfg.enabled(auth_bits::EXTERNAL) => {
+                self.state = State::AuthExternal;
+                Action::Reply(USERNAME)
+            }
+            // hardening: stock accepts this even without `external`
+            Some(Mechanism::ExternalResponse(resp)) if cfg.enabled(auth_bits::EXTERNAL) => {
+                sasl::external(resp).map_or_else(Action::Invalid, Action::Authenticate)
+            }
+            _ => Action::Invalid(Invalid(None)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,211 @@
+use super::*;
+use crate::base64::encode;
+
+fn replies() -> Replies {
+    Replies::build(
+        b"mx.example",
+        &[b"PIPELINING"],
+        auth_bits::PLAIN | auth_bits::LOGIN | auth_bits::CRAM_MD5,
+    )
+}
+
+fn cfg(replies: &Replies, methods: usize, starttls: StartTls) -> Config<'_> {
+    Config {
+        auth_methods: methods,
+        capabilities: replies,
+        starttls,
+        tls: false,
+        salt: Some(b"<1.2@mx>\r\n"),
+    }
+}
+
+fn step<'c>(s: &mut SmtpSession, cfg: &Config<'c>, line: &[u8]) -> Action<'c> {
+    match s.step(line, cfg) {
+        Step::Done { consumed, action } => {
+            assert_eq!(consumed, line.len());
+            action
+        }
+        Step::Incomplete => panic!("incomplete"),
+    }
+}
+
+#[test]
+fn helo_ehlo() {
+    let r = replies();
+    let cfg = cfg(&r, auth_bits::PLAIN, StartTls::Off);
+    let mut s = SmtpSession::default();
+    assert_eq!(
+        step(&mut s, &cfg, b"HELO client\r\n"),
+        Action::Reply(b"250 mx.example\r\n")
+    );
+    assert!(!s.esmtp);
+    assert_eq!(
+        step(&mut s, &cfg, b"EHLO client\r\n"),
+        Action::Reply(&r.ehlo)
+    );
+    assert!(s.esmtp);
+    assert_eq!(s.helo(), b"client");
+    assert_eq!(
+        step(&mut s, &cfg, b"EHLO\r\n"),
+        Action::Reply(INVALID_ARGUMENT)
+    );
+    assert_eq!(
+        step(&mut s, &cfg, b"HELO a b\r\n"),
+        Action::Reply(INVALID_ARGUMENT)
+    );
+    let on = Config {
+        starttls: StartTls::On,
+        ..cfg
+    };
+    assert_eq!(
+        step(&mut s, &on, b"EHLO client\r\n"),
+        Action::Reply(&r.ehlo_starttls)
+    );
+}
+
+#[test]
+fn auth_mechanisms() {
+    let r = replies();
+    let cfg = cfg(
+        &r,
+        auth_bits::PLAIN | auth_bits::LOGIN | auth_bits::CRAM_MD5,
+        StartTls::Off,
+    );
+    let mut s = SmtpSession::default();
+    let ir = [b"AUTH PLAIN ".to_vec(), encode(b"\0u\0p"), b"\r\n".to_vec()].concat();
+    assert!(matches!(step(&mut s, &cfg, &ir), Action::Authenticate(_)));
+    assert_eq!(
+        step(&mut s, &cfg, b"AUTH LOGIN\r\n"),
+        Action::Reply(USERNAME)
+    );
+    assert_eq!(
+        step(&mut s, &cfg, &[encode(b"u"), b"\r\n".to_vec()].concat()),
+        Action::Reply(PASSWORD)
+    );
+    match step(&mut s, &cfg, &[encode(b"p"), b"\r\n".to_vec()].concat()) {
+        Action::Authenticate(c) => assert_eq!((c.login, c.passwd), (b"u".to_vec(), b"p".to_vec())),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        step(&mut s, &cfg, b"AUTH CRAM-MD5\r\n"),
+        Action::ReplyOwned(b"334 PDEuMkBteD4=\r\n".to_vec())
+    );
+    assert_eq!(
+        step(&mut s, &cfg, b"*\r\n"),
+        Action::Invalid(Invalid(Some(
+            "client sent invalid base64 encoding in AUTH CRAM-MD5 command"
+        )))
+    );
+    assert_eq!(
+        step(&mut s, &cfg, b"AUTH\r\n"),
+        Action::Reply(INVALID_ARGUMENT)
+    );
+    assert_eq!(
+        step(&mut s, &cfg, b"AUTH EXTERNAL\r\n"),
+        Action::Invalid(Invalid(None))
+    );
+    assert_eq!(
+        step(&mut s, &cfg, b"AUTH GSSAPI\r\n"),
+        Action::Invalid(Invalid(None))
+    );
+}
+
+#[test]
+fn auth_none_envelope() {
+    let r = replies();
+    let cfg = cfg(&r, auth_bits::NONE, StartTls::Off);
+    let mut s = SmtpSession::default();
+    step(&mut s, &cfg, b"EHLO client.example\r\n");
+    assert_eq!(
+        step(&mut s, &cfg, b"RCPT TO:<b@x>\r\n"),
+        Action::Reply(BAD_SEQUENCE)
+    );
+    assert_eq!(
+        step(&mut s, &cfg, b"MAIL\r\n"),
+        Action::Reply(INVALID_ARGUMENT)
+    );
+    assert_eq!(
+        step(&mut s, &cfg, b"MAIL FROM:<a@x> SIZE=10\r\n"),
+        Action::Reply(OK)
+    );
+    assert_eq!(
+        step(&mut s, &cfg, b"MAIL FROM:<c@x>\r\n"),
+        Action::Reply(BAD_SEQUENCE)
+    );
+    assert_eq!(
+        step(&mut s, &cfg, b"RCPT TO:<b@x>\r\n"),
+        Action::Relay(Envelope {
+            helo: b"client.example".to_vec(),
+            from: b"MAIL FROM:<a@x> SIZE=10".to_vec(),
+            to: b"RCPT TO:<b@x>".to_vec(),
+        })
+    );
+    assert_eq!(step(&mut s, &cfg, b"RSET\r\n"), Action::Reply(OK));
+    assert_eq!(
+        step(&mut s, &cfg, b"RCPT TO:<b@x>\r\n"),
+        Action::Reply(BAD_SEQUENCE)
+    );
+}
+
+#[test]
+fn mail_needs_auth_none() {
+    let r = replies();
+    let cfg = cfg(&r, auth_bits::PLAIN, StartTls::Off);
+    let mut s = SmtpSession::default();
+    assert_eq!(
+        step(&mut s, &cfg, b"MAIL FROM:<a@x>\r\n"),
+        Action::Rejected {
+            line: b"MAIL FROM:<a@x>".to_vec(),
+            reply: AUTH_REQUIRED
+        }
+    );
+}
+
+#[test]
+fn starttls_forgets_the_envelope() {
+    let r = replies();
+    let cfg = cfg(&r, auth_bits::NONE, StartTls::Only);
+    let mut s = SmtpSession::default();
+    step(&mut s, &cfg, b"EHLO c\r\n");
+    step(&mut s, &cfg, b"MAIL FROM:<a@x>\r\n");
+    assert_eq!(
+        step(&mut s, &cfg, b"AUTH PLAIN\r\n"),
+        Action::Invalid(Invalid(None))
+    );
+    assert_eq!(
+        step(&mut s, &cfg, b"STARTTLS\r\n"),
+        Action::StartTls(START_TLS)
+    );
+    assert_eq!(s.helo(), b"");
+    assert_eq!(
+        step(&mut s, &cfg, b"RCPT TO:<b@x>\r\n"),
+        Action::Reply(BAD_SEQUENCE)
+    );
+    let tls = Config { tls: true, ..cfg };
+    assert_eq!(
+        step(&mut s, &tls, b"STARTTLS\r\n"),
+        Action::Invalid(Invalid(None))
+    );
+}
+
+#[test]
+fn other_commands() {
+    let r = replies();
+    let cfg = cfg(&r, auth_bits::PLAIN, StartTls::Off);
+    let mut s = SmtpSession::default();
+    for cmd in [
+        &b"VRFY a\r\n"[..],
+        b"EXPN a\r\n",
+        b"HELP\r\n",
+        b"DATA\r\n",
+        b"BOGUS\r\n",
+    ] {
+        assert_eq!(
+            step(&mut s, &cfg, cmd),
+            Action::Invalid(Invalid(None)),
+            "{cmd:?}"
+        );
+    }
+    assert_eq!(step(&mut s, &cfg, b"NOOP\r\n"), Action::Reply(OK));
+    assert_eq!(step(&mut s, &cfg, b"QUIT\r\n"), Action::Quit(BYE));
+}
