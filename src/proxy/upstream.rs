@@ -344,5 +344,24 @@ unsafe extern "C" fn login_handler(rev: *mut ngx_event_t) {
             }
         }
         UpstreamStep::LoggedIn => super::relay::start(sess),
+        UpstreamStep::LoggedInReplacing(reply) => {
+            // SAFETY: the proxy buffer is live; proxy_buffer is at least a
+            // page, far more than this one reply line.
+            unsafe {
+                let b = (*p).buffer;
+                let room = (*b).end.offset_from((*b).start) as usize;
+                if reply.len() > room {
+                    return internal_server_error(sess);
+                }
+                ptr::copy_nonoverlapping(reply.as_ptr(), (*b).start, reply.len());
+                (*b).pos = (*b).start;
+                (*b).last = (*b).start.add(reply.len());
+            }
+            super::relay::start(sess)
+        }
+        UpstreamStep::Failed(reason) => {
+            mail_log!(LOG_ERR, sess.log(), "{}", reason);
+            internal_server_error(sess)
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! greeting, USER, PASS; then the backend's last reply goes to the client.
 
 use crate::line::first_line;
+pub use crate::upstream::UpstreamStep;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -9,21 +10,6 @@ enum State {
     User,
     Pass,
     Done,
-}
-
-/// What to do with the backend's buffered reply.
-#[derive(Debug, PartialEq, Eq)]
-pub enum UpstreamStep {
-    /// No complete reply yet.
-    NeedMore,
-    /// The reply was good: clear the buffer and send this line.
-    Send(Vec<u8>),
-    /// Logged in: the buffered reply goes to the client, then pass-through.
-    LoggedIn,
-    /// The buffer filled up without a line end.
-    TooLong,
-    /// The backend refused; `line` is its reply without the line end.
-    Refused { line: Vec<u8> },
 }
 
 #[derive(Debug)]

@@ -1,0 +1,22 @@
+//! What a backend login dialogue asks the proxy to do next, for every
+//! protocol.
+
+/// What to do with the backend's buffered reply.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UpstreamStep {
+    /// No complete reply yet.
+    NeedMore,
+    /// The reply was good: clear the buffer and send this line.
+    Send(Vec<u8>),
+    /// Logged in: the buffered reply goes to the client, then pass-through.
+    LoggedIn,
+    /// The buffer filled up without a line end.
+    TooLong,
+    /// The backend refused; `line` is its reply without the line end.
+    Refused { line: Vec<u8> },
+    /// Logged in, but the client is told this instead of the backend's
+    /// last reply (SMTP after a login: `235 2.0.0 OK`).
+    LoggedInReplacing(&'static [u8]),
+    /// The dialogue cannot go on; log this at `error`.
+    Failed(&'static str),
+}
