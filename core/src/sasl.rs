@@ -162,6 +162,99 @@ pub fn cram_md5_challenge(prefix: &[u8], salt: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Where a SASL exchange stands between the server's prompt and the
+/// client's next line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exchange {
+    LoginUsername,
+    LoginPassword(Vec<u8>),
+    Plain,
+    CramMd5,
+    External,
+}
+
+/// What the server sends next; each protocol puts its own prefix on it
+/// (`+ ` or `334 `).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prompt {
+    /// `VXNlcm5hbWU6` ("Username:")
+    Username,
+    /// `UGFzc3dvcmQ6` ("Password:")
+    Password,
+    /// An empty challenge (PLAIN without an initial response).
+    Empty,
+    /// The session salt, base64-encoded.
+    CramMd5,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Send this prompt and wait for the client's line in this exchange.
+    Prompt(Exchange, Prompt),
+    /// The client has proved enough: ask the auth server.
+    Done(Credentials),
+}
+
+/// Which mechanisms the server offers beyond PLAIN and LOGIN (always on).
+#[derive(Clone, Copy, Debug)]
+pub struct Offered {
+    /// `cram-md5` is enabled and the session has a salt.
+    pub cram_md5: bool,
+    pub external: bool,
+}
+
+/// Starts an exchange from `AUTH <mechanism> [initial-response]`.
+pub fn start(args: &[&[u8]], offered: Offered) -> Result<Next, Invalid> {
+    match mechanism(args) {
+        Some(Mechanism::Login) => Ok(Next::Prompt(Exchange::LoginUsername, Prompt::Username)),
+        Some(Mechanism::LoginUsername(user)) => Exchange::LoginUsername.respond(user),
+        Some(Mechanism::Plain) => Ok(Next::Prompt(Exchange::Plain, Prompt::Empty)),
+        Some(Mechanism::PlainResponse(resp)) => Exchange::Plain.respond(resp),
+        Some(Mechanism::CramMd5) if offered.cram_md5 => {
+            Ok(Next::Prompt(Exchange::CramMd5, Prompt::CramMd5))
+        }
+        Some(Mechanism::External) if offered.external => {
+            Ok(Next::Prompt(Exchange::External, Prompt::Username))
+        }
+        // hardening: stock accepts an EXTERNAL initial response even when
+        // `external` is not enabled
+        Some(Mechanism::ExternalResponse(resp)) if offered.external => {
+            Exchange::External.respond(resp)
+        }
+        _ => Err(Invalid(None)),
+    }
+}
+
+impl Exchange {
+    /// Takes the client's line in this exchange.
+    pub fn respond(self, response: &[u8]) -> Result<Next, Invalid> {
+        Ok(match self {
+            Exchange::LoginUsername => Next::Prompt(
+                Exchange::LoginPassword(login_username(response)?),
+                Prompt::Password,
+            ),
+            Exchange::LoginPassword(login) => Next::Done(Credentials {
+                method: AuthMethod::Plain,
+                login,
+                passwd: login_password(response)?,
+            }),
+            Exchange::Plain => Next::Done(plain(response)?),
+            Exchange::CramMd5 => Next::Done(cram_md5(response)?),
+            Exchange::External => Next::Done(external(response)?),
+        })
+    }
+}
+
+/// The prompt line with the protocol's prefix, CRLF-terminated.
+pub fn prompt_line(prefix: &[u8], prompt: Prompt, salt: &[u8]) -> Vec<u8> {
+    match prompt {
+        Prompt::Username => [prefix, b"VXNlcm5hbWU6\r\n"].concat(),
+        Prompt::Password => [prefix, b"UGFzc3dvcmQ6\r\n"].concat(),
+        Prompt::Empty => [prefix, b"\r\n"].concat(),
+        Prompt::CramMd5 => cram_md5_challenge(prefix, salt),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

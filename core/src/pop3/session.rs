@@ -6,12 +6,8 @@ use std::borrow::Cow;
 
 use super::parser::{parse_line, Parsed, Verb};
 use super::{Capabilities, INVALID_COMMAND, OK};
-use crate::sasl::{self, Mechanism};
+use crate::sasl::{self, Exchange, Next, Offered};
 use crate::{auth_bits, AuthMethod, Credentials, Invalid, StartTls};
-
-const NEXT: &[u8] = b"+ \r\n";
-const USERNAME: &[u8] = b"+ VXNlcm5hbWU6\r\n";
-const PASSWORD: &[u8] = b"+ UGFzc3dvcmQ6\r\n";
 
 /// A POP3 session's view of its server's configuration.
 pub type Config<'a> = crate::Config<'a, Capabilities>;
@@ -20,11 +16,7 @@ pub type Config<'a> = crate::Config<'a, Capabilities>;
 enum State {
     Start,
     User(Vec<u8>),
-    AuthLoginUsername,
-    AuthLoginPassword(Vec<u8>),
-    AuthPlain,
-    AuthCramMd5,
-    AuthExternal,
+    Sasl(Exchange),
 }
 
 /// What the shell does after one client line.
@@ -72,7 +64,7 @@ impl Pop3Session {
 
     /// Handles the first line in `buf`.
     pub fn step<'c>(&mut self, buf: &[u8], cfg: &Config<'c>) -> Step<'c> {
-        let continuation = !matches!(self.state, State::Start | State::User(_));
+        let continuation = matches!(self.state, State::Sasl(_));
         let (consumed, action) = match parse_line(buf, continuation) {
             Parsed::Incomplete => return Step::Incomplete,
             Parsed::Invalid { consumed } => (consumed, Action::Invalid(Invalid(None))),
@@ -111,30 +103,7 @@ impl Pop3Session {
                 Verb::Quit => Action::Quit,
                 _ => invalid,
             },
-            (State::AuthLoginUsername, None) => match sasl::login_username(first) {
-                Ok(login) => {
-                    self.state = State::AuthLoginPassword(login);
-                    Action::Reply(Cow::Borrowed(PASSWORD))
-                }
-                Err(e) => Action::Invalid(e),
-            },
-            (State::AuthLoginPassword(login), None) => match sasl::login_password(first) {
-                Ok(passwd) => Action::Authenticate(Credentials {
-                    method: AuthMethod::Plain,
-                    login,
-                    passwd,
-                }),
-                Err(e) => Action::Invalid(e),
-            },
-            (State::AuthPlain, None) => {
-                sasl::plain(first).map_or_else(Action::Invalid, Action::Authenticate)
-            }
-            (State::AuthCramMd5, None) => {
-                sasl::cram_md5(first).map_or_else(Action::Invalid, Action::Authenticate)
-            }
-            (State::AuthExternal, None) => {
-                sasl::external(first).map_or_else(Action::Invalid, Action::Authenticate)
-            }
+            (State::Sasl(exchange), None) => self.sasl(exchange.respond(first), cfg),
             _ => invalid,
         }
     }
@@ -178,49 +147,31 @@ impl Pop3Session {
     }
 
     fn auth<'c>(&mut self, args: &[&[u8]], cfg: &Config<'c>) -> Action<'c> {
-        let invalid = Action::Invalid(Invalid(None));
         if cfg.login_needs_tls() {
-            return invalid;
+            return Action::Invalid(Invalid(None));
         }
         if args.is_empty() {
             return Action::Reply(Cow::Borrowed(&cfg.capabilities.auth));
         }
-        match sasl::mechanism(args) {
-            Some(Mechanism::Login) => {
-                self.state = State::AuthLoginUsername;
-                Action::Reply(Cow::Borrowed(USERNAME))
+        let offered = Offered {
+            cram_md5: cfg.enabled(auth_bits::CRAM_MD5) && cfg.salt.is_some(),
+            external: cfg.enabled(auth_bits::EXTERNAL),
+        };
+        self.sasl(sasl::start(args, offered), cfg)
+    }
+
+    fn sasl<'c>(&mut self, next: Result<Next, Invalid>, cfg: &Config<'c>) -> Action<'c> {
+        match next {
+            Ok(Next::Prompt(exchange, prompt)) => {
+                self.state = State::Sasl(exchange);
+                Action::Reply(Cow::Owned(sasl::prompt_line(
+                    b"+ ",
+                    prompt,
+                    cfg.salt.unwrap_or_default(),
+                )))
             }
-            Some(Mechanism::LoginUsername(user)) => match sasl::login_username(user) {
-                Ok(login) => {
-                    self.state = State::AuthLoginPassword(login);
-                    Action::Reply(Cow::Borrowed(PASSWORD))
-                }
-                Err(e) => Action::Invalid(e),
-            },
-            Some(Mechanism::Plain) => {
-                self.state = State::AuthPlain;
-                Action::Reply(Cow::Borrowed(NEXT))
-            }
-            Some(Mechanism::PlainResponse(resp)) => {
-                sasl::plain(resp).map_or_else(Action::Invalid, Action::Authenticate)
-            }
-            Some(Mechanism::CramMd5) if cfg.enabled(auth_bits::CRAM_MD5) => match cfg.salt {
-                Some(salt) => {
-                    self.state = State::AuthCramMd5;
-                    Action::Reply(Cow::Owned(sasl::cram_md5_challenge(b"+ ", salt)))
-                }
-                None => invalid,
-            },
-            Some(Mechanism::External) if cfg.enabled(auth_bits::EXTERNAL) => {
-                self.state = State::AuthExternal;
-                Action::Reply(Cow::Borrowed(USERNAME))
-            }
-            // Hardening: stock accepts an EXTERNAL initial response even
-            // when `external` is not in pop3_auth.
-            Some(Mechanism::ExternalResponse(resp)) if cfg.enabled(auth_bits::EXTERNAL) => {
-                sasl::external(resp).map_or_else(Action::Invalid, Action::Authenticate)
-            }
-            _ => invalid,
+            Ok(Next::Done(creds)) => Action::Authenticate(creds),
+            Err(e) => Action::Invalid(e),
         }
     }
 }
@@ -239,6 +190,10 @@ pub fn reply_bytes<'a>(action: &'a Action<'a>) -> &'a [u8] {
 mod tests {
     use super::*;
     use crate::base64::encode;
+
+    const NEXT: &[u8] = b"+ \r\n";
+    const USERNAME: &[u8] = b"+ VXNlcm5hbWU6\r\n";
+    const PASSWORD: &[u8] = b"+ UGFzc3dvcmQ6\r\n";
 
     fn caps() -> Capabilities {
         Capabilities::build(

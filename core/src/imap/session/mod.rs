@@ -4,29 +4,16 @@
 
 use super::parser::{Event, Parser, Verb};
 use super::Capabilities;
-use crate::sasl::{self, Mechanism};
+use crate::sasl::{self, Exchange, Next, Offered};
 use crate::{auth_bits, AuthMethod, Credentials, Invalid, StartTls};
 
 const OK: &[u8] = b"OK completed\r\n";
 const BAD: &[u8] = b"BAD invalid command\r\n";
 const BYE: &[u8] = b"* BYE\r\n";
 pub const CONTINUE: &[u8] = b"+ OK\r\n";
-const PLAIN_NEXT: &[u8] = b"+ \r\n";
-const USERNAME: &[u8] = b"+ VXNlcm5hbWU6\r\n";
-const PASSWORD: &[u8] = b"+ UGFzc3dvcmQ6\r\n";
 
 /// An IMAP session's view of its server's configuration.
 pub type Config<'a> = crate::Config<'a, Capabilities>;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum State {
-    Start,
-    AuthLoginUsername,
-    AuthLoginPassword(Vec<u8>),
-    AuthPlain,
-    AuthCramMd5,
-    AuthExternal,
-}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
@@ -61,7 +48,8 @@ pub enum Step {
 #[derive(Debug, Default)]
 pub struct ImapSession {
     parser: Parser,
-    state: Option<State>,
+    /// A SASL exchange in progress (the next line is a response to it).
+    sasl: Option<Exchange>,
 }
 
 impl ImapSession {
@@ -72,7 +60,7 @@ impl ImapSession {
 
     /// Back to the start after a refused login the client may retry.
     pub fn reset(&mut self) {
-        self.state = None;
+        self.sasl = None;
         self.parser.reset();
     }
 
@@ -103,7 +91,7 @@ impl ImapSession {
             Event::Incomplete => Step::Incomplete,
             Event::Continue => Step::Continue,
             Event::Invalid { consumed, quit } => {
-                self.state = None;
+                self.sasl = None;
                 self.parser.reset();
                 Step::Done {
                     consumed,
@@ -115,16 +103,15 @@ impl ImapSession {
                 }
             }
             Event::Command(cmd) => {
-                let state = self.state.take().unwrap_or(State::Start);
-                let action = match (state, cmd.verb) {
-                    (State::Start, Some(verb)) => self.command(verb, &cmd.args, cfg),
-                    (State::Start, None) => self.invalid(Invalid(None)),
-                    (state, _) => self.sasl(
-                        state,
-                        cmd.args.first().map(Vec::as_slice).unwrap_or_default(),
-                    ),
+                let action = match (self.sasl.take(), cmd.verb) {
+                    (None, Some(verb)) => self.command(verb, &cmd.args, cfg),
+                    (None, None) => self.invalid(Invalid(None)),
+                    (Some(exchange), _) => {
+                        let response = cmd.args.first().map(Vec::as_slice).unwrap_or_default();
+                        self.next(exchange.respond(response), cfg)
+                    }
                 };
-                if self.state.is_some() {
+                if self.sasl.is_some() {
                     self.parser.expect_continuation();
                 } else if let Action::Invalid { .. } = action {
                     self.parser.reset();
@@ -138,17 +125,12 @@ impl ImapSession {
     }
 
     fn invalid(&mut self, reason: Invalid) -> Action {
-        self.state = None;
+        self.sasl = None;
         Action::Invalid {
             reason,
             reply: self.tagged(b"", BAD),
             quit: false,
         }
-    }
-
-    fn challenge(&mut self, state: State, line: &[u8]) -> Action {
-        self.state = Some(state);
-        Action::Reply(line.to_vec())
     }
 
     fn command(&mut self, verb: Verb, args: &[Vec<u8>], cfg: &Config<'_>) -> Action {
@@ -187,57 +169,26 @@ impl ImapSession {
             return self.invalid(Invalid(None));
         }
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        match sasl::mechanism(&args) {
-            Some(Mechanism::Login) => self.challenge(State::AuthLoginUsername, USERNAME),
-            Some(Mechanism::LoginUsername(user)) => match sasl::login_username(user) {
-                Ok(login) => self.challenge(State::AuthLoginPassword(login), PASSWORD),
-                Err(e) => self.invalid(e),
-            },
-            Some(Mechanism::Plain) => self.challenge(State::AuthPlain, PLAIN_NEXT),
-            Some(Mechanism::PlainResponse(resp)) => self.finish(sasl::plain(resp)),
-            Some(Mechanism::CramMd5) if cfg.enabled(auth_bits::CRAM_MD5) => match cfg.salt {
-                Some(salt) => {
-                    let line = sasl::cram_md5_challenge(b"+ ", salt);
-                    self.challenge(State::AuthCramMd5, &line)
-                }
-                None => self.invalid(Invalid(None)),
-            },
-            Some(Mechanism::External) if cfg.enabled(auth_bits::EXTERNAL) => {
-                self.challenge(State::AuthExternal, USERNAME)
-            }
-            // hardening: stock accepts this even without `external`
-            Some(Mechanism::ExternalResponse(resp)) if cfg.enabled(auth_bits::EXTERNAL) => {
-                self.finish(sasl::external(resp))
-            }
-            _ => self.invalid(Invalid(None)),
-        }
+        let offered = Offered {
+            cram_md5: cfg.enabled(auth_bits::CRAM_MD5) && cfg.salt.is_some(),
+            external: cfg.enabled(auth_bits::EXTERNAL),
+        };
+        self.next(sasl::start(&args, offered), cfg)
     }
 
-    fn finish(&mut self, result: Result<Credentials, Invalid>) -> Action {
-        match result {
-            Ok(creds) => Action::Authenticate(creds),
+    /// Prompts are untagged; the tag waits for the exchange's end.
+    fn next(&mut self, next: Result<Next, Invalid>, cfg: &Config<'_>) -> Action {
+        match next {
+            Ok(Next::Prompt(exchange, prompt)) => {
+                self.sasl = Some(exchange);
+                Action::Reply(sasl::prompt_line(
+                    b"+ ",
+                    prompt,
+                    cfg.salt.unwrap_or_default(),
+                ))
+            }
+            Ok(Next::Done(creds)) => Action::Authenticate(creds),
             Err(e) => self.invalid(e),
-        }
-    }
-
-    fn sasl(&mut self, state: State, response: &[u8]) -> Action {
-        match state {
-            State::AuthLoginUsername => match sasl::login_username(response) {
-                Ok(login) => self.challenge(State::AuthLoginPassword(login), PASSWORD),
-                Err(e) => self.invalid(e),
-            },
-            State::AuthLoginPassword(login) => match sasl::login_password(response) {
-                Ok(passwd) => Action::Authenticate(Credentials {
-                    method: AuthMethod::Plain,
-                    login,
-                    passwd,
-                }),
-                Err(e) => self.invalid(e),
-            },
-            State::AuthPlain => self.finish(sasl::plain(response)),
-            State::AuthCramMd5 => self.finish(sasl::cram_md5(response)),
-            State::AuthExternal => self.finish(sasl::external(response)),
-            State::Start => self.invalid(Invalid(None)),
         }
     }
 }

@@ -2,6 +2,10 @@ use super::*;
 use crate::base64::encode;
 use crate::StartTls;
 
+const PLAIN_NEXT: &[u8] = b"+ \r\n";
+const USERNAME: &[u8] = b"+ VXNlcm5hbWU6\r\n";
+const PASSWORD: &[u8] = b"+ UGFzc3dvcmQ6\r\n";
+
 fn caps() -> Capabilities {
     Capabilities::build(
         &[b"IMAP4rev1"],

@@ -4,15 +4,12 @@
 
 use super::parser::{parse_line, Parsed, Verb};
 use super::Replies;
-use crate::sasl::{self, Mechanism};
-use crate::{auth_bits, AuthMethod, Credentials, Invalid, StartTls};
+use crate::sasl::{self, Exchange, Next, Offered};
+use crate::{auth_bits, Credentials, Invalid, StartTls};
 
 const OK: &[u8] = b"250 2.0.0 OK\r\n";
 const BYE: &[u8] = b"221 2.0.0 Bye\r\n";
 const START_TLS: &[u8] = b"220 2.0.0 Start TLS\r\n";
-const NEXT: &[u8] = b"334 \r\n";
-const USERNAME: &[u8] = b"334 VXNlcm5hbWU6\r\n";
-const PASSWORD: &[u8] = b"334 UGFzc3dvcmQ6\r\n";
 pub const INVALID_COMMAND: &[u8] = b"500 5.5.1 Invalid command\r\n";
 const INVALID_ARGUMENT: &[u8] = b"501 5.5.4 Invalid argument\r\n";
 const AUTH_REQUIRED: &[u8] = b"530 5.7.1 Authentication required\r\n";
@@ -34,7 +31,7 @@ pub struct Envelope {
 pub enum Action<'a> {
     /// Send this and read the next command.
     Reply(&'a [u8]),
-    /// Send this owned reply (a CRAM-MD5 challenge).
+    /// Send this owned reply (a SASL prompt).
     ReplyOwned(Vec<u8>),
     /// Ask the auth server about a login.
     Authenticate(Credentials),
@@ -61,11 +58,7 @@ pub enum Step<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum State {
     Start,
-    AuthLoginUsername,
-    AuthLoginPassword(Vec<u8>),
-    AuthPlain,
-    AuthCramMd5,
-    AuthExternal,
+    Sasl(Exchange),
 }
 
 #[derive(Debug)]
@@ -133,30 +126,7 @@ impl SmtpSession {
         let first = args.first().copied().unwrap_or_default();
         match (state, verb) {
             (State::Start, Some(verb)) => self.command(verb, args, line, cfg),
-            (State::AuthLoginUsername, None) => match sasl::login_username(first) {
-                Ok(login) => {
-                    self.state = State::AuthLoginPassword(login);
-                    Action::Reply(PASSWORD)
-                }
-                Err(e) => Action::Invalid(e),
-            },
-            (State::AuthLoginPassword(login), None) => match sasl::login_password(first) {
-                Ok(passwd) => Action::Authenticate(Credentials {
-                    method: AuthMethod::Plain,
-                    login,
-                    passwd,
-                }),
-                Err(e) => Action::Invalid(e),
-            },
-            (State::AuthPlain, None) => {
-                sasl::plain(first).map_or_else(Action::Invalid, Action::Authenticate)
-            }
-            (State::AuthCramMd5, None) => {
-                sasl::cram_md5(first).map_or_else(Action::Invalid, Action::Authenticate)
-            }
-            (State::AuthExternal, None) => {
-                sasl::external(first).map_or_else(Action::Invalid, Action::Authenticate)
-            }
+            (State::Sasl(exchange), None) => self.next(exchange.respond(first), cfg),
             _ => Action::Invalid(Invalid(None)),
         }
     }
@@ -238,41 +208,25 @@ impl SmtpSession {
         if args.is_empty() {
             return Action::Reply(INVALID_ARGUMENT);
         }
-        match sasl::mechanism(args) {
-            Some(Mechanism::Login) => {
-                self.state = State::AuthLoginUsername;
-                Action::Reply(USERNAME)
+        let offered = Offered {
+            cram_md5: cfg.enabled(auth_bits::CRAM_MD5) && cfg.salt.is_some(),
+            external: cfg.enabled(auth_bits::EXTERNAL),
+        };
+        self.next(sasl::start(args, offered), cfg)
+    }
+
+    fn next<'c>(&mut self, next: Result<Next, Invalid>, cfg: &Config<'c>) -> Action<'c> {
+        match next {
+            Ok(Next::Prompt(exchange, prompt)) => {
+                self.state = State::Sasl(exchange);
+                Action::ReplyOwned(sasl::prompt_line(
+                    b"334 ",
+                    prompt,
+                    cfg.salt.unwrap_or_default(),
+                ))
             }
-            Some(Mechanism::LoginUsername(user)) => match sasl::login_username(user) {
-                Ok(login) => {
-                    self.state = State::AuthLoginPassword(login);
-                    Action::Reply(PASSWORD)
-                }
-                Err(e) => Action::Invalid(e),
-            },
-            Some(Mechanism::Plain) => {
-                self.state = State::AuthPlain;
-                Action::Reply(NEXT)
-            }
-            Some(Mechanism::PlainResponse(resp)) => {
-                sasl::plain(resp).map_or_else(Action::Invalid, Action::Authenticate)
-            }
-            Some(Mechanism::CramMd5) if cfg.enabled(auth_bits::CRAM_MD5) => match cfg.salt {
-                Some(salt) => {
-                    self.state = State::AuthCramMd5;
-                    Action::ReplyOwned(sasl::cram_md5_challenge(b"334 ", salt))
-                }
-                None => Action::Invalid(Invalid(None)),
-            },
-            Some(Mechanism::External) if cfg.enabled(auth_bits::EXTERNAL) => {
-                self.state = State::AuthExternal;
-                Action::Reply(USERNAME)
-            }
-            // hardening: stock accepts this even without `external`
-            Some(Mechanism::ExternalResponse(resp)) if cfg.enabled(auth_bits::EXTERNAL) => {
-                sasl::external(resp).map_or_else(Action::Invalid, Action::Authenticate)
-            }
-            _ => Action::Invalid(Invalid(None)),
+            Ok(Next::Done(creds)) => Action::Authenticate(creds),
+            Err(e) => Action::Invalid(e),
         }
     }
 }

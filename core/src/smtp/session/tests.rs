@@ -1,6 +1,10 @@
 use super::*;
 use crate::base64::encode;
 
+const NEXT: &[u8] = b"334 \r\n";
+const USERNAME: &[u8] = b"334 VXNlcm5hbWU6\r\n";
+const PASSWORD: &[u8] = b"334 UGFzc3dvcmQ6\r\n";
+
 fn replies() -> Replies {
     Replies::build(
         b"mx.example",
@@ -76,11 +80,11 @@ fn auth_mechanisms() {
     assert!(matches!(step(&mut s, &cfg, &ir), Action::Authenticate(_)));
     assert_eq!(
         step(&mut s, &cfg, b"AUTH LOGIN\r\n"),
-        Action::Reply(USERNAME)
+        Action::ReplyOwned(USERNAME.to_vec())
     );
     assert_eq!(
         step(&mut s, &cfg, &[encode(b"u"), b"\r\n".to_vec()].concat()),
-        Action::Reply(PASSWORD)
+        Action::ReplyOwned(PASSWORD.to_vec())
     );
     match step(&mut s, &cfg, &[encode(b"p"), b"\r\n".to_vec()].concat()) {
         Action::Authenticate(c) => assert_eq!((c.login, c.passwd), (b"u".to_vec(), b"p".to_vec())),
@@ -100,6 +104,15 @@ fn auth_mechanisms() {
         step(&mut s, &cfg, b"AUTH\r\n"),
         Action::Reply(INVALID_ARGUMENT)
     );
+    assert_eq!(
+        step(&mut s, &cfg, b"AUTH PLAIN\r\n"),
+        Action::ReplyOwned(NEXT.to_vec())
+    );
+    let response = [encode(b"\0u\0p"), b"\r\n".to_vec()].concat();
+    assert!(matches!(
+        step(&mut s, &cfg, &response),
+        Action::Authenticate(_)
+    ));
     assert_eq!(
         step(&mut s, &cfg, b"AUTH EXTERNAL\r\n"),
         Action::Invalid(Invalid(None))
