@@ -99,3 +99,10 @@ pub fn shown(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// nginx's page size, the default of every `*_buffer` directive.
+pub fn page_size() -> usize {
+    // SAFETY: ngx_pagesize is written once at startup, before any
+    // configuration is read, and only read afterwards.
+    unsafe { nginx_sys::ngx_pagesize }
+}

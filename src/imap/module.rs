@@ -7,8 +7,8 @@ use mail_core::auth_bits;
 use mail_core::imap::{Capabilities, DEFAULT_CAPABILITIES};
 use nginx_sys::{
     ngx_array_t, ngx_command_t, ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot,
-    ngx_conf_set_size_slot, ngx_conf_t, ngx_module_t, ngx_pagesize, ngx_pcalloc, ngx_str_t,
-    ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_TAKE1,
+    ngx_conf_set_size_slot, ngx_conf_t, ngx_module_t, ngx_pcalloc, ngx_str_t, ngx_uint_t,
+    NGX_CONF_1MORE, NGX_CONF_TAKE1,
 };
 
 use super::handler;
@@ -175,12 +175,11 @@ unsafe extern "C" fn merge_srv_conf(
             &mut *child.cast::<ImapSrvConf>(),
         )
     };
-    // SAFETY: ngx_pagesize is set at startup.
     merge(
         &mut conf.client_buffer_size,
         prev.client_buffer_size,
         usize::MAX,
-        unsafe { ngx_pagesize },
+        crate::ffi::page_size(),
     );
     // unlike pop3, imap's "plain" does not imply AUTH=LOGIN
     merge_auth_methods(&mut conf.auth_methods, prev.auth_methods);

@@ -6,8 +6,7 @@ use core::ptr::{self, addr_of, addr_of_mut};
 
 use nginx_sys::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot,
-    ngx_conf_t, ngx_flag_t, ngx_module_t, ngx_msec_t, ngx_pagesize, ngx_pcalloc, NGX_CONF_FLAG,
-    NGX_CONF_TAKE1,
+    ngx_conf_t, ngx_flag_t, ngx_module_t, ngx_msec_t, ngx_pcalloc, NGX_CONF_FLAG, NGX_CONF_TAKE1,
 };
 
 use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF};
@@ -192,12 +191,11 @@ unsafe extern "C" fn merge_conf(
     merge(&mut conf.xclient, prev.xclient, UNSET, 1);
     merge(&mut conf.smtp_auth, prev.smtp_auth, UNSET, 0);
     merge(&mut conf.proxy_protocol, prev.proxy_protocol, UNSET, 0);
-    // SAFETY: ngx_pagesize is set at startup.
     merge(
         &mut conf.buffer_size,
         prev.buffer_size,
         usize::MAX,
-        unsafe { ngx_pagesize },
+        crate::ffi::page_size(),
     );
     merge(
         &mut conf.timeout,
