@@ -17,6 +17,7 @@ if ! command -v dovecot >/dev/null 2>&1 || [ ! -e /usr/lib/dovecot/imap ] || [ !
     "$top/scripts/apt-install-quiet.sh" dovecot-pop3d dovecot-imapd curl
 fi
 
+"$top/scripts/install-deps.sh"
 "$top/scripts/build-nginx.sh" dynamic >/dev/null
 NGINX_BUILD_DIR="$top/nginx-src/objs" cargo build --release --quiet --manifest-path "$top/Cargo.toml"
 

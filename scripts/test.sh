@@ -22,6 +22,7 @@ for arg in "$@"; do
 done
 [ ${#files[@]} -gt 0 ] || files=(t/)
 
+scripts/install-deps.sh
 scripts/build-nginx.sh all
 profile=${PROFILE:-release}
 NGINX_BUILD_DIR="$top/nginx-src/objs" cargo build --profile "$profile" --quiet
