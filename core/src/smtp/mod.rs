@@ -8,6 +8,7 @@
 
 mod capabilities;
 mod parser;
+pub mod resolve;
 mod session;
 mod upstream;
 
