@@ -258,8 +258,7 @@ pub fn greet(sess: Session, init_protocol: unsafe extern "C" fn(*mut ngx_event_t
 }
 
 /// The first read event (`ngx_mail_*_init_protocol`): makes the command
-/// buffer once, then hands over to `auth_state`. `None` when the session
-/// was closed.
+/// buffer once, then hands over to `auth_state`.
 pub fn init_protocol(
     rev: *mut ngx_event_t,
     buffer_size: usize,

@@ -62,15 +62,6 @@ impl ProtocolState {
     }
 }
 
-fn action_cstr(action: &str) -> &'static CStr {
-    match action {
-        "sending user name to upstream" => c"sending user name to upstream",
-        "sending password to upstream" => c"sending password to upstream",
-        "sending LOGIN command to upstream" => c"sending LOGIN command to upstream",
-        _ => c"reading response from upstream",
-    }
-}
-
 impl Dialogue {
     pub fn on_data(&mut self, buf: &[u8], full: bool) -> UpstreamStep {
         match self {
@@ -81,9 +72,9 @@ impl Dialogue {
 
     /// The log action of the step just taken.
     pub fn action(&self) -> &'static CStr {
-        action_cstr(match self {
+        match self {
             Dialogue::Pop3(d) => d.action(),
             Dialogue::Imap(d) => d.action(),
-        })
+        }
     }
 }

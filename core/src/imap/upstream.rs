@@ -3,6 +3,8 @@
 //! password as a literal, and the tagged OK, which (with an untagged
 //! CAPABILITY line before it, if the backend sends one) goes to the client.
 
+use core::ffi::CStr;
+
 use crate::line::first_line;
 use crate::pop3::UpstreamStep;
 
@@ -39,11 +41,11 @@ impl LoginDialogue {
         }
     }
 
-    pub fn action(&self) -> &'static str {
+    pub fn action(&self) -> &'static CStr {
         match self.state {
-            State::Greeting | State::Passwd => "reading response from upstream",
-            State::Login => "sending LOGIN command to upstream",
-            State::User => "sending user name to upstream",
+            State::Greeting | State::Passwd => c"reading response from upstream",
+            State::Login => c"sending LOGIN command to upstream",
+            State::User => c"sending user name to upstream",
         }
     }
 

@@ -1,6 +1,8 @@
 //! The login dialogue with a POP3 backend (`ngx_mail_proxy_pop3_handler`):
 //! greeting, USER, PASS; then the backend's last reply goes to the client.
 
+use core::ffi::CStr;
+
 use crate::line::first_line;
 pub use crate::upstream::UpstreamStep;
 
@@ -29,11 +31,11 @@ impl LoginDialogue {
     }
 
     /// The log action of the step in progress, as nginx names it.
-    pub fn action(&self) -> &'static str {
+    pub fn action(&self) -> &'static CStr {
         match self.state {
-            State::Greeting | State::Done => "reading response from upstream",
-            State::User => "sending user name to upstream",
-            State::Pass => "sending password to upstream",
+            State::Greeting | State::Done => c"reading response from upstream",
+            State::User => c"sending user name to upstream",
+            State::Pass => c"sending password to upstream",
         }
     }
 

@@ -5,6 +5,8 @@
 //! client's MAIL FROM and RCPT TO replayed.
 
 use crate::base64;
+use core::ffi::CStr;
+
 use crate::line::first_line;
 use crate::upstream::UpstreamStep;
 
@@ -91,18 +93,18 @@ impl LoginDialogue {
         }
     }
 
-    pub fn action(&self) -> &'static str {
+    pub fn action(&self) -> &'static CStr {
         match self.state {
-            State::Start => "reading response from upstream",
+            State::Start => c"reading response from upstream",
             State::Helo | State::HeloXclient | State::HeloFrom | State::HeloAuth => {
-                "sending HELO/EHLO to upstream"
+                c"sending HELO/EHLO to upstream"
             }
             State::Xclient | State::XclientFrom | State::XclientHelo | State::XclientAuth => {
-                "sending XCLIENT to upstream"
+                c"sending XCLIENT to upstream"
             }
-            State::AuthPlain => "sending AUTH to upstream",
-            State::From => "sending MAIL FROM to upstream",
-            State::To => "sending RCPT TO to upstream",
+            State::AuthPlain => c"sending AUTH to upstream",
+            State::From => c"sending MAIL FROM to upstream",
+            State::To => c"sending RCPT TO to upstream",
         }
     }
 
