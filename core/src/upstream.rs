@@ -1,6 +1,8 @@
 //! What a backend login dialogue asks the proxy to do next, for every
 //! protocol.
 
+use crate::line::{first_line, Line};
+
 /// What to do with the backend's buffered reply.
 #[derive(Debug, PartialEq, Eq)]
 pub enum UpstreamStep {
@@ -19,4 +21,15 @@ pub enum UpstreamStep {
     LoggedInReplacing(&'static [u8]),
     /// The dialogue cannot go on; log this at `error`.
     Failed(&'static str),
+}
+
+/// The first complete line of a backend's reply: its content and where it
+/// ends; when there is none yet, the step to take (wait, or give up on a
+/// full buffer).
+pub fn reply_line(buf: &[u8], full: bool) -> Result<(&[u8], Line), UpstreamStep> {
+    match first_line(buf) {
+        Some(line) => Ok((buf.get(..line.content).unwrap_or_default(), line)),
+        None if full => Err(UpstreamStep::TooLong),
+        None => Err(UpstreamStep::NeedMore),
+    }
 }

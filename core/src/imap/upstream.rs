@@ -6,7 +6,7 @@
 use core::ffi::CStr;
 
 use crate::line::first_line;
-use crate::pop3::UpstreamStep;
+use crate::upstream::{reply_line, UpstreamStep};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -50,14 +50,10 @@ impl LoginDialogue {
     }
 
     pub fn on_data(&mut self, buf: &[u8], full: bool) -> UpstreamStep {
-        let Some(line) = first_line(buf) else {
-            return if full {
-                UpstreamStep::TooLong
-            } else {
-                UpstreamStep::NeedMore
-            };
+        let (first, line) = match reply_line(buf, full) {
+            Ok(found) => found,
+            Err(step) => return step,
         };
-        let first = buf.get(..line.content).unwrap_or_default();
         let refused = || UpstreamStep::Refused {
             line: first.to_vec(),
         };

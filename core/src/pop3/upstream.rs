@@ -3,7 +3,7 @@
 
 use core::ffi::CStr;
 
-use crate::line::first_line;
+use crate::upstream::reply_line;
 pub use crate::upstream::UpstreamStep;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,14 +42,10 @@ impl LoginDialogue {
     /// `buf` is everything the backend sent since the last step; `full` says
     /// the buffer has no room left.
     pub fn on_data(&mut self, buf: &[u8], full: bool) -> UpstreamStep {
-        let Some(line) = first_line(buf) else {
-            return if full {
-                UpstreamStep::TooLong
-            } else {
-                UpstreamStep::NeedMore
-            };
+        let content = match reply_line(buf, full) {
+            Ok((content, _)) => content,
+            Err(step) => return step,
         };
-        let content = buf.get(..line.content).unwrap_or_default();
         if !content.starts_with(b"+OK") {
             return UpstreamStep::Refused {
                 line: content.to_vec(),
