@@ -60,13 +60,8 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
     };
     client::consume(sess, consumed);
     match action {
-        Action::Reply(Cow::Borrowed(bytes)) => {
-            // SAFETY: borrowed replies are static or live in the cycle's
-            // config pool, which outlives the session.
-            let bytes: &'static [u8] =
-                unsafe { core::mem::transmute::<&[u8], &'static [u8]>(bytes) };
-            sess.set_out_static(bytes);
-        }
+        // static replies, or the server's replies in the cycle's config pool
+        Action::Reply(Cow::Borrowed(bytes)) => sess.set_out_static(bytes),
         Action::Reply(Cow::Owned(bytes)) => {
             if !sess.set_out(&bytes) {
                 return sess.internal_server_error();
