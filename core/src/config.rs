@@ -29,4 +29,13 @@ impl<C> Config<'_, C> {
     pub fn enabled(&self, bit: usize) -> bool {
         self.auth_methods & bit != 0
     }
+
+    /// The SASL mechanisms offered beyond PLAIN and LOGIN (always on):
+    /// CRAM-MD5 needs a salt as well as the setting.
+    pub fn offered(&self) -> crate::sasl::Offered {
+        crate::sasl::Offered {
+            cram_md5: self.enabled(crate::auth_bits::CRAM_MD5) && self.salt.is_some(),
+            external: self.enabled(crate::auth_bits::EXTERNAL),
+        }
+    }
 }

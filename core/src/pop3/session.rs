@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use super::parser::{parse_line, Parsed, Verb};
 use super::{Capabilities, INVALID_COMMAND, OK};
-use crate::sasl::{self, Exchange, Next, Offered};
+use crate::sasl::{self, Exchange, Next};
 use crate::{auth_bits, AuthMethod, Credentials, Invalid, StartTls};
 
 /// A POP3 session's view of its server's configuration.
@@ -127,9 +127,7 @@ impl Pop3Session {
                 }))
             }
             Verb::Apop => match args {
-                [login, digest]
-                    if !cfg.login_needs_tls() && cfg.auth_methods & auth_bits::APOP != 0 =>
-                {
+                [login, digest] if !cfg.login_needs_tls() && cfg.enabled(auth_bits::APOP) => {
                     Action::Authenticate(Credentials {
                         method: AuthMethod::Apop,
                         login: login.to_vec(),
@@ -153,11 +151,7 @@ impl Pop3Session {
         if args.is_empty() {
             return Action::Reply(Cow::Borrowed(&cfg.capabilities.auth));
         }
-        let offered = Offered {
-            cram_md5: cfg.enabled(auth_bits::CRAM_MD5) && cfg.salt.is_some(),
-            external: cfg.enabled(auth_bits::EXTERNAL),
-        };
-        self.sasl(sasl::start(args, offered), cfg)
+        self.sasl(sasl::start(args, cfg.offered()), cfg)
     }
 
     fn sasl<'c>(&mut self, next: Result<Next, Invalid>, cfg: &Config<'c>) -> Action<'c> {

@@ -4,8 +4,8 @@
 
 use super::parser::{Event, Parser, Verb};
 use super::Capabilities;
-use crate::sasl::{self, Exchange, Next, Offered};
-use crate::{auth_bits, AuthMethod, Credentials, Invalid, StartTls};
+use crate::sasl::{self, Exchange, Next};
+use crate::{AuthMethod, Credentials, Invalid, StartTls};
 
 const OK: &[u8] = b"OK completed\r\n";
 const BAD: &[u8] = b"BAD invalid command\r\n";
@@ -169,11 +169,7 @@ impl ImapSession {
             return self.invalid(Invalid(None));
         }
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let offered = Offered {
-            cram_md5: cfg.enabled(auth_bits::CRAM_MD5) && cfg.salt.is_some(),
-            external: cfg.enabled(auth_bits::EXTERNAL),
-        };
-        self.next(sasl::start(&args, offered), cfg)
+        self.next(sasl::start(&args, cfg.offered()), cfg)
     }
 
     /// Prompts are untagged; the tag waits for the exchange's end.

@@ -1,6 +1,6 @@
 use super::*;
 use crate::base64::encode;
-use crate::StartTls;
+use crate::{auth_bits, StartTls};
 
 const PLAIN_NEXT: &[u8] = b"+ \r\n";
 const USERNAME: &[u8] = b"+ VXNlcm5hbWU6\r\n";

@@ -4,7 +4,7 @@
 
 use super::parser::{parse_line, Parsed, Verb};
 use super::Replies;
-use crate::sasl::{self, Exchange, Next, Offered};
+use crate::sasl::{self, Exchange, Next};
 use crate::{auth_bits, Credentials, Invalid, StartTls};
 
 const OK: &[u8] = b"250 2.0.0 OK\r\n";
@@ -208,11 +208,7 @@ impl SmtpSession {
         if args.is_empty() {
             return Action::Reply(INVALID_ARGUMENT);
         }
-        let offered = Offered {
-            cram_md5: cfg.enabled(auth_bits::CRAM_MD5) && cfg.salt.is_some(),
-            external: cfg.enabled(auth_bits::EXTERNAL),
-        };
-        self.next(sasl::start(args, offered), cfg)
+        self.next(sasl::start(args, cfg.offered()), cfg)
     }
 
     fn next<'c>(&mut self, next: Result<Next, Invalid>, cfg: &Config<'c>) -> Action<'c> {
