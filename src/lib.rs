@@ -1,4 +1,4 @@
-//! ngx-mail-rs: nginx's POP3 mail proxy, auth_http client and proxy, as a
+//! ngx-mail-rs: nginx's POP3, IMAP and SMTP mail proxy, auth_http client and proxy, as a
 //! Rust dynamic module that takes over from the stock C modules in the same
 //! nginx. The protocol logic lives in the `mail-core` crate; this crate is
 //! the FFI shell around nginx's event loop, timers and pools.
@@ -14,6 +14,7 @@ mod pop3;
 mod protocol;
 mod proxy;
 mod session;
+mod smtp;
 
 use core::ffi::c_char;
 use core::ptr::{addr_of, null};
@@ -24,11 +25,12 @@ pub use auth_http::module::ngx_mail_rs_auth_http_module;
 pub use imap::module::ngx_mail_rs_imap_module;
 pub use pop3::module::ngx_mail_rs_pop3_module;
 pub use proxy::module::ngx_mail_rs_proxy_module;
+pub use smtp::module::ngx_mail_rs_smtp_module;
 
 /// Logs once per configuration load which protocols this module serves.
 unsafe extern "C" fn announce(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let msg = format!(
-        "ngx-mail-rs {}: serving pop3, imap (auth_http, proxy)",
+        "ngx-mail-rs {}: serving pop3, imap, smtp (auth_http, proxy)",
         env!("CARGO_PKG_VERSION")
     );
     // SAFETY: the cycle log is live during init_module.
@@ -37,18 +39,20 @@ unsafe extern "C" fn announce(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 }
 
 #[no_mangle]
-pub static mut ngx_modules: [*const ngx_module_t; 5] = [
+pub static mut ngx_modules: [*const ngx_module_t; 6] = [
     addr_of!(ngx_mail_rs_pop3_module),
     addr_of!(ngx_mail_rs_imap_module),
+    addr_of!(ngx_mail_rs_smtp_module),
     addr_of!(ngx_mail_rs_auth_http_module),
     addr_of!(ngx_mail_rs_proxy_module),
     null(),
 ];
 
 #[no_mangle]
-pub static mut ngx_module_names: [*const c_char; 5] = [
+pub static mut ngx_module_names: [*const c_char; 6] = [
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
+    c"ngx_mail_rs_smtp_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
     null(),
@@ -58,9 +62,10 @@ pub static mut ngx_module_names: [*const c_char; 5] = [
 /// each of ours ahead of the first of its successors already loaded, which
 /// puts all of ours right after ngx_mail_ssl_module in every build shape.
 #[no_mangle]
-pub static mut ngx_module_order: [*const c_char; 11] = [
+pub static mut ngx_module_order: [*const c_char; 12] = [
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
+    c"ngx_mail_rs_smtp_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
     c"ngx_mail_pop3_module".as_ptr(),

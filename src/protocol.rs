@@ -7,25 +7,31 @@ use core::ffi::CStr;
 
 use mail_core::imap::{self, ImapSession};
 use mail_core::pop3::{self, Pop3Session, UpstreamStep};
+use mail_core::smtp::{self, SmtpSession};
 
 use crate::bindings::ngx_mail_auth_state_pt;
+use crate::ffi::bytes;
+use crate::session::Session;
 
 pub enum ProtocolState {
     Pop3(Pop3Session),
     Imap(ImapSession),
+    Smtp(SmtpSession),
 }
 
 pub enum Dialogue {
     Pop3(pop3::LoginDialogue),
     Imap(imap::LoginDialogue),
+    Smtp(smtp::LoginDialogue),
 }
 
 impl ProtocolState {
     /// The client's reply when the auth server refuses the login.
-    pub fn auth_error_reply(&self, text: &[u8], _error_code: Option<&[u8]>) -> Vec<u8> {
+    pub fn auth_error_reply(&self, text: &[u8], error_code: Option<&[u8]>) -> Vec<u8> {
         match self {
             ProtocolState::Pop3(_) => pop3::auth_error_reply(text),
             ProtocolState::Imap(s) => s.auth_error_reply(text),
+            ProtocolState::Smtp(_) => smtp::auth_error_reply(text, error_code),
         }
     }
 
@@ -34,14 +40,17 @@ impl ProtocolState {
         match self {
             ProtocolState::Pop3(p) => p.reset(),
             ProtocolState::Imap(s) => s.reset(),
+            ProtocolState::Smtp(s) => s.reset(),
         }
     }
 
     /// Whether the backend login needs a password the auth server or the
-    /// client supplied (POP3 and IMAP always log in with one).
+    /// client supplied (POP3 and IMAP always log in with one; SMTP only
+    /// with `proxy_smtp_auth`, and finds out then).
     pub fn password_required(&self) -> bool {
         match self {
             ProtocolState::Pop3(_) | ProtocolState::Imap(_) => true,
+            ProtocolState::Smtp(_) => false,
         }
     }
 
@@ -49,15 +58,26 @@ impl ProtocolState {
         match self {
             ProtocolState::Pop3(_) => Some(crate::pop3::handler::auth_state),
             ProtocolState::Imap(_) => Some(crate::imap::handler::auth_state),
+            ProtocolState::Smtp(_) => Some(crate::smtp::handler::auth_state),
         }
     }
 
-    pub fn dialogue(&self, login: &[u8], passwd: &[u8]) -> Dialogue {
+    /// The backend login for what the auth server decided (`s->login`,
+    /// `s->passwd`) and what the session learned.
+    pub fn dialogue(&self, sess: Session) -> Dialogue {
+        // SAFETY: s is live; login and passwd are empty or pool strings.
+        let (login, passwd) = unsafe {
+            let s = sess.raw();
+            (bytes(&(*s).login), bytes(&(*s).passwd))
+        };
         match self {
             ProtocolState::Pop3(_) => Dialogue::Pop3(pop3::LoginDialogue::new(login, passwd)),
             ProtocolState::Imap(s) => {
                 Dialogue::Imap(imap::LoginDialogue::new(s.tag(), login, passwd))
             }
+            ProtocolState::Smtp(s) => Dialogue::Smtp(smtp::LoginDialogue::new(
+                crate::smtp::handler::login(sess, s),
+            )),
         }
     }
 }
@@ -67,6 +87,7 @@ impl Dialogue {
         match self {
             Dialogue::Pop3(d) => d.on_data(buf, full),
             Dialogue::Imap(d) => d.on_data(buf, full),
+            Dialogue::Smtp(d) => d.on_data(buf, full),
         }
     }
 
@@ -75,6 +96,7 @@ impl Dialogue {
         match self {
             Dialogue::Pop3(d) => d.action(),
             Dialogue::Imap(d) => d.action(),
+            Dialogue::Smtp(d) => d.action(),
         }
     }
 }

@@ -4,7 +4,7 @@
 use core::ptr;
 
 use mail_core::auth_http::{
-    decide, parse_response, Decision, ParseError, ProxyProtocolInfo, Request, SslInfo,
+    decide, parse_response, Decision, ParseError, ProxyProtocolInfo, Request, SmtpEnvelope, SslInfo,
 };
 use mail_core::AuthMethod;
 use nginx_sys::{
@@ -149,7 +149,11 @@ fn build_request(sess: Session, pool: *mut ngx_pool_t) -> Vec<u8> {
                 dst_addr: bytes(&(*pp).dst_addr),
                 dst_port: (*pp).dst_port,
             }),
-            smtp: None,
+            smtp: (method == AuthMethod::None).then(|| SmtpEnvelope {
+                helo: bytes(&(*s).smtp_helo),
+                from: bytes(&(*s).smtp_from),
+                to: bytes(&(*s).smtp_to),
+            }),
             ssl: tls.then(|| SslInfo {
                 protocol: bytes(&ssl[0]),
                 cipher: bytes(&ssl[1]),

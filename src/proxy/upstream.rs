@@ -20,7 +20,7 @@ use nginx_sys::NGX_PROXY_PROTOCOL_V1_MAX_HEADER as PROXY_V1_MAX_HEADER;
 use super::module;
 use crate::bindings::ngx_mail_proxy_ctx_t;
 use crate::ffi::{
-    bytes, log, pool_str, shown, ETIMEDOUT, LOG_ERR, LOG_INFO, NGX_AGAIN, NGX_BUSY, NGX_DECLINED,
+    log, pool_str, shown, ETIMEDOUT, LOG_ERR, LOG_INFO, NGX_AGAIN, NGX_BUSY, NGX_DECLINED,
     NGX_ERROR,
 };
 use crate::mail_log;
@@ -129,10 +129,7 @@ pub fn connect(sess: Session, addr: SocketAddr, name: &[u8]) {
         (*p).upstream.log = (*c).log;
         (*p).upstream.set_log_error(1); // NGX_ERROR_ERR
 
-        ctx.dialogue = Some(
-            ctx.protocol
-                .dialogue(bytes(&(*s).login), bytes(&(*s).passwd)),
-        );
+        ctx.dialogue = Some(ctx.protocol.dialogue(sess));
 
         let rc = ngx_event_connect_peer(&mut (*p).upstream);
         if rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED {

@@ -101,8 +101,9 @@ impl SmtpSession {
                 verb,
             } => {
                 let line = buf.get(..consumed).unwrap_or_default();
-                let line = line.strip_suffix(b"\n").unwrap_or(line);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                // from the verb to the end of the last argument, as stock
+                // keeps MAIL FROM and RCPT TO lines
+                let line = line.trim_ascii_end();
                 (consumed, self.handle(verb, &args, line, cfg))
             }
         };

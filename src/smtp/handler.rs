@@ -1,0 +1,296 @@
+//! The SMTP session before the backend (`ngx_mail_smtp_handler.c`'s job):
+//! the greeting (after the resolver and any `smtp_greeting_delay`), then one
+//! client command per read event, answered through `s->out`.
+
+use mail_core::smtp::{self, Action, Envelope, SmtpSession, Step};
+use mail_core::{auth_bits, AuthMethod};
+use nginx_sys::{
+    ngx_add_timer, ngx_connection_t, ngx_event_t, ngx_handle_read_event, ngx_post_event,
+    ngx_posted_events, ngx_str_t,
+};
+
+use super::{module, resolver};
+use crate::bindings::ngx_mail_session_t;
+use crate::client;
+use crate::ffi::{bytes, pool_str, shown, LOG_INFO, NGX_AGAIN, NGX_ERROR};
+use crate::mail_log;
+use crate::protocol::ProtocolState;
+use crate::session::Session;
+
+const INVALID_PIPELINING: &[u8] = b"503 5.5.0 Improper use of SMTP command pipelining\r\n";
+
+pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
+    let sess = Session(s);
+    if sess
+        .create_ctx(ProtocolState::Smtp(SmtpSession::default()))
+        .is_none()
+    {
+        return sess.internal_server_error();
+    }
+    // stock makes the salt on the first AUTH CRAM-MD5; its value is random
+    // either way
+    if module::conf(sess).auth_methods & auth_bits::CRAM_MD5 != 0 && !client::make_salt(sess) {
+        return sess.internal_server_error();
+    }
+    resolver::resolve_client(sess);
+}
+
+/// Once the client's name is known: the banner now, or after
+/// `smtp_greeting_delay`, refusing a client that talks first.
+pub fn greeting(sess: Session) {
+    let c = sess.connection();
+    let sscf = module::conf(sess);
+    let timeout = if sscf.greeting_delay != 0 {
+        sscf.greeting_delay
+    } else {
+        sess.core_conf().timeout
+    };
+    // SAFETY: c and its events are live.
+    unsafe {
+        ngx_add_timer((*c).read, timeout);
+        if ngx_handle_read_event((*c).read, 0) != 0 {
+            return sess.close();
+        }
+        // what the client sent while we resolved is read now
+        if (*(*c).read).ready() != 0 {
+            ngx_post_event((*c).read, core::ptr::addr_of_mut!(ngx_posted_events));
+        }
+        if sscf.greeting_delay != 0 {
+            (*(*c).read).handler = Some(invalid_pipelining);
+            return;
+        }
+        (*(*c).read).handler = Some(init_protocol);
+    }
+    let Some(replies) = sscf.replies() else {
+        return sess.internal_server_error();
+    };
+    sess.set_out_static(&replies.greeting);
+    sess.send();
+}
+
+/// During `smtp_greeting_delay`: the delay's end sends the banner; a client
+/// that talks before it is refused and disconnected.
+unsafe extern "C" fn invalid_pipelining(rev: *mut ngx_event_t) {
+    // SAFETY: the read event of a mail connection has the connection as data.
+    let sess = unsafe { Session::of((*rev).data.cast()) };
+    sess.set_action(c"in delay pipelining state");
+    let Some(replies) = module::conf(sess).replies() else {
+        return sess.internal_server_error();
+    };
+    // SAFETY: rev, c and s are live.
+    unsafe {
+        if (*rev).timedout() != 0 {
+            (*rev).set_timedout(0);
+            (*rev).handler = Some(init_protocol);
+            ngx_add_timer(rev, sess.core_conf().timeout);
+            if ngx_handle_read_event(rev, 0) != 0 {
+                return sess.close();
+            }
+            sess.set_out_static(&replies.greeting);
+            return sess.send();
+        }
+    }
+    if !create_buffer(sess) {
+        return;
+    }
+    match discard_input(sess) {
+        Discard::Gone => return,
+        Discard::Again => return client::wait_for_more(sess),
+        Discard::Read(line) => mail_log!(
+            LOG_INFO,
+            sess.log(),
+            "client was rejected before greeting: \"{}\"",
+            rejected(&line)
+        ),
+    }
+    sess.set_out_static(INVALID_PIPELINING);
+    sess.set_quit();
+    sess.send();
+}
+
+enum Discard {
+    /// The connection was closed.
+    Gone,
+    Again,
+    /// What the client had sent, now dropped from the buffer.
+    Read(Vec<u8>),
+}
+
+/// Reads what the client sent and drops it (`ngx_mail_smtp_discard_command`).
+fn discard_input(sess: Session) -> Discard {
+    let c = sess.connection();
+    // SAFETY: c and s->buffer are live; recv writes at most end - last.
+    unsafe {
+        let b = (*sess.raw()).buffer;
+        let Some(recv) = (*c).recv else {
+            sess.close();
+            return Discard::Gone;
+        };
+        let n = recv(c, (*b).last, (*b).end.offset_from((*b).last) as usize);
+        if n == NGX_ERROR || n == 0 {
+            sess.close();
+            return Discard::Gone;
+        }
+        if n == NGX_AGAIN {
+            return Discard::Again;
+        }
+        (*b).last = (*b).last.add(n as usize);
+        let read =
+            core::slice::from_raw_parts((*b).start, (*b).last.offset_from((*b).start) as usize)
+                .to_vec();
+        (*b).pos = (*b).start;
+        (*b).last = (*b).start;
+        Discard::Read(read)
+    }
+}
+
+/// A refused command as stock logs it: CR and LF shown as `_`.
+fn rejected(bytes: &[u8]) -> String {
+    let line: Vec<u8> = bytes
+        .iter()
+        .map(|&b| if b == b'\r' || b == b'\n' { b'_' } else { b })
+        .collect();
+    shown(&line)
+}
+
+fn create_buffer(sess: Session) -> bool {
+    // SAFETY: s is live; the buffer is made once per session.
+    unsafe {
+        let s = sess.raw();
+        if (*s).buffer.is_null() {
+            let size = module::conf(sess).client_buffer_size;
+            (*s).buffer = nginx_sys::ngx_create_temp_buf(sess.pool(), size);
+            if (*s).buffer.is_null() {
+                sess.internal_server_error();
+                return false;
+            }
+        }
+    }
+    true
+}
+
+pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
+    // SAFETY: the read event of a mail connection has the connection as data.
+    let sess = unsafe { Session::of((*rev).data.cast()) };
+    client::init_protocol(rev, module::conf(sess).client_buffer_size, auth_state);
+}
+
+pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
+    let Some((sess, buf, ctx)) = client::begin(rev) else {
+        return;
+    };
+    let ProtocolState::Smtp(smtp) = &mut ctx.protocol else {
+        return sess.internal_server_error();
+    };
+    let sscf = module::conf(sess);
+    let Some(replies) = sscf.replies() else {
+        return sess.internal_server_error();
+    };
+    let cfg = client::config(sess, sscf.auth_methods, replies);
+    let (consumed, action) = match smtp.step(buf, &cfg) {
+        Step::Done { consumed, action } => (consumed, action),
+        Step::Incomplete => {
+            if client::command_too_long(sess) {
+                smtp.reset();
+                sess.set_out_static(smtp::INVALID_COMMAND);
+                return client::reply(sess);
+            }
+            return client::wait_for_more(sess);
+        }
+    };
+    client::consume(sess, consumed);
+    match action {
+        Action::Reply(reply) => sess.set_out_static(reply),
+        Action::ReplyOwned(reply) => {
+            if !sess.set_out(&reply) {
+                return sess.internal_server_error();
+            }
+        }
+        Action::Rejected { reply, .. } => {
+            // stock logs the whole buffer, pipelined commands included
+            mail_log!(
+                LOG_INFO,
+                sess.log(),
+                "client was rejected: \"{}\"",
+                rejected(buf)
+            );
+            sess.set_out_static(reply);
+        }
+        Action::Quit(reply) => {
+            sess.set_out_static(reply);
+            sess.set_quit();
+        }
+        Action::StartTls(reply) => {
+            sess.set_out_static(reply);
+            client::start_tls(sess);
+        }
+        Action::Invalid(reason) => {
+            client::invalid(sess, reason);
+            sess.set_out_static(smtp::INVALID_COMMAND);
+        }
+        Action::Authenticate(creds) => return client::authenticate(sess, &creds),
+        Action::Relay(envelope) => return relay(sess, &envelope),
+    }
+    client::reply(sess);
+}
+
+/// `smtp_auth none`: the envelope goes to the auth server with no login or
+/// password at all, whatever an earlier AUTH left (CVE-2025-53859).
+fn relay(sess: Session, envelope: &Envelope) {
+    let s = sess.raw();
+    let pool = sess.pool();
+    // SAFETY: s and its pool are live.
+    unsafe {
+        let (Some(helo), Some(from), Some(to)) = (
+            pool_str(pool, &envelope.helo),
+            pool_str(pool, &envelope.from),
+            pool_str(pool, &envelope.to),
+        ) else {
+            return sess.internal_server_error();
+        };
+        (*s).smtp_helo = helo;
+        (*s).smtp_from = from;
+        (*s).smtp_to = to;
+        let empty = ngx_str_t {
+            len: 0,
+            data: core::ptr::null_mut(),
+        };
+        (*s).login = empty;
+        (*s).passwd = empty;
+    }
+    if let Some(ctx) = sess.ctx() {
+        ctx.method = AuthMethod::None;
+    }
+    client::block_on_pipelined(sess);
+    crate::auth_http::client::start_login(sess, AuthMethod::None);
+}
+
+/// What the backend dialogue needs: our name, the proxy switches, the
+/// client's address, name and greeting, and the login or the envelope.
+pub fn login(sess: Session, smtp: &SmtpSession) -> smtp::Login {
+    let s = sess.raw();
+    let c = sess.connection();
+    let pcf = crate::proxy::module::conf(sess);
+    let relay = sess.ctx().is_some_and(|ctx| ctx.method == AuthMethod::None);
+    // SAFETY: s, c and the strings read are live pool or config strings.
+    unsafe {
+        smtp::Login {
+            server_name: bytes(&sess.core_conf().server_name).to_vec(),
+            xclient: pcf.xclient != 0,
+            smtp_auth: pcf.smtp_auth != 0,
+            client_addr: bytes(&(*c).addr_text).to_vec(),
+            client_ipv6: u32::from((*(*c).sockaddr).sa_family) == nginx_sys::AF_INET6,
+            client_host: bytes(&(*s).host).to_vec(),
+            helo: smtp.helo().to_vec(),
+            esmtp: smtp.esmtp,
+            login: bytes(&(*s).login).to_vec(),
+            passwd: (!(*s).passwd.data.is_null()).then(|| bytes(&(*s).passwd).to_vec()),
+            envelope: relay.then(|| {
+                (
+                    bytes(&(*s).smtp_from).to_vec(),
+                    bytes(&(*s).smtp_to).to_vec(),
+                )
+            }),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The client's hostname for `Client-Host` and XCLIENT `NAME`: a PTR lookup
+//! of its address and a forward lookup of the answer, on nginx's resolver,
+//! judged by `mail_core::smtp::resolve` (`ngx_mail_smtp_init_session`).
+
+use core::ptr;
+use std::net::IpAddr;
+
+use mail_core::smtp::resolve::{self, AfterPtr, LookupError, TEMPUNAVAIL, UNAVAILABLE};
+use nginx_sys::{
+    ngx_connection_t, ngx_event_t, ngx_handle_read_event, ngx_post_event, ngx_posted_events,
+    ngx_resolve_addr, ngx_resolve_addr_done, ngx_resolve_name, ngx_resolve_name_done,
+    ngx_resolve_start, ngx_resolver_ctx_t, ngx_resolver_strerror, ngx_str_t, sockaddr, socklen_t,
+    NGX_RESOLVE_NXDOMAIN,
+};
+
+use super::handler::greeting;
+use crate::ffi::{bytes, pool_str, shown, LOG_ERR};
+use crate::mail_log;
+use crate::session::Session;
+
+/// A static host value (`[UNAVAILABLE]`, `[TEMPUNAVAIL]`).
+fn set_host(sess: Session, host: &'static [u8]) {
+    // SAFETY: s is live; nginx never writes through s->host.
+    unsafe {
+        (*sess.raw()).host = ngx_str_t {
+            len: host.len(),
+            data: host.as_ptr().cast_mut(),
+        }
+    };
+}
+
+/// Starts with the client's address; the greeting follows when done.
+pub fn resolve_client(sess: Session) {
+    let c = sess.connection();
+    let cscf = sess.core_conf();
+    if cscf.resolver.is_null() {
+        set_host(sess, UNAVAILABLE);
+        return greeting(sess);
+    }
+    // SAFETY: c is live; a unix socket has no address to look up.
+    if unsafe { (*(*c).sockaddr).sa_family } == nginx_sys::AF_UNIX as u16 {
+        set_host(sess, TEMPUNAVAIL);
+        return greeting(sess);
+    }
+    sess.set_action(c"in resolving client address");
+    // SAFETY: the resolver lives as long as the cycle; the ctx is freed by
+    // ngx_resolve_addr_done in the handler or in block_reading.
+    unsafe {
+        let ctx = ngx_resolve_start(cscf.resolver, ptr::null_mut());
+        if ctx.is_null() {
+            return sess.close();
+        }
+        (*ctx).addr.sockaddr = (*c).sockaddr;
+        (*ctx).addr.socklen = (*c).socklen;
+        (*ctx).handler = Some(addr_resolved);
+        (*ctx).data = sess.raw().cast();
+        (*ctx).timeout = cscf.resolver_timeout;
+        (*sess.raw()).resolver_ctx = ctx;
+        (*(*c).read).handler = Some(block_reading);
+        if ngx_resolve_addr(ctx) != 0 {
+            sess.close();
+        }
+    }
+}
+
+/// How a lookup failed, logged as stock does.
+fn lookup_error(ctx: *mut ngx_resolver_ctx_t) -> LookupError {
+    // SAFETY: ctx is the live ctx of a finished lookup.
+    if unsafe { (*ctx).state } == NGX_RESOLVE_NXDOMAIN as isize {
+        LookupError::NotFound
+    } else {
+        LookupError::Other
+    }
+}
+
+fn strerror(ctx: *mut ngx_resolver_ctx_t) -> String {
+    // SAFETY: ngx_resolver_strerror returns a static C string.
+    unsafe {
+        let state = (*ctx).state;
+        let text = core::ffi::CStr::from_ptr(ngx_resolver_strerror(state));
+        format!("{}: {}", state, text.to_string_lossy())
+    }
+}
+
+unsafe extern "C" fn addr_resolved(ctx: *mut ngx_resolver_ctx_t) {
+    // SAFETY: ctx->data is the session that started this lookup.
+    let sess = unsafe { Session((*ctx).data.cast()) };
+    let c = sess.connection();
+    // SAFETY: c is live.
+    let addr_text = unsafe { shown(bytes(&(*c).addr_text)) };
+    // SAFETY: ctx is live until ngx_resolve_addr_done below.
+    let answer = if unsafe { (*ctx).state } != 0 {
+        mail_log!(
+            LOG_ERR,
+            sess.log(),
+            "{} could not be resolved ({})",
+            addr_text,
+            strerror(ctx)
+        );
+        Err(lookup_error(ctx))
+    } else {
+        // SAFETY: as above.
+        Ok(unsafe { bytes(&(*ctx).name) })
+    };
+    let host = match resolve::after_ptr(answer) {
+        AfterPtr::Host { host, invalid_name } => {
+            if invalid_name {
+                mail_log!(
+                    LOG_ERR,
+                    sess.log(),
+                    "{} resolved to invalid host name \"{}\"",
+                    addr_text,
+                    // SAFETY: as above.
+                    shown(unsafe { bytes(&(*ctx).name) })
+                );
+            }
+            set_host(sess, host);
+            None
+        }
+        AfterPtr::Forward(name) => {
+            sess.set_action(c"in resolving client hostname");
+            // SAFETY: the pool is live.
+            match unsafe { pool_str(sess.pool(), name) } {
+                Some(name) => Some(name),
+                None => {
+                    finish(sess, ctx);
+                    return sess.close();
+                }
+            }
+        }
+    };
+    finish(sess, ctx);
+    let Some(name) = host else {
+        return greeting(sess);
+    };
+    // SAFETY: s and c are live; the posted event runs lookup_name.
+    unsafe {
+        (*sess.raw()).host = name;
+        (*(*c).read).handler = Some(lookup_name);
+        ngx_post_event((*c).read, ptr::addr_of_mut!(ngx_posted_events));
+    }
+}
+
+/// Frees a lookup's ctx, whichever kind it is.
+fn finish(sess: Session, ctx: *mut ngx_resolver_ctx_t) {
+    // SAFETY: ctx is live and owned by this session; freed exactly once, as
+    // s->resolver_ctx is cleared with it.
+    unsafe {
+        // only an address lookup has an address (the ctx starts zeroed)
+        if !(*ctx).addr.sockaddr.is_null() {
+            ngx_resolve_addr_done(ctx);
+        } else {
+            ngx_resolve_name_done(ctx);
+        }
+        (*sess.raw()).resolver_ctx = ptr::null_mut();
+    }
+}
+
+/// The forward lookup of the name the PTR answer gave.
+unsafe extern "C" fn lookup_name(rev: *mut ngx_event_t) {
+    // SAFETY: the read event of a mail connection has the connection as data.
+    let sess = unsafe { Session::of((*rev).data.cast::<ngx_connection_t>()) };
+    let cscf = sess.core_conf();
+    // SAFETY: as in resolve_client.
+    unsafe {
+        let ctx = ngx_resolve_start(cscf.resolver, ptr::null_mut());
+        if ctx.is_null() {
+            return sess.close();
+        }
+        (*ctx).name = (*sess.raw()).host;
+        (*ctx).handler = Some(name_resolved);
+        (*ctx).data = sess.raw().cast();
+        (*ctx).timeout = cscf.resolver_timeout;
+        (*sess.raw()).resolver_ctx = ctx;
+        (*rev).handler = Some(block_reading);
+        if ngx_resolve_name(ctx) != 0 {
+            sess.close();
+        }
+    }
+}
+
+/// The IP address of a socket address, if it is one.
+///
+/// # Safety
+/// `sa` must point at `len` bytes of a socket address.
+unsafe fn ip_of(sa: *const sockaddr, len: socklen_t) -> Option<IpAddr> {
+    // SAFETY: the family says which struct it is; the length is checked.
+    unsafe {
+        match u32::from((*sa).sa_family) {
+            nginx_sys::AF_INET if len as usize >= size_of::<nginx_sys::sockaddr_in>() => {
+                let sin = &*sa.cast::<nginx_sys::sockaddr_in>();
+                Some(IpAddr::from(
+                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                ))
+            }
+            nginx_sys::AF_INET6 if len as usize >= size_of::<nginx_sys::sockaddr_in6>() => {
+                let sin6 = &*sa.cast::<nginx_sys::sockaddr_in6>();
+                Some(IpAddr::from(sin6.sin6_addr.__in6_u.__u6_addr8))
+            }
+            _ => None,
+        }
+    }
+}
+
+unsafe extern "C" fn name_resolved(ctx: *mut ngx_resolver_ctx_t) {
+    // SAFETY: ctx->data is the session that started this lookup.
+    let sess = unsafe { Session((*ctx).data.cast()) };
+    let c = sess.connection();
+    // SAFETY: ctx and c are live until finish() below.
+    unsafe {
+        let name = bytes(&(*ctx).name);
+        let addrs: Vec<IpAddr>;
+        let answer = if (*ctx).state != 0 {
+            mail_log!(
+                LOG_ERR,
+                sess.log(),
+                "\"{}\" could not be resolved ({})",
+                shown(name),
+                strerror(ctx)
+            );
+            Err(lookup_error(ctx))
+        } else {
+            addrs = (0..(*ctx).naddrs)
+                .filter_map(|i| {
+                    let a = &*(*ctx).addrs.add(i);
+                    ip_of(a.sockaddr, a.socklen)
+                })
+                .collect();
+            Ok(addrs.as_slice())
+        };
+        let host = match ip_of((*c).sockaddr, (*c).socklen) {
+            Some(client) => resolve::after_forward(name, answer, client),
+            None => UNAVAILABLE,
+        };
+        // s->host already holds the name; a failure replaces it (a valid
+        // hostname never looks like "[UNAVAILABLE]")
+        if host != name {
+            set_host(
+                sess,
+                if host == TEMPUNAVAIL {
+                    TEMPUNAVAIL
+                } else {
+                    UNAVAILABLE
+                },
+            );
+        }
+    }
+    finish(sess, ctx);
+    greeting(sess);
+}
+
+/// While a lookup runs, the client's input waits in the socket.
+unsafe extern "C" fn block_reading(rev: *mut ngx_event_t) {
+    // SAFETY: the read event of a mail connection has the connection as data.
+    let sess = unsafe { Session::of((*rev).data.cast::<ngx_connection_t>()) };
+    // SAFETY: rev is live.
+    if unsafe { ngx_handle_read_event(rev, 0) } != 0 {
+        // SAFETY: s is live.
+        let ctx = unsafe { (*sess.raw()).resolver_ctx };
+        if !ctx.is_null() {
+            finish(sess, ctx);
+        }
+        sess.close();
+    }
+}
