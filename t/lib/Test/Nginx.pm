@@ -175,6 +175,7 @@ sub write_file_expand {
 	$content =~ s/%%TEST_GLOBALS_HTTP%%/$self->test_globals_http()/ge;
 	$content =~ s/%%TESTDIR%%/$self->{testdir}/g;
 	$content =~ s/127\.0\.0\.1:(8\d\d\d)\b/'127.0.0.1:' . port($1)/ge;
+	$content =~ s/%%PORT_(\d+)_UDP%%/port($1, udp => 1)/ge;
 	$content =~ s/%%PORT_(\d+)%%/port($1)/ge;
 	return $self->write_file($name, $content);
 }
@@ -184,18 +185,23 @@ sub write_file_expand {
 # keeps test files running in parallel from taking the same port; daemons
 # forked later inherit the answer (compute ports before forking).
 sub port {
-	my ($num) = @_;
+	my ($num, %opts) = @_;
 	return $ports{$num} if defined $ports{$num};
+	# the port is held by a socket of the other kind, so that parallel test
+	# processes never pick it while the one we need stays free to bind
+	my ($kind, $lock_kind) = $opts{udp} ? ('udp', 'tcp') : ('tcp', 'udp');
+	my $open = sub {
+		my ($proto, $port) = @_;
+		return IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port,
+			Proto => $proto, ReuseAddr => 1,
+			($proto eq 'tcp' ? (Listen => 1) : ()));
+	};
 	for my $try (1 .. 50) {
-		my $want = $try == 1 ? $num : 0;
-		my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $want,
-			Proto => 'tcp', Listen => 1, ReuseAddr => 1) or next;
+		my $s = $open->($kind, $try == 1 ? $num : 0) or next;
 		my $p = $s->sockport();
 		next if grep { $_ == $p } values %ports;
-		# a UDP socket on it keeps other test processes from picking it
-		my $u = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$p", Proto => 'udp');
-		next unless $u;
-		push @reserved, $u if $u;
+		my $lock = $open->($lock_kind, $p) or next;
+		push @reserved, $lock;
 		close $s;
 		return $ports{$num} = $p;
 	}
