@@ -22,6 +22,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib 'lib';
 use Test::Nginx;
 use Test::Nginx::POP3;
+use Test::Nginx::SMTP;
 
 ###############################################################################
 
@@ -32,15 +33,16 @@ local $SIG{PIPE} = 'IGNORE';
 
 my $stock = ($ENV{TEST_NGINX_GLOBALS} // '') !~ /ngx_mail_rs/;
 
-my $t = Test::Nginx->new()->has(qw/mail pop3 imap http rewrite/);
+my $t = Test::Nginx->new()->has(qw/mail pop3 imap smtp http rewrite/);
 
-# ports 110 and 143 let nginx guess the protocol; root may bind them
+# ports 110, 143 and 25 let nginx guess the protocol; root may bind them
 my @probes = map { $> == 0 && IO::Socket::INET->new(LocalAddr => "127.0.0.1:$_",
-	Listen => 1, ReuseAddr => 1) } 110, 143;
-my $can_guess = (grep { $_ } @probes) == 2 ? 1 : 0;
+	Listen => 1, ReuseAddr => 1) } 110, 143, 25;
+my $can_guess = (grep { $_ } @probes) == 3 ? 1 : 0;
 close $_ for grep { $_ } @probes;
 my $listen_110 = $can_guess ? 'listen 127.0.0.1:110;' : '';
 my $listen_143 = $can_guess ? 'listen 127.0.0.1:143;' : 'listen 127.0.0.1:8146; protocol imap;';
+my $listen_25 = $can_guess ? 'listen 127.0.0.1:25;' : 'listen 127.0.0.1:8027; protocol smtp;';
 
 $t->write_file_expand('nginx.conf', <<"EOF");
 
@@ -89,6 +91,22 @@ mail {
         $listen_143
         imap_auth  plain;
     }
+
+    smtp_auth  login cram-md5;
+    smtp_capabilities PIPELINING;
+    smtp_client_buffer 2k;
+    smtp_greeting_delay 0;
+
+    server {
+        listen     127.0.0.1:8025;
+        protocol   smtp;
+        server_name mx.config.test;
+        smtp_capabilities "SIZE 100" 8BITMIME;
+    }
+
+    server {
+        $listen_25
+    }
 }
 
 http {
@@ -118,7 +136,7 @@ unless ($can_guess) {
 }
 
 $t->run_daemon(\&Test::Nginx::POP3::pop3_test_daemon);
-$t->run()->plan(19);
+$t->run()->plan(27);
 
 $t->waitforsocket('127.0.0.1:' . port(8111));
 
@@ -193,6 +211,22 @@ like(config_test("auth_http 127.0.0.1:1/a; imap_capabilities; $server"),
 	qr/\[emerg\] invalid number of arguments in "imap_capabilities" directive/,
 	'imap_capabilities without arguments');
 
+like(config_test("auth_http 127.0.0.1:1/a; smtp_auth plain bogus; $server"),
+	qr/\[emerg\] invalid value "bogus" in .*test\.conf:\d+/,
+	'bad smtp_auth value');
+
+like(config_test("auth_http 127.0.0.1:1/a; smtp_greeting_delay forever; $server"),
+	qr/\[emerg\] "smtp_greeting_delay" directive invalid value in .*test\.conf:\d+/,
+	'bad smtp_greeting_delay');
+
+like(config_test("auth_http 127.0.0.1:1/a; smtp_client_buffer 1x; $server"),
+	qr/\[emerg\] "smtp_client_buffer" directive invalid value in .*test\.conf:\d+/,
+	'bad smtp_client_buffer');
+
+like(config_test("auth_http 127.0.0.1:1/a; smtp_capabilities; $server"),
+	qr/\[emerg\] invalid number of arguments in "smtp_capabilities" directive/,
+	'smtp_capabilities without arguments');
+
 like(config_test('auth_http 127.0.0.1:1/a; server { listen 127.0.0.1:'
 	. port(8114) . '; }'),
 	qr/\[emerg\] unknown mail protocol for server in .*test\.conf:\d+/,
@@ -212,14 +246,22 @@ $s->ok('user');
 $s->send('PASS x');
 $s->check(qr/^\+OK pass ok/, 'login with directives from every level');
 
+$s = Test::Nginx::SMTP->new();
+$s->check(qr/^220 mx\.config\.test ESMTP ready\r\n$/, 'smtp greeting with server_name');
+$s->send('EHLO client.example');
+my $ehlo = '';
+while (defined(my $l = $s->getline())) { $ehlo .= $l; last unless $l =~ /^250-/; }
+is($ehlo, "250-mx.config.test\r\n250-SIZE 100\r\n250-8BITMIME\r\n"
+	. "250 AUTH LOGIN CRAM-MD5\r\n", 'smtp_* directives from every level');
+
 SKIP: {
-skip 'our module only', 3 if $stock;
+skip 'our module only', 5 if $stock;
 
 like($t->read_file('error.log'),
-	qr/\[notice\] .*ngx-mail-rs \d+\.\d+\.\d+: serving pop3, imap/,
+	qr/\[notice\] .*ngx-mail-rs \d+\.\d+\.\d+: serving pop3, imap, smtp/,
 	'notice names the module, its version and protocols');
 
-skip 'ports 110 and 143 need root and free ports', 2 unless $can_guess;
+skip 'ports 110, 143 and 25 need root and free ports', 4 unless $can_guess;
 
 # `listen 110` with no protocol picks the last pop3 module, the stock one,
 # unless we take the server over: our hardening refuses what stock would
@@ -234,6 +276,13 @@ $s = Test::Nginx::POP3->new(PeerAddr => '127.0.0.1:143');
 $s->read();
 $s->send(' NOOP');
 $s->check(qr/^\* BAD invalid command/, 'guessed imap is served by our module');
+
+# and smtp: stock loses a command pipelined behind a refused MAIL
+$s = Test::Nginx::SMTP->new(PeerAddr => '127.0.0.1:25');
+$s->read();
+$s->print('MAIL FROM:<a@example.com>' . CRLF . 'NOOP' . CRLF);
+$s->check(qr/^530 /, 'mail refused on guessed smtp');
+$s->check(qr/^250 /, 'guessed smtp is served by our module');
 }
 
 ###############################################################################
