@@ -328,4 +328,8 @@ is($s->read(), "p2 OK login ok\r\n", 'external allowed where enabled');
 
 }
 
+# the harness's final checks run when $t goes; helper subs that use it
+# would otherwise keep it alive past Test::More's plan check
+undef $t;
+
 ###############################################################################

@@ -176,6 +176,10 @@ like($t->read_file('error.log'),
 	qr/upstream sent invalid response: "NO \[AUTHENTICATIONFAILED\] go away" while reading response from upstream, client: 127\.0\.0\.1, server: 127\.0\.0\.1:\d+, login: "refuse", upstream: 127\.0\.0\.1:\d+/,
 	'error logged with client, server, login, upstream');
 
+# the harness's final checks run when $t goes; helper subs that use it
+# would otherwise keep it alive past Test::More's plan check
+undef $t;
+
 ###############################################################################
 
 sub message {

@@ -260,6 +260,10 @@ like($t->read_file('error.log'),
 like($t->read_file('error.log'), qr/client logged in, client: 127\.0\.0\.1, server: 127\.0\.0\.1:\d+, login: "user", upstream: 127\.0\.0\.1:\d+/,
 	'login logged');
 
+# the harness's final checks run when $t goes; helper subs that use it
+# would otherwise keep it alive past Test::More's plan check
+undef $t;
+
 ###############################################################################
 
 # A deterministic message of $size bytes in CRLF lines, none starting with a dot.

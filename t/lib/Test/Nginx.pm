@@ -192,9 +192,10 @@ sub port {
 	my ($kind, $lock_kind) = $opts{udp} ? ('udp', 'tcp') : ('tcp', 'udp');
 	my $open = sub {
 		my ($proto, $port) = @_;
+		# SO_REUSEADDR would let two UDP sockets share a port: TCP only
 		return IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port,
-			Proto => $proto, ReuseAddr => 1,
-			($proto eq 'tcp' ? (Listen => 1) : ()));
+			Proto => $proto,
+			($proto eq 'tcp' ? (Listen => 1, ReuseAddr => 1) : ()));
 	};
 	for my $try (1 .. 50) {
 		my $s = $open->($kind, $try == 1 ? $num : 0) or next;
