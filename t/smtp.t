@@ -77,7 +77,7 @@ port($_) for 8081, 8082;
 
 $t->run_daemon(\&auth_daemon, $d);
 $t->run_daemon(\&backend);
-$t->run()->plan(56);
+$t->run()->plan(58);
 
 $t->waitforsocket('127.0.0.1:' . port(8081));
 $t->waitforsocket('127.0.0.1:' . port(8082));
@@ -243,6 +243,13 @@ select undef, undef, undef, 0.2;
 $s->print(CRLF);
 $s->check(qr/^250 2\.0\.0 OK/, 'split noop');
 $s->check(qr/^334 /, 'split auth after noop');
+
+# a command pipelined behind a refused AUTH runs once the refusal is out
+
+$s = session();
+$s->print('AUTH PLAIN ' . encode_base64("\0bad\0x", '') . CRLF . 'NOOP' . CRLF);
+$s->check(qr/^535 5\.7\.0 Invalid login\r\n$/, 'pipelined auth refused');
+$s->check(qr/^250 2\.0\.0 OK/, 'noop pipelined behind the refused auth');
 
 # smtp_client_buffer 128: a longer line is refused and the session ends
 

@@ -2,9 +2,6 @@
 //! speaks it before the backend takes over: HELO/EHLO, AUTH, and with
 //! `smtp_auth none` the envelope (MAIL FROM, RCPT TO) that goes to the auth
 //! server and is replayed to the backend.
-//!
-//! Not wired into the nginx module yet (issue 4): the shell still serves
-//! SMTP with nginx's stock module.
 
 mod capabilities;
 mod parser;

@@ -158,6 +158,16 @@ fn auth_none_envelope() {
         step(&mut s, &cfg, b"RCPT TO:<b@x>\r\n"),
         Action::Reply(BAD_SEQUENCE)
     );
+    // the lines end at the last argument, as stock keeps them
+    step(&mut s, &cfg, b"MAIL FROM:<a@x>  \r\n");
+    assert_eq!(
+        step(&mut s, &cfg, b"RCPT TO:<b@x> \r\n"),
+        Action::Relay(Envelope {
+            helo: b"client.example".to_vec(),
+            from: b"MAIL FROM:<a@x>".to_vec(),
+            to: b"RCPT TO:<b@x>".to_vec(),
+        })
+    );
 }
 
 #[test]
