@@ -6,10 +6,17 @@
 #   dynamic  nginx without mail; the globals load ngx_mail_module.so, then ours
 #            (nginx-tests would load the mail module itself, after our globals,
 #            for a binary built --with-mail=dynamic)
-# Usage: scripts/nginx-tests.sh /path/to/nginx-tests [files...]
+# Usage: scripts/nginx-tests.sh [--ours] /path/to/nginx-tests [files...]
+#   --ours   run our own t/*.t under nginx-tests' lib instead (copied into a
+#            temporary directory next to a link to its lib/)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-tests=$(cd "${1:?usage: scripts/nginx-tests.sh /path/to/nginx-tests}" && pwd)
+ours=0
+if [ "${1:-}" = --ours ]; then
+    ours=1
+    shift
+fi
+tests=$(cd "${1:?usage: scripts/nginx-tests.sh [--ours] /path/to/nginx-tests}" && pwd)
 shift
 scripts=$top/scripts
 "$scripts/build-nginx.sh" all >/dev/null
@@ -18,8 +25,17 @@ NGINX_BUILD_DIR="$top/nginx-src/objs" cargo build --release --quiet --manifest-p
 module=$top/target/release/libngx_mail_rs.so
 user=""
 [ "$(id -u)" = 0 ] && user="user root;"
-cd "$tests"
-[ $# -gt 0 ] || set -- mail_*.t worker_shutdown_timeout_mail.t
+if [ $ours = 1 ]; then
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    ln -s "$tests/lib" "$work/lib"
+    cp "$top"/t/*.t "$work/"
+    cd "$work"
+    [ $# -gt 0 ] || set -- *.t
+else
+    cd "$tests"
+    [ $# -gt 0 ] || set -- mail_*.t worker_shutdown_timeout_mail.t
+fi
 status=0
 run() {
     local shape=$1 binary=$2 globals=$3 total=0 failed=0
