@@ -1,0 +1,237 @@
+"""Fake auth server and POP3/IMAP/SMTP backends for the soak, each with
+injectable faults.
+
+The auth server picks a fault from the login (``<fault>.<id>``, or for
+``smtp_auth none`` from the MAIL FROM local part) and routes the session to
+the backend that plays the named backend fault.
+"""
+
+import asyncio
+import hashlib
+import random
+
+AUTH_FAULTS = ("ok", "slow", "garbage", "wait", "refuse", "silent")
+BACKEND_FAULTS = ("refuse", "stall", "close", "midclose")
+
+
+def body(size, seed):
+    """The message a backend serves: CRLF lines, none starting with '.'."""
+    rnd = random.Random(seed)
+    out = bytearray()
+    n = 0
+    while len(out) < size:
+        width = rnd.randrange(0, 200)
+        out += b"%08d " % n + bytes(rnd.choice(b"abcdefXYZ 0123") for _ in range(width)) + b"\r\n"
+        n += 1
+    return bytes(out)
+
+
+def parse_login(login):
+    """'<fault>.<size>.<seed>' -> (fault, size, seed)."""
+    parts = login.split(".")
+    try:
+        return parts[0], int(parts[1]), int(parts[2])
+    except (IndexError, ValueError):
+        return parts[0], 0, 0
+
+
+class Stats:
+    def __init__(self):
+        self.auth_requests = 0
+        self.backend_sessions = 0
+
+
+async def read_line(reader):
+    line = await reader.readline()
+    if not line:
+        raise ConnectionError("closed")
+    return line
+
+
+class AuthServer:
+    def __init__(self, ports, stats):
+        self.ports = ports  # (proto, fault) -> port
+        self.stats = stats
+        self.waited = set()
+
+    async def handle(self, reader, writer):
+        try:
+            headers = {}
+            await read_line(reader)
+            while True:
+                line = await read_line(reader)
+                if line in (b"\r\n", b"\n"):
+                    break
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            self.stats.auth_requests += 1
+            await self.answer(headers, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def answer(self, h, writer):
+        proto = h.get("auth-protocol", "pop3")
+        login = h.get("auth-user", "")
+        if h.get("auth-method") == "none":
+            sender = h.get("auth-smtp-from", "")
+            login = sender.partition("<")[2].partition("@")[0]
+        fault, _, _ = parse_login(login)
+        if fault == "silent":
+            await asyncio.sleep(3600)
+            return
+        if fault == "slow":
+            await asyncio.sleep(random.uniform(0, 1.5))
+        if fault == "garbage":
+            writer.write(bytes(random.randrange(256) for _ in range(random.randrange(1, 300))))
+            return
+        if fault == "wait" and login not in self.waited:
+            self.waited.add(login)
+            writer.write(b"HTTP/1.0 200 OK\r\nAuth-Status: WAIT\r\nAuth-Wait: 1\r\n\r\n")
+            return
+        if fault == "refuse":
+            writer.write(b"HTTP/1.0 200 OK\r\nAuth-Status: Go away\r\n\r\n")
+            return
+        port = self.ports.get((proto, fault)) or self.ports[(proto, "ok")]
+        writer.write(b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
+                     b"Auth-Port: %d\r\nAuth-Pass: secret\r\n\r\n" % port)
+        await writer.drain()
+
+
+class Backend:
+    """One protocol, one behaviour ('ok' or a BACKEND_FAULTS member)."""
+
+    def __init__(self, proto, fault, stats):
+        self.proto = proto
+        self.fault = fault
+        self.stats = stats
+
+    async def handle(self, reader, writer):
+        self.stats.backend_sessions += 1
+        try:
+            if self.fault == "close":
+                return
+            await getattr(self, self.proto)(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def stall(self):
+        await asyncio.sleep(3600)
+
+    def send_body(self, writer, data):
+        if self.fault == "midclose":
+            writer.write(data[: len(data) // 2])
+            raise ConnectionError("midclose")
+        writer.write(data)
+
+    async def pop3(self, reader, writer):
+        writer.write(b"+OK backend\r\n")
+        login = ""
+        while True:
+            line = await read_line(reader)
+            verb = line.split(b" ", 1)[0].strip().upper()
+            if self.fault == "stall":
+                await self.stall()
+            if verb == b"USER":
+                login = line[5:].strip().decode("latin-1")
+                writer.write(b"+OK\r\n")
+            elif verb == b"PASS":
+                writer.write(b"-ERR refused\r\n" if self.fault == "refuse" else b"+OK in\r\n")
+            elif verb == b"RETR":
+                _, size, seed = parse_login(login)
+                self.send_body(writer, b"+OK\r\n" + body(size, seed) + b".\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"+OK bye\r\n")
+                await writer.drain()
+                return
+            else:
+                writer.write(b"+OK\r\n")
+            await writer.drain()
+
+    async def imap(self, reader, writer):
+        writer.write(b"* OK backend\r\n")
+        login = ""
+        while True:
+            line = await read_line(reader)
+            if self.fault == "stall":
+                await self.stall()
+            parts = line.rstrip(b"\r\n").split(b" ")
+            tag = parts[0]
+            verb = parts[1].upper() if len(parts) > 1 else b""
+            if verb == b"LOGIN":
+                # LOGIN {n}\r\n<user> {m}\r\n<pass>: collect the literals
+                words = []
+                rest = line
+                while rest.rstrip().endswith(b"}"):
+                    n = int(rest.rstrip()[:-1].rsplit(b"{", 1)[1])
+                    writer.write(b"+ go\r\n")
+                    await writer.drain()
+                    words.append((await reader.readexactly(n)).decode("latin-1"))
+                    rest = await read_line(reader)
+                if not words and len(parts) > 2:
+                    words.append(parts[2].decode("latin-1").strip('"'))
+                login = words[0] if words else ""
+                writer.write(tag + (b" NO refused\r\n" if self.fault == "refuse" else b" OK in\r\n"))
+            elif verb == b"FETCH":
+                _, size, seed = parse_login(login)
+                data = body(size, seed)
+                self.send_body(writer, b"* 1 FETCH (BODY[] {%d}\r\n" % len(data) + data
+                               + b")\r\n" + tag + b" OK done\r\n")
+            elif verb == b"LOGOUT":
+                writer.write(b"* BYE\r\n" + tag + b" OK bye\r\n")
+                await writer.drain()
+                return
+            else:
+                writer.write(tag + b" OK\r\n")
+            await writer.drain()
+
+    async def smtp(self, reader, writer):
+        writer.write(b"220 backend\r\n")
+        while True:
+            line = await read_line(reader)
+            if self.fault == "stall":
+                await self.stall()
+            verb = line[:4].upper()
+            if verb == b"AUTH" and self.fault == "refuse":
+                writer.write(b"535 5.7.8 refused\r\n")
+            elif verb == b"XCLI" and self.fault == "refuse":
+                writer.write(b"550 5.7.0 refused\r\n")
+            elif verb == b"XCLI":
+                writer.write(b"220 ok\r\n")
+            elif verb == b"AUTH":
+                writer.write(b"235 ok\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go\r\n")
+                await writer.drain()
+                data = await reader.readuntil(b"\r\n.\r\n")
+                if self.fault == "midclose":
+                    raise ConnectionError("midclose")
+                data = data[:-3]
+                writer.write(b"250 %d %s\r\n" % (len(data), hashlib.md5(data).hexdigest().encode()))
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                return
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+
+
+async def start(base_port, stats):
+    """Starts the auth server and every backend; returns the auth port."""
+    ports = {}
+    servers = []
+    port = base_port + 1
+    for proto in ("pop3", "imap", "smtp"):
+        for fault in ("ok",) + BACKEND_FAULTS:
+            backend = Backend(proto, fault, stats)
+            servers.append(await asyncio.start_server(backend.handle, "127.0.0.1", port,
+                                                      limit=1 << 24))
+            ports[(proto, fault)] = port
+            port += 1
+    auth = AuthServer(ports, stats)
+    servers.append(await asyncio.start_server(auth.handle, "127.0.0.1", base_port))
+    return servers
