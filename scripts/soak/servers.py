@@ -35,10 +35,10 @@ def parse_login(login):
         return parts[0], 0, 0
 
 
-class Stats:
-    def __init__(self):
-        self.auth_requests = 0
-        self.backend_sessions = 0
+async def reader_eof(reader):
+    """Stays silent until the peer (nginx) gives up and closes."""
+    while await reader.read(65536):
+        pass
 
 
 async def read_line(reader):
@@ -65,13 +65,13 @@ class AuthServer:
                 name, _, value = line.decode("latin-1").partition(":")
                 headers[name.strip().lower()] = value.strip()
             self.stats.auth_requests += 1
-            await self.answer(headers, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+            await self.answer(headers, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
 
-    async def answer(self, h, writer):
+    async def answer(self, h, reader, writer):
         proto = h.get("auth-protocol", "pop3")
         login = h.get("auth-user", "")
         if h.get("auth-method") == "none":
@@ -79,7 +79,7 @@ class AuthServer:
             login = sender.partition("<")[2].partition("@")[0]
         fault, _, _ = parse_login(login)
         if fault == "silent":
-            await asyncio.sleep(3600)
+            await reader_eof(reader)
             return
         if fault == "slow":
             await asyncio.sleep(random.uniform(0, 1.5))
@@ -113,13 +113,12 @@ class Backend:
             if self.fault == "close":
                 return
             await getattr(self, self.proto)(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError,
+                asyncio.CancelledError):
             pass
         finally:
             writer.close()
 
-    async def stall(self):
-        await asyncio.sleep(3600)
 
     def send_body(self, writer, data):
         if self.fault == "midclose":
@@ -134,7 +133,7 @@ class Backend:
             line = await read_line(reader)
             verb = line.split(b" ", 1)[0].strip().upper()
             if self.fault == "stall":
-                await self.stall()
+                await reader_eof(reader)
             if verb == b"USER":
                 login = line[5:].strip().decode("latin-1")
                 writer.write(b"+OK\r\n")
@@ -157,7 +156,7 @@ class Backend:
         while True:
             line = await read_line(reader)
             if self.fault == "stall":
-                await self.stall()
+                await reader_eof(reader)
             parts = line.rstrip(b"\r\n").split(b" ")
             tag = parts[0]
             verb = parts[1].upper() if len(parts) > 1 else b""
@@ -193,7 +192,7 @@ class Backend:
         while True:
             line = await read_line(reader)
             if self.fault == "stall":
-                await self.stall()
+                await reader_eof(reader)
             verb = line[:4].upper()
             if verb == b"AUTH" and self.fault == "refuse":
                 writer.write(b"535 5.7.8 refused\r\n")
@@ -206,10 +205,14 @@ class Backend:
             elif verb == b"DATA":
                 writer.write(b"354 go\r\n")
                 await writer.drain()
-                data = await reader.readuntil(b"\r\n.\r\n")
+                data = bytearray()
+                while True:
+                    line = await read_line(reader)
+                    if line == b".\r\n":
+                        break
+                    data += line
                 if self.fault == "midclose":
                     raise ConnectionError("midclose")
-                data = data[:-3]
                 writer.write(b"250 %d %s\r\n" % (len(data), hashlib.md5(data).hexdigest().encode()))
             elif verb == b"QUIT":
                 writer.write(b"221 bye\r\n")
@@ -220,18 +223,18 @@ class Backend:
             await writer.drain()
 
 
-async def start(base_port, stats):
-    """Starts the auth server and every backend; returns the auth port."""
+async def start(stats):
+    """Starts every backend and the auth server; returns the auth port and
+    the servers (to keep them open)."""
     ports = {}
     servers = []
-    port = base_port + 1
     for proto in ("pop3", "imap", "smtp"):
         for fault in ("ok",) + BACKEND_FAULTS:
             backend = Backend(proto, fault, stats)
-            servers.append(await asyncio.start_server(backend.handle, "127.0.0.1", port,
-                                                      limit=1 << 24))
-            ports[(proto, fault)] = port
-            port += 1
+            server = await asyncio.start_server(backend.handle, "127.0.0.1", 0, limit=1 << 24)
+            servers.append(server)
+            ports[(proto, fault)] = server.sockets[0].getsockname()[1]
     auth = AuthServer(ports, stats)
-    servers.append(await asyncio.start_server(auth.handle, "127.0.0.1", base_port))
-    return servers
+    server = await asyncio.start_server(auth.handle, "127.0.0.1", 0)
+    servers.append(server)
+    return server.sockets[0].getsockname()[1], servers
