@@ -6,14 +6,10 @@
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 fn value(ch: u8) -> Option<u32> {
-    match ch {
-        b'A'..=b'Z' => Some(u32::from(ch - b'A')),
-        b'a'..=b'z' => Some(u32::from(ch - b'a') + 26),
-        b'0'..=b'9' => Some(u32::from(ch - b'0') + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
+    ALPHABET
+        .iter()
+        .position(|&a| a == ch)
+        .and_then(|v| u32::try_from(v).ok())
 }
 
 /// Decodes `src`; `None` when nginx would refuse it.
@@ -23,7 +19,8 @@ pub fn decode(src: &[u8]) -> Option<Vec<u8>> {
     if data.len() % 4 == 1 {
         return None;
     }
-    let mut out = Vec::with_capacity(data.len() / 4 * 3 + 2);
+    // three bytes per four characters: never more than the input
+    let mut out = Vec::with_capacity(data.len());
     for chunk in data.chunks(4) {
         let mut acc: u32 = 0;
         for &ch in chunk {
@@ -48,7 +45,7 @@ pub fn decode(src: &[u8]) -> Option<Vec<u8>> {
 
 /// Encodes `src` with padding, as `ngx_encode_base64`.
 pub fn encode(src: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(src.len().div_ceil(3) * 4);
+    let mut out = Vec::with_capacity(src.len().div_ceil(3).saturating_mul(4));
     for chunk in src.chunks(3) {
         let b = [
             chunk.first().copied().unwrap_or(0),

@@ -6,10 +6,18 @@
 //! calls into this crate; `cargo test` covers it with no nginx running.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+// Arithmetic that could overflow is checked; the few offsets computed inside
+// a slice say why they cannot overflow where they are allowed.
+#![deny(clippy::arithmetic_side_effects)]
 // Tests may index and unwrap: a panic there is a failed test, not a dead worker.
 #![cfg_attr(
     test,
-    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
 )]
 
 pub mod auth_http;

@@ -14,13 +14,14 @@ pub struct Line {
 /// as nginx's parsers do).
 pub fn first_line(buf: &[u8]) -> Option<Line> {
     let lf = buf.iter().position(|&b| b == b'\n')?;
-    let content = match lf.checked_sub(1).and_then(|i| buf.get(i)) {
-        Some(b'\r') => lf - 1,
+    let content = match lf.checked_sub(1) {
+        Some(cr) if buf.get(cr) == Some(&b'\r') => cr,
         _ => lf,
     };
     Some(Line {
         content,
-        consumed: lf + 1,
+        // lf < buf.len() <= isize::MAX
+        consumed: lf.checked_add(1)?,
     })
 }
 

@@ -56,15 +56,12 @@ pub struct Request<'a> {
 
 /// Escapes as `NGX_ESCAPE_MAIL_AUTH`: control characters, space and `%`.
 pub fn escape(value: &[u8], out: &mut Vec<u8>) {
-    fn hex(nibble: u8) -> u8 {
-        match nibble {
-            0..=9 => b'0' + nibble,
-            _ => b'A' + (nibble & 15) - 10,
-        }
-    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in value {
         if b <= 0x20 || b == b'%' {
-            out.extend_from_slice(&[b'%', hex(b >> 4), hex(b & 15)]);
+            out.push(b'%');
+            out.extend(HEX.get(usize::from(b >> 4)));
+            out.extend(HEX.get(usize::from(b & 15)));
         } else {
             out.push(b);
         }
@@ -86,7 +83,8 @@ impl Request<'_> {
     }
 
     pub fn build(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512 + self.login.len() * 3 + self.passwd.len() * 3);
+        let escaped = self.login.len().saturating_add(self.passwd.len());
+        let mut out = Vec::with_capacity(escaped.saturating_mul(3).saturating_add(512));
         out.extend_from_slice(b"GET ");
         out.extend_from_slice(self.uri);
         out.extend_from_slice(b" HTTP/1.0\r\n");

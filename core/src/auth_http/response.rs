@@ -36,6 +36,10 @@ pub enum ParseError {
     InvalidHeader,
 }
 
+#[expect(
+    clippy::arithmetic_side_effects,
+    reason = "offsets of bytes found in `buf` stay below buf.len() <= isize::MAX, so +1 and +2 cannot overflow"
+)]
 fn status_line_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     let is_http = buf.iter().zip(b"HTTP/").all(|(a, b)| a == b);
     if !is_http {
@@ -62,6 +66,10 @@ struct Header<'a> {
 
 /// One header line at the start of `buf`: `Ok(None)` when incomplete,
 /// `Ok(Some((None, n)))` at the empty line that ends the headers.
+#[expect(
+    clippy::arithmetic_side_effects,
+    reason = "offsets of bytes found in `buf` stay below buf.len() <= isize::MAX, so +1 and +2 cannot overflow"
+)]
 fn header_line(buf: &[u8]) -> Result<Option<(Option<Header<'_>>, usize)>, ParseError> {
     let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
         // reject early what can never become valid
@@ -100,6 +108,10 @@ fn header_line(buf: &[u8]) -> Result<Option<(Option<Header<'_>>, usize)>, ParseE
 }
 
 /// Parses a buffered response; `Ok(None)` until the empty line arrives.
+#[expect(
+    clippy::arithmetic_side_effects,
+    reason = "offsets of bytes found in `buf` stay below buf.len() <= isize::MAX, so +1 and +2 cannot overflow; `pos` only grows by lines of `buf`"
+)]
 pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ParseError> {
     let Some(mut pos) = status_line_end(buf)? else {
         return Ok(None);
@@ -145,7 +157,7 @@ pub fn atoi(value: &[u8]) -> Option<u64> {
         return None;
     }
     value.iter().try_fold(0u64, |acc, &b| {
-        let d = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+        let d = u64::from(char::from(b).to_digit(10)?);
         acc.checked_mul(10)?.checked_add(d)
     })
 }

@@ -70,7 +70,7 @@ impl LoginDialogue {
 }
 
 fn command(verb: &[u8], arg: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(verb.len() + arg.len() + 2);
+    let mut out = Vec::with_capacity(verb.len().saturating_add(arg.len()).saturating_add(2));
     out.extend_from_slice(verb);
     out.extend_from_slice(arg);
     out.extend_from_slice(b"\r\n");

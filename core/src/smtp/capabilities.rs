@@ -27,12 +27,11 @@ pub struct Replies {
 /// `250-a`, `250-b`, ..., `250 last`
 fn multiline(lines: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        out.extend_from_slice(if i + 1 == lines.len() {
-            b"250 "
-        } else {
-            b"250-"
-        });
+    let Some((last, rest)) = lines.split_last() else {
+        return out;
+    };
+    for (prefix, line) in rest.iter().map(|l| (b"250-", l)).chain([(b"250 ", last)]) {
+        out.extend_from_slice(prefix);
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
     }

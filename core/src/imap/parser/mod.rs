@@ -192,6 +192,10 @@ impl Parser {
         out
     }
 
+    #[expect(
+        clippy::arithmetic_side_effects,
+        reason = "positions in `buf`: p < buf.len() <= isize::MAX, tag_start <= p, and a literal is skipped only when buf.len() - p covers it"
+    )]
     fn invalid_from(&mut self, buf: &[u8], p: usize) -> Event {
         self.st = St::Invalid;
         self.quoted = false;
@@ -220,6 +224,10 @@ impl Parser {
 
     /// Scans `buf` (the current command from its first byte) from where the
     /// last call stopped.
+    #[expect(
+        clippy::arithmetic_side_effects,
+        reason = "positions in `buf`: p < buf.len() <= isize::MAX, tag_start <= p, and a literal is skipped only when buf.len() - p covers it"
+    )]
     pub fn feed(&mut self, buf: &[u8]) -> Event {
         let mut p = self.scanned;
         while let Some(&ch) = buf.get(p) {
@@ -318,11 +326,13 @@ impl Parser {
                 St::Literal => match ch {
                     b'0'..=b'9' => {
                         // hardening: stock lets the length wrap around
-                        let digit = usize::from(ch - b'0');
+                        let digit = char::from(ch)
+                            .to_digit(10)
+                            .and_then(|d| usize::try_from(d).ok());
                         match self
                             .literal_len
                             .checked_mul(10)
-                            .and_then(|n| n.checked_add(digit))
+                            .and_then(|n| n.checked_add(digit?))
                         {
                             Some(n) => self.literal_len = n,
                             None => return self.invalid_from(buf, p),
@@ -384,6 +394,10 @@ impl Parser {
         Event::Incomplete
     }
 
+    #[expect(
+        clippy::arithmetic_side_effects,
+        reason = "positions in `buf`: p < buf.len() <= isize::MAX, tag_start <= p, and a literal is skipped only when buf.len() - p covers it"
+    )]
     fn done(&mut self, buf: &[u8], lf: usize) -> Event {
         let args = self.args.iter().map(|&s| Self::value(buf, s)).collect();
         let cmd = Command {
