@@ -188,6 +188,7 @@ async def main():
         nginx.kill()
         raise
     elapsed = time.monotonic() - started
+    await quiet_worker(nginx.pid)
     await clients.warm_up(ports)
     worker = await quiet_worker(nginx.pid)
     end_fds, end_rss = process_facts(worker, stats) if worker else (-1, -1)
