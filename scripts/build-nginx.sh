@@ -3,11 +3,12 @@
 # the two shapes the tests use:
 #   nginx-src/objs         mail as a dynamic module (the way distributions ship it)
 #   nginx-src/objs-static  mail compiled in (--with-mail)
+#   nginx-src/objs-bench   mail dynamic, no debug log, -O2 ("bench", on request)
 #   nginx-src/objs-nomail  no mail at all ("nomail", built only on request):
 #                          for running nginx-tests with objs/ngx_mail_module.so
 #                          loaded from the globals; --with-mail_ssl_module only
 #                          marks the binary so nginx-tests runs its TLS files
-# Usage: scripts/build-nginx.sh [dynamic|static|nomail|all]   (default: all)
+# Usage: scripts/build-nginx.sh [dynamic|static|nomail|bench|all]   (default: all)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 shape=${1:-all}
@@ -45,5 +46,8 @@ case $shape in
     dynamic|all) build objs "${common[@]}" --with-mail=dynamic ;;&
     static|all)  build objs-static "${common[@]}" --with-mail ;;&
     nomail)      build objs-nomail "${common[@]}" ;;
+    bench)       build objs-bench --with-compat --with-http_ssl_module --with-mail_ssl_module \
+                     --with-stream --without-http_gzip_module --with-mail=dynamic \
+                     --with-cc-opt=-O2 ;;
 esac
 echo "nginx built in $src"

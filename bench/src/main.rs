@@ -1,0 +1,289 @@
+//! mailbench: nginx's stock mail modules against ngx-mail-rs on the same
+//! nginx binary, in alternating rounds (stock, ours, stock, ours, ...), with
+//! `worker_processes 1`. Prints median, min and max of every figure for both
+//! and the ratio ours/stock of the medians.
+//!
+//! Usage: mailbench --nginx BIN --mail-module SO --ours SO
+//!                  [--rounds N] [--quick] [--markdown FILE]
+
+mod backends;
+mod clients;
+mod nginx;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backends::Proto;
+
+struct Options {
+    nginx: String,
+    mail_module: String,
+    ours: String,
+    rounds: usize,
+    quick: bool,
+    markdown: Option<String>,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        nginx: String::new(),
+        mail_module: String::new(),
+        ours: String::new(),
+        rounds: 3,
+        quick: false,
+        markdown: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--nginx" => o.nginx = value()?,
+            "--mail-module" => o.mail_module = value()?,
+            "--ours" => o.ours = value()?,
+            "--rounds" => o.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
+            "--markdown" => o.markdown = Some(value()?),
+            "--quick" => o.quick = true,
+            _ => return Err(format!("unknown argument {a}")),
+        }
+    }
+    if o.nginx.is_empty() || o.mail_module.is_empty() || o.ours.is_empty() {
+        return Err("--nginx, --mail-module and --ours are required".into());
+    }
+    Ok(o)
+}
+
+/// What one figure means for the ratio: higher or lower is better.
+#[derive(Clone, Copy)]
+enum Better {
+    Higher,
+    Lower,
+}
+
+/// Figures of every run: name -> (unit, better, [stock values], [our values]).
+type Figures = BTreeMap<(usize, String), (&'static str, Better, Vec<f64>, Vec<f64>)>;
+
+struct Recorder<'a> {
+    figures: &'a mut Figures,
+    ours: bool,
+    order: usize,
+}
+
+impl Recorder<'_> {
+    fn record(&mut self, name: String, unit: &'static str, better: Better, value: f64) {
+        self.order += 1;
+        let entry = self
+            .figures
+            .entry((self.order, name))
+            .or_insert((unit, better, Vec::new(), Vec::new()));
+        if self.ours {
+            entry.3.push(value);
+        } else {
+            entry.2.push(value);
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn login_rate(port: u16, proto: Proto, concurrency: usize, secs: f64) -> (f64, Vec<Duration>, usize) {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                match clients::session(port, proto).await {
+                    Ok(d) => lat.push(d),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((lat, e)) = t.await {
+            all.extend(lat);
+            errors += e;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort();
+    (all.len() as f64 / elapsed, all, errors)
+}
+
+async fn measure(
+    rec: &mut Recorder<'_>,
+    n: &nginx::Nginx,
+    message: &Arc<Vec<u8>>,
+    quick: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let secs = if quick { 0.5 } else { 3.0 };
+    let levels: &[usize] = if quick { &[4] } else { &[1, 16, 64] };
+    for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
+        let port = n.port(proto);
+        // warm-up: the first sessions pay for connection setup everywhere
+        let _ = login_rate(port, proto, 4, 0.3).await;
+        for &c in levels {
+            let (rate, lat, errors) = login_rate(port, proto, c, secs).await;
+            if errors > 0 {
+                eprintln!("  {} c={c}: {errors} failed sessions", proto.name());
+            }
+            let p = proto.name();
+            rec.record(format!("{p} logins/s, {c} concurrent"), "/s", Better::Higher, rate);
+            rec.record(format!("{p} session p50, {c} concurrent"), "ms", Better::Lower, percentile(&lat, 0.5));
+            rec.record(format!("{p} session p99, {c} concurrent"), "ms", Better::Lower, percentile(&lat, 0.99));
+        }
+    }
+    let transfers = if quick { 1 } else { 5 };
+    for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp, Proto::Raw] {
+        let mut times = Vec::new();
+        let mut c = clients::Conn::open(n.port(proto)).await?;
+        c.login(proto).await?;
+        for i in 0..transfers {
+            if proto == Proto::Raw && i > 0 {
+                c = clients::Conn::open(n.port(proto)).await?;
+            }
+            times.push(c.transfer(proto, message).await?);
+        }
+        times.sort();
+        let median = times[times.len() / 2].as_secs_f64();
+        let what = match proto {
+            Proto::Pop3 => "pop3 RETR",
+            Proto::Imap => "imap FETCH",
+            Proto::Smtp => "smtp DATA",
+            Proto::Raw => "stream proxy_pass",
+        };
+        let mib = message.len() >> 20;
+        rec.record(format!("{what} {mib} MiB"), "MB/s", Better::Higher, message.len() as f64 / median / 1e6);
+    }
+    let idle = if quick { 50 } else { 2000 };
+    for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
+        let before = n.worker_rss_kb()?;
+        let mut open = Vec::with_capacity(idle);
+        for _ in 0..idle / 100 {
+            let batch: Vec<_> = (0..100)
+                .map(|_| {
+                    let port = n.port(proto);
+                    tokio::spawn(async move {
+                        let mut c = clients::Conn::open(port).await?;
+                        c.login(proto).await?;
+                        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(c)
+                    })
+                })
+                .collect();
+            for t in batch {
+                open.push(t.await??);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = n.worker_rss_kb()?;
+        let per = (after as f64 - before as f64) * 1024.0 / open.len() as f64;
+        rec.record(format!("{} worker RSS per idle session, {} open", proto.name(), open.len()), "bytes", Better::Lower, per);
+        drop(open);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    if s.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+fn table(figures: &Figures) -> String {
+    let mut out = String::from(
+        "| figure | stock median (min-max) | ours median (min-max) | ours/stock |\n|---|---|---|---|\n",
+    );
+    for ((_, name), (unit, better, stock, ours)) in figures {
+        let (sm, smin, smax) = stats(stock);
+        let (om, omin, omax) = stats(ours);
+        let ratio = om / sm;
+        let note = match better {
+            Better::Higher => "",
+            Better::Lower => " (lower is better)",
+        };
+        let f = |x: f64| {
+            if x.abs() >= 100.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.2}")
+            }
+        };
+        out.push_str(&format!(
+            "| {name} ({unit}){note} | {} ({}-{}) | {} ({}-{}) | {:.2} |\n",
+            f(sm), f(smin), f(smax), f(om), f(omin), f(omax), ratio
+        ));
+    }
+    out
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("mailbench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let size = if o.quick { 1 << 20 } else { 16 << 20 };
+    let message = Arc::new(backends::message(size));
+    let mut ports = BTreeMap::new();
+    for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp, Proto::Raw] {
+        match backends::spawn(proto, message.clone()).await {
+            Ok(p) => {
+                ports.insert(proto.name(), p);
+            }
+            Err(e) => {
+                eprintln!("mailbench: backend: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let mut figures = Figures::new();
+    for round in 1..=o.rounds {
+        for ours in [false, true] {
+            let who = if ours { "ngx-mail-rs" } else { "stock" };
+            eprintln!("round {round}: {who}");
+            let mut globals = format!("load_module {};", o.mail_module);
+            if ours {
+                globals.push_str(&format!(" load_module {};", o.ours));
+            }
+            let n = match nginx::Nginx::start(&o.nginx, &globals, &ports) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("mailbench: nginx: {e}");
+                    std::process::exit(1);
+                }
+            };
+            let mut rec = Recorder { figures: &mut figures, ours, order: 0 };
+            if let Err(e) = measure(&mut rec, &n, &message, o.quick).await {
+                eprintln!("mailbench: {who}: {e}");
+                std::process::exit(1);
+            }
+            n.stop();
+        }
+    }
+    let t = table(&figures);
+    println!("{t}");
+    if let Some(path) = o.markdown {
+        if let Err(e) = std::fs::write(&path, &t) {
+            eprintln!("mailbench: {path}: {e}");
+        }
+    }
+}

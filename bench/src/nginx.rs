@@ -1,0 +1,141 @@
+//! Starting nginx for one round: the mail servers, the auth server in its own
+//! http{} block, and a stream proxy for the pass-through ceiling.
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use crate::backends::Proto;
+
+pub struct Nginx {
+    child: Child,
+    dir: std::path::PathBuf,
+    ports: BTreeMap<&'static str, u16>,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Nginx {
+    pub fn start(bin: &str, globals: &str, backends: &BTreeMap<&'static str, u16>) -> std::io::Result<Nginx> {
+        let dir = std::env::temp_dir().join(format!("mailbench.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let mut ports = BTreeMap::new();
+        for name in ["pop3", "imap", "smtp", "stream", "auth"] {
+            ports.insert(name, free_port()?);
+        }
+        let user = if std::env::var("USER").as_deref() == Ok("root") || running_as_root() {
+            "user root;"
+        } else {
+            ""
+        };
+        let conf = format!(
+            r#"{globals}
+{user}
+worker_processes 1;
+worker_rlimit_nofile 65536;
+daemon off;
+error_log {dir}/error.log error;
+pid {dir}/nginx.pid;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    map $http_auth_protocol $backend {{ pop3 {pop3b}; imap {imapb}; smtp {smtpb}; }}
+    server {{
+        listen 127.0.0.1:{auth};
+        location = /auth {{
+            add_header Auth-Status OK;
+            add_header Auth-Server 127.0.0.1;
+            add_header Auth-Port $backend;
+            add_header Auth-Pass secret;
+            return 204;
+        }}
+    }}
+}}
+mail {{
+    auth_http 127.0.0.1:{auth}/auth;
+    server {{ listen 127.0.0.1:{pop3}; protocol pop3; }}
+    server {{ listen 127.0.0.1:{imap}; protocol imap; }}
+    server {{ listen 127.0.0.1:{smtp}; protocol smtp; }}
+}}
+stream {{
+    server {{ listen 127.0.0.1:{stream}; proxy_pass 127.0.0.1:{rawb}; }}
+}}
+"#,
+            dir = dir.display(),
+            pop3b = backends["pop3"],
+            imapb = backends["imap"],
+            smtpb = backends["smtp"],
+            rawb = backends["stream"],
+            auth = ports["auth"],
+            pop3 = ports["pop3"],
+            imap = ports["imap"],
+            smtp = ports["smtp"],
+            stream = ports["stream"],
+        );
+        std::fs::write(dir.join("nginx.conf"), conf)?;
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(format!("{}/", dir.display()))
+            .args(["-c", "nginx.conf", "-e", "error.log"])
+            .spawn()?;
+        let n = Nginx { child, dir, ports };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in n.ports.values() {
+            while TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                if Instant::now() > deadline {
+                    return Err(std::io::Error::other(format!(
+                        "nginx did not start: {}",
+                        std::fs::read_to_string(n.dir.join("error.log")).unwrap_or_default()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn port(&self, proto: Proto) -> u16 {
+        self.ports[proto.name()]
+    }
+
+    pub fn worker_rss_kb(&self) -> std::io::Result<u64> {
+        let out = Command::new("pgrep").args(["-P", &self.child.id().to_string()]).output()?;
+        let pid = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .map(str::to_owned)
+            .ok_or_else(|| std::io::Error::other("no nginx worker"))?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| std::io::Error::other("no VmRSS"))
+    }
+
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").args(["-QUIT", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
