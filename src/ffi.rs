@@ -72,17 +72,31 @@ pub unsafe fn log(level: ngx_uint_t, log: *mut ngx_log_t, err: ngx_err_t, msg: &
     unsafe { ngx::log::log_error(level, log, err, msg.get(..end).unwrap_or(msg)) };
 }
 
-/// Formats and logs, with no errno.
+/// Whether a line at `level` would be written to `log`.
+///
+/// # Safety
+/// `log` must be null or a live nginx log.
+pub unsafe fn log_enabled(level: ngx_uint_t, log: *mut ngx_log_t) -> bool {
+    // SAFETY: as the caller promises.
+    !log.is_null() && level <= unsafe { (*log).log_level }
+}
+
+/// Formats and logs, with no errno. Nothing is formatted (and no argument
+/// evaluated) when the log's level filters the line out: every session
+/// passes several info lines that production configs never write.
 #[macro_export]
 macro_rules! mail_log {
     ($level:expr, $log:expr, $($arg:tt)+) => {{
         let level = $level;
         let log = $log;
-        let msg = format!($($arg)+);
         // SAFETY: callers pass a live connection, configuration or cycle log.
         // (Some call sites are inside unsafe blocks already.)
         #[allow(unused_unsafe)]
-        let () = unsafe { $crate::ffi::log(level, log, 0, msg.as_bytes()) };
+        if unsafe { $crate::ffi::log_enabled(level, log) } {
+            let msg = format!($($arg)+);
+            #[allow(unused_unsafe)]
+            let () = unsafe { $crate::ffi::log(level, log, 0, msg.as_bytes()) };
+        }
     }};
 }
 

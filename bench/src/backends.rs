@@ -10,7 +10,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// The message every backend serves and every client sends: CRLF lines, none
 /// starting with '.', ending with CRLF.
 pub fn message(size: usize) -> Vec<u8> {
-    let line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijkl\r\n";
+    let line =
+        b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijkl\r\n";
     let mut out = Vec::with_capacity(size + line.len());
     while out.len() < size {
         out.extend_from_slice(line);

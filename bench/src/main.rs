@@ -72,10 +72,12 @@ struct Recorder<'a> {
 impl Recorder<'_> {
     fn record(&mut self, name: String, unit: &'static str, better: Better, value: f64) {
         self.order += 1;
-        let entry = self
-            .figures
-            .entry((self.order, name))
-            .or_insert((unit, better, Vec::new(), Vec::new()));
+        let entry = self.figures.entry((self.order, name)).or_insert((
+            unit,
+            better,
+            Vec::new(),
+            Vec::new(),
+        ));
         if self.ours {
             entry.3.push(value);
         } else {
@@ -92,7 +94,12 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn login_rate(port: u16, proto: Proto, concurrency: usize, secs: f64) -> (f64, Vec<Duration>, usize) {
+async fn login_rate(
+    port: u16,
+    proto: Proto,
+    concurrency: usize,
+    secs: f64,
+) -> (f64, Vec<Duration>, usize) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -140,9 +147,24 @@ async fn measure(
                 eprintln!("  {} c={c}: {errors} failed sessions", proto.name());
             }
             let p = proto.name();
-            rec.record(format!("{p} logins/s, {c} concurrent"), "/s", Better::Higher, rate);
-            rec.record(format!("{p} session p50, {c} concurrent"), "ms", Better::Lower, percentile(&lat, 0.5));
-            rec.record(format!("{p} session p99, {c} concurrent"), "ms", Better::Lower, percentile(&lat, 0.99));
+            rec.record(
+                format!("{p} logins/s, {c} concurrent"),
+                "/s",
+                Better::Higher,
+                rate,
+            );
+            rec.record(
+                format!("{p} session p50, {c} concurrent"),
+                "ms",
+                Better::Lower,
+                percentile(&lat, 0.5),
+            );
+            rec.record(
+                format!("{p} session p99, {c} concurrent"),
+                "ms",
+                Better::Lower,
+                percentile(&lat, 0.99),
+            );
         }
     }
     let transfers = if quick { 1 } else { 5 };
@@ -165,14 +187,20 @@ async fn measure(
             Proto::Raw => "stream proxy_pass",
         };
         let mib = message.len() >> 20;
-        rec.record(format!("{what} {mib} MiB"), "MB/s", Better::Higher, message.len() as f64 / median / 1e6);
+        rec.record(
+            format!("{what} {mib} MiB"),
+            "MB/s",
+            Better::Higher,
+            message.len() as f64 / median / 1e6,
+        );
     }
     let idle = if quick { 50 } else { 2000 };
     for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
         let before = n.worker_rss_kb()?;
         let mut open = Vec::with_capacity(idle);
-        for _ in 0..idle / 100 {
-            let batch: Vec<_> = (0..100)
+        let batch_size = idle.min(100);
+        for _ in 0..idle / batch_size {
+            let batch: Vec<_> = (0..batch_size)
                 .map(|_| {
                     let port = n.port(proto);
                     tokio::spawn(async move {
@@ -189,7 +217,16 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(300)).await;
         let after = n.worker_rss_kb()?;
         let per = (after as f64 - before as f64) * 1024.0 / open.len() as f64;
-        rec.record(format!("{} worker RSS per idle session, {} open", proto.name(), open.len()), "bytes", Better::Lower, per);
+        rec.record(
+            format!(
+                "{} worker RSS per idle session, {} open",
+                proto.name(),
+                open.len()
+            ),
+            "bytes",
+            Better::Lower,
+            per,
+        );
         drop(open);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -226,7 +263,13 @@ fn table(figures: &Figures) -> String {
         };
         out.push_str(&format!(
             "| {name} ({unit}){note} | {} ({}-{}) | {} ({}-{}) | {:.2} |\n",
-            f(sm), f(smin), f(smax), f(om), f(omin), f(omax), ratio
+            f(sm),
+            f(smin),
+            f(smax),
+            f(om),
+            f(omin),
+            f(omax),
+            ratio
         ));
     }
     out
@@ -271,7 +314,11 @@ async fn main() {
                     std::process::exit(1);
                 }
             };
-            let mut rec = Recorder { figures: &mut figures, ours, order: 0 };
+            let mut rec = Recorder {
+                figures: &mut figures,
+                ours,
+                order: 0,
+            };
             if let Err(e) = measure(&mut rec, &n, &message, o.quick).await {
                 eprintln!("mailbench: {who}: {e}");
                 std::process::exit(1);

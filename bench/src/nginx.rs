@@ -15,11 +15,17 @@ pub struct Nginx {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Nginx {
-    pub fn start(bin: &str, globals: &str, backends: &BTreeMap<&'static str, u16>) -> std::io::Result<Nginx> {
+    pub fn start(
+        bin: &str,
+        globals: &str,
+        backends: &BTreeMap<&'static str, u16>,
+    ) -> std::io::Result<Nginx> {
         let dir = std::env::temp_dir().join(format!("mailbench.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -103,7 +109,9 @@ stream {{
     }
 
     pub fn worker_rss_kb(&self) -> std::io::Result<u64> {
-        let out = Command::new("pgrep").args(["-P", &self.child.id().to_string()]).output()?;
+        let out = Command::new("pgrep")
+            .args(["-P", &self.child.id().to_string()])
+            .output()?;
         let pid = String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .next()
@@ -119,7 +127,9 @@ stream {{
     }
 
     pub fn stop(mut self) {
-        let _ = Command::new("kill").args(["-QUIT", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -136,6 +146,10 @@ stream {{
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }

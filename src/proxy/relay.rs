@@ -5,12 +5,12 @@
 use core::ptr;
 
 use nginx_sys::{
-    ngx_add_timer, ngx_buf_t, ngx_connection_t, ngx_create_temp_buf, ngx_del_timer, ngx_event_t,
-    ngx_handle_read_event, ngx_handle_write_event, ngx_post_event, ngx_posted_events,
+    ngx_add_timer, ngx_buf_t, ngx_connection_t, ngx_del_timer, ngx_event_t, ngx_handle_read_event,
+    ngx_handle_write_event, ngx_post_event, ngx_posted_events,
 };
 
 use super::module;
-use super::upstream::{close_upstream, internal_server_error};
+use super::upstream::close_upstream;
 use crate::ffi::{log, ETIMEDOUT, LOG_INFO, NGX_AGAIN, NGX_ERROR};
 use crate::mail_log;
 use crate::session::Session;
@@ -23,20 +23,10 @@ pub fn start(sess: Session) {
     // SAFETY: s, c, s->proxy and both buffers are live.
     unsafe {
         let uc = (*(*s).proxy).upstream.connection;
-        // The command buffer is sized for commands; uploads get a proxy_buffer
-        // of their own, carrying over anything the client pipelined.
-        let old = (*s).buffer;
-        let big = ngx_create_temp_buf(sess.pool(), pcf.buffer_size.max(1));
-        if big.is_null() {
-            return internal_server_error(sess);
-        }
-        let pending = (*old).last.offset_from((*old).pos) as usize;
-        if pending > (*big).end.offset_from((*big).last) as usize {
-            return internal_server_error(sess);
-        }
-        ptr::copy_nonoverlapping((*old).pos, (*big).last, pending);
-        (*big).last = (*big).last.add(pending);
-        (*s).buffer = big;
+        // As stock: the client's command buffer carries the client's side
+        // (with anything it pipelined), so an idle session holds no more
+        // memory than a stock one (128 bytes for POP3, a page for IMAP/SMTP).
+        let pending = (*(*s).buffer).last.offset_from((*(*s).buffer).pos) as usize;
 
         (*(*c).read).handler = Some(handler);
         (*(*c).write).handler = Some(handler);
