@@ -13,8 +13,9 @@ use crate::bindings::{
 use crate::ffi::pool_str;
 use crate::protocol::ProtocolState;
 
-/// Our state for one client connection, allocated in its pool and dropped
-/// by the pool's cleanup when nginx closes the connection.
+/// Our state for one client connection before login: on the heap, dropped
+/// when the relay starts or, if the session ends first, by a cleanup of the
+/// connection pool.
 pub struct MailCtx {
     pub protocol: ProtocolState,
     pub method: AuthMethod,
@@ -66,7 +67,8 @@ impl Session {
         unsafe { self.srv_conf(ptr::addr_of!(ngx_mail_core_module)) }
     }
 
-    /// Our per-session state; `None` before `init_session` made it.
+    /// Our per-session state; `None` before `init_session` made it and
+    /// after login.
     pub fn ctx(self) -> Option<&'static mut MailCtx> {
         // SAFETY: s->ctx has ngx_mail_max_module slots; ours is set once to a
         // pool-allocated MailCtx by init_session and cleared by nobody.
@@ -76,26 +78,41 @@ impl Session {
         }
     }
 
-    /// Allocates our state in the connection pool.
+    fn ctx_slot(self) -> *mut *mut core::ffi::c_void {
+        // SAFETY: s->ctx has ngx_mail_max_module slots, ours among them.
+        unsafe { (*self.0).ctx.add(crate::proxy::module::ctx_index()) }
+    }
+
+    /// Makes our state, on the heap so that it can go at login; a cleanup of
+    /// the connection pool drops it if the session ends before that.
     pub fn create_ctx(self, protocol: ProtocolState) -> Option<&'static mut MailCtx> {
-        let ctx = MailCtx {
+        let ctx = Box::new(MailCtx {
             protocol,
             method: AuthMethod::Plain,
             auth: None,
             auth_wait: false,
             dialogue: None,
-        };
-        // SAFETY: the pool is live; Pool::allocate registers a cleanup that
-        // drops the value when the pool is destroyed.
+        });
+        let slot = self.ctx_slot();
+        // SAFETY: the pool is live; the cleanup runs before the pool (and
+        // the slot in s->ctx it points at) is freed.
         unsafe {
-            let pool = ngx::core::Pool::from_ngx_pool(self.pool());
-            let p = pool.allocate(ctx);
-            if p.is_null() {
+            let cln = nginx_sys::ngx_pool_cleanup_add(self.pool(), 0);
+            if cln.is_null() {
                 return None;
             }
-            *(*self.0).ctx.add(crate::proxy::module::ctx_index()) = p.cast();
-            p.as_mut()
+            let raw = Box::into_raw(ctx);
+            *slot = raw.cast();
+            (*cln).handler = Some(drop_ctx_slot);
+            (*cln).data = slot.cast();
+            raw.as_mut()
         }
+    }
+
+    /// Drops our state (at login, when the relay starts).
+    pub fn drop_ctx(self) {
+        // SAFETY: the slot belongs to this live session.
+        unsafe { drop_ctx_slot(self.ctx_slot().cast()) };
     }
 
     /// Points `s->out` at bytes that outlive the session (static or conf).
@@ -158,5 +175,22 @@ impl Session {
     pub fn log(self) -> *mut nginx_sys::ngx_log_t {
         // SAFETY: the connection is live.
         unsafe { (*self.connection()).log }
+    }
+}
+
+/// Drops the MailCtx a session's ctx slot holds, if any, and empties it.
+///
+/// # Safety
+/// `data` points at a session's ctx slot, which is null or holds a pointer
+/// from `Box::into_raw` of a MailCtx.
+unsafe extern "C" fn drop_ctx_slot(data: *mut core::ffi::c_void) {
+    let slot = data.cast::<*mut MailCtx>();
+    // SAFETY: as the caller promises; the slot is emptied before the drop so
+    // that nothing can reach the value while it goes.
+    unsafe {
+        let ctx = core::ptr::replace(slot, core::ptr::null_mut());
+        if !ctx.is_null() {
+            drop(Box::from_raw(ctx));
+        }
     }
 }

@@ -41,7 +41,30 @@ impl Proto {
 }
 
 /// Listens on an ephemeral port and serves `proto` forever; returns the port.
-pub async fn spawn(proto: Proto, message: Arc<Vec<u8>>) -> std::io::Result<u16> {
+/// Whole replies carrying the message, each sent in one write.
+pub struct Replies {
+    raw: Vec<u8>,
+    retr: Vec<u8>,
+    fetch: Vec<u8>,
+}
+
+impl Replies {
+    pub fn new(message: &[u8]) -> Replies {
+        let mut retr = b"+OK message follows\r\n".to_vec();
+        retr.extend_from_slice(message);
+        retr.extend_from_slice(b".\r\n");
+        let mut fetch = format!("* 1 FETCH (BODY[] {{{}}}\r\n", message.len()).into_bytes();
+        fetch.extend_from_slice(message);
+        fetch.extend_from_slice(b")\r\na2 OK done\r\n");
+        Replies {
+            raw: message.to_vec(),
+            retr,
+            fetch,
+        }
+    }
+}
+
+pub async fn spawn(proto: Proto, message: Arc<Replies>) -> std::io::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     tokio::spawn(async move {
@@ -56,13 +79,13 @@ pub async fn spawn(proto: Proto, message: Arc<Vec<u8>>) -> std::io::Result<u16> 
     Ok(port)
 }
 
-async fn serve(proto: Proto, sock: TcpStream, message: &[u8]) -> std::io::Result<()> {
+async fn serve(proto: Proto, sock: TcpStream, replies: &Replies) -> std::io::Result<()> {
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::with_capacity(1 << 16, r);
     let mut line = Vec::new();
     match proto {
         Proto::Raw => {
-            w.write_all(message).await?;
+            w.write_all(&replies.raw).await?;
             return w.shutdown().await;
         }
         Proto::Pop3 => w.write_all(b"+OK ready\r\n").await?,
@@ -79,9 +102,7 @@ async fn serve(proto: Proto, sock: TcpStream, message: &[u8]) -> std::io::Result
         match proto {
             Proto::Pop3 => {
                 if upper.starts_with(b"RETR") {
-                    w.write_all(b"+OK message follows\r\n").await?;
-                    w.write_all(message).await?;
-                    w.write_all(b".\r\n").await?;
+                    w.write_all(&replies.retr).await?;
                 } else if upper.starts_with(b"QUIT") {
                     w.write_all(b"+OK bye\r\n").await?;
                     return Ok(());
@@ -99,19 +120,23 @@ async fn serve(proto: Proto, sock: TcpStream, message: &[u8]) -> std::io::Result
                     continue;
                 }
                 let t = std::mem::take(&mut tag);
-                if upper.contains(&b'F') && upper.windows(5).any(|x| x == b"FETCH") {
-                    w.write_all(format!("* 1 FETCH (BODY[] {{{}}}\r\n", message.len()).as_bytes())
-                        .await?;
-                    w.write_all(message).await?;
-                    w.write_all(b")\r\n").await?;
-                } else if upper.windows(6).any(|x| x == b"LOGOUT") {
-                    w.write_all(b"* BYE\r\n").await?;
-                    w.write_all(&t).await?;
-                    w.write_all(b" OK bye\r\n").await?;
+                if upper.windows(5).any(|x| x == b"FETCH") {
+                    // the client always tags its FETCH "a2"
+                    w.write_all(&replies.fetch).await?;
+                    continue;
+                }
+                let bye = upper.windows(6).any(|x| x == b"LOGOUT");
+                let mut reply = if bye {
+                    b"* BYE\r\n".to_vec()
+                } else {
+                    Vec::new()
+                };
+                reply.extend_from_slice(&t);
+                reply.extend_from_slice(b" OK done\r\n");
+                w.write_all(&reply).await?;
+                if bye {
                     return Ok(());
                 }
-                w.write_all(&t).await?;
-                w.write_all(b" OK done\r\n").await?;
             }
             Proto::Smtp => {
                 if upper.starts_with(b"XCLIENT") {

@@ -107,8 +107,14 @@ impl Conn {
         }
     }
 
-    /// One bulk transfer of `message` through the session; its duration.
-    pub async fn transfer(&mut self, proto: Proto, message: &[u8]) -> Result<Duration> {
+    /// One bulk transfer of `message` through the session (`upload` is the
+    /// message with SMTP's final dot, sent in one write); its duration.
+    pub async fn transfer(
+        &mut self,
+        proto: Proto,
+        message: &[u8],
+        upload: &[u8],
+    ) -> Result<Duration> {
         let start = Instant::now();
         match proto {
             Proto::Pop3 => {
@@ -132,8 +138,7 @@ impl Conn {
                 let start = Instant::now();
                 self.send(b"DATA\r\n").await?;
                 self.expect(b"354").await?;
-                self.send(message).await?;
-                self.send(b".\r\n").await?;
+                self.send(upload).await?;
                 self.expect(b"250").await?;
                 return Ok(start.elapsed());
             }

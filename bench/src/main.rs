@@ -132,7 +132,7 @@ async fn login_rate(
 async fn measure(
     rec: &mut Recorder<'_>,
     n: &nginx::Nginx,
-    message: &Arc<Vec<u8>>,
+    message: &[u8],
     quick: bool,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let secs = if quick { 0.5 } else { 3.0 };
@@ -168,6 +168,7 @@ async fn measure(
         }
     }
     let transfers = if quick { 1 } else { 5 };
+    let upload = [message, b".\r\n"].concat();
     for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp, Proto::Raw] {
         let mut times = Vec::new();
         let mut c = clients::Conn::open(n.port(proto)).await?;
@@ -176,7 +177,7 @@ async fn measure(
             if proto == Proto::Raw && i > 0 {
                 c = clients::Conn::open(n.port(proto)).await?;
             }
-            times.push(c.transfer(proto, message).await?);
+            times.push(c.transfer(proto, message, &upload).await?);
         }
         times.sort();
         let median = times[times.len() / 2].as_secs_f64();
@@ -194,42 +195,55 @@ async fn measure(
             message.len() as f64 / median / 1e6,
         );
     }
-    let idle = if quick { 50 } else { 2000 };
-    for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
-        let before = n.worker_rss_kb()?;
-        let mut open = Vec::with_capacity(idle);
-        let batch_size = idle.min(100);
-        for _ in 0..idle / batch_size {
-            let batch: Vec<_> = (0..batch_size)
-                .map(|_| {
-                    let port = n.port(proto);
-                    tokio::spawn(async move {
-                        let mut c = clients::Conn::open(port).await?;
-                        c.login(proto).await?;
-                        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(c)
-                    })
+    Ok(())
+}
+
+/// Worker memory per idle proxied session, on a worker that has served
+/// nothing else yet: freed memory of earlier sessions would hide the cost.
+async fn measure_idle(
+    rec: &mut Recorder<'_>,
+    n: &nginx::Nginx,
+    proto: Proto,
+    count: usize,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let open_batch = |k: usize| {
+        let port = n.port(proto);
+        (0..k)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut c = clients::Conn::open(port).await?;
+                    c.login(proto).await?;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(c)
                 })
-                .collect();
-            for t in batch {
-                open.push(t.await??);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let after = n.worker_rss_kb()?;
-        let per = (after as f64 - before as f64) * 1024.0 / open.len() as f64;
-        rec.record(
-            format!(
-                "{} worker RSS per idle session, {} open",
-                proto.name(),
-                open.len()
-            ),
-            "bytes",
-            Better::Lower,
-            per,
-        );
-        drop(open);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+            })
+            .collect::<Vec<_>>()
+    };
+    // the worker's first sessions grow pools and tables once
+    for t in open_batch(20) {
+        t.await??;
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = n.worker_rss_kb()?;
+    let mut open = Vec::with_capacity(count);
+    let batch = count.min(100);
+    for _ in 0..count / batch {
+        for t in open_batch(batch) {
+            open.push(t.await??);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = n.worker_rss_kb()?;
+    let per = (after as f64 - before as f64) * 1024.0 / open.len() as f64;
+    rec.record(
+        format!(
+            "{} worker RSS per idle session, {} open",
+            proto.name(),
+            open.len()
+        ),
+        "bytes",
+        Better::Lower,
+        per,
+    );
     Ok(())
 }
 
@@ -285,10 +299,11 @@ async fn main() {
         }
     };
     let size = if o.quick { 1 << 20 } else { 16 << 20 };
-    let message = Arc::new(backends::message(size));
+    let message = backends::message(size);
+    let replies = Arc::new(backends::Replies::new(&message));
     let mut ports = BTreeMap::new();
     for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp, Proto::Raw] {
-        match backends::spawn(proto, message.clone()).await {
+        match backends::spawn(proto, replies.clone()).await {
             Ok(p) => {
                 ports.insert(proto.name(), p);
             }
@@ -324,6 +339,21 @@ async fn main() {
                 std::process::exit(1);
             }
             n.stop();
+            for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
+                let n = match nginx::Nginx::start(&o.nginx, &globals, &ports) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        eprintln!("mailbench: nginx: {e}");
+                        std::process::exit(1);
+                    }
+                };
+                let count = if o.quick { 100 } else { 2000 };
+                if let Err(e) = measure_idle(&mut rec, &n, proto, count).await {
+                    eprintln!("mailbench: {who}: idle {}: {e}", proto.name());
+                    std::process::exit(1);
+                }
+                n.stop();
+            }
         }
     }
     let t = table(&figures);

@@ -42,11 +42,10 @@ impl Nginx {
             r#"{globals}
 {user}
 worker_processes 1;
-worker_rlimit_nofile 65536;
 daemon off;
 error_log {dir}/error.log error;
 pid {dir}/nginx.pid;
-events {{ worker_connections 20000; }}
+events {{ worker_connections 10000; }}
 http {{
     access_log off;
     map $http_auth_protocol $backend {{ pop3 {pop3b}; imap {imapb}; smtp {smtpb}; }}
