@@ -22,6 +22,9 @@ struct Options {
     ours: String,
     rounds: usize,
     quick: bool,
+    /// `--profile pop3|imap|smtp[:stock]`: only logins at 16 concurrent for
+    /// 20 s, printing the worker's pid first (for perf record -p).
+    profile: Option<String>,
     markdown: Option<String>,
 }
 
@@ -32,6 +35,7 @@ fn options() -> Result<Options, String> {
         ours: String::new(),
         rounds: 3,
         quick: false,
+        profile: None,
         markdown: None,
     };
     let mut args = std::env::args().skip(1);
@@ -44,6 +48,7 @@ fn options() -> Result<Options, String> {
             "--rounds" => o.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--markdown" => o.markdown = Some(value()?),
             "--quick" => o.quick = true,
+            "--profile" => o.profile = Some(value()?),
             _ => return Err(format!("unknown argument {a}")),
         }
     }
@@ -167,6 +172,18 @@ async fn measure(
             );
         }
     }
+    measure_transfers(rec, n, message, quick, "").await
+}
+
+/// 16 MiB through each protocol and through a stream proxy_pass (the
+/// ceiling), the median of several transfers each.
+async fn measure_transfers(
+    rec: &mut Recorder<'_>,
+    n: &nginx::Nginx,
+    message: &[u8],
+    quick: bool,
+    label: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let transfers = if quick { 1 } else { 5 };
     let upload = [message, b".\r\n"].concat();
     for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp, Proto::Raw] {
@@ -189,7 +206,7 @@ async fn measure(
         };
         let mib = message.len() >> 20;
         rec.record(
-            format!("{what} {mib} MiB"),
+            format!("{what} {mib} MiB{label}"),
             "MB/s",
             Better::Higher,
             message.len() as f64 / median / 1e6,
@@ -313,6 +330,27 @@ async fn main() {
             }
         }
     }
+    if let Some(what) = &o.profile {
+        let (name, stock) = match what.split_once(':') {
+            Some((n, "stock")) => (n, true),
+            _ => (what.as_str(), false),
+        };
+        let proto = [Proto::Pop3, Proto::Imap, Proto::Smtp]
+            .into_iter()
+            .find(|p| p.name() == name)
+            .unwrap_or(Proto::Pop3);
+        let mut globals = format!("load_module {};", o.mail_module);
+        if !stock {
+            globals.push_str(&format!(" load_module {};", o.ours));
+        }
+        let n = nginx::Nginx::start(&o.nginx, &globals, "", &ports).expect("nginx");
+        let _ = login_rate(n.port(proto), proto, 4, 0.5).await;
+        println!("worker {}", n.worker_pid().expect("worker"));
+        let (rate, _, _) = login_rate(n.port(proto), proto, 16, 20.0).await;
+        println!("{rate:.0} logins/s");
+        n.stop();
+        return;
+    }
     let mut figures = Figures::new();
     for round in 1..=o.rounds {
         for ours in [false, true] {
@@ -322,7 +360,7 @@ async fn main() {
             if ours {
                 globals.push_str(&format!(" load_module {};", o.ours));
             }
-            let n = match nginx::Nginx::start(&o.nginx, &globals, &ports) {
+            let n = match nginx::Nginx::start(&o.nginx, &globals, "", &ports) {
                 Ok(n) => n,
                 Err(e) => {
                     eprintln!("mailbench: nginx: {e}");
@@ -339,8 +377,24 @@ async fn main() {
                 std::process::exit(1);
             }
             n.stop();
+            // the same transfers with mail buffers the size of stream's
+            let bulk = "proxy_buffer 16k; smtp_client_buffer 16k; imap_client_buffer 16k;";
+            let n = match nginx::Nginx::start(&o.nginx, &globals, bulk, &ports) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("mailbench: nginx: {e}");
+                    std::process::exit(1);
+                }
+            };
+            if let Err(e) =
+                measure_transfers(&mut rec, &n, &message, o.quick, ", 16k buffers").await
+            {
+                eprintln!("mailbench: {who}: {e}");
+                std::process::exit(1);
+            }
+            n.stop();
             for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
-                let n = match nginx::Nginx::start(&o.nginx, &globals, &ports) {
+                let n = match nginx::Nginx::start(&o.nginx, &globals, "", &ports) {
                     Ok(n) => n,
                     Err(e) => {
                         eprintln!("mailbench: nginx: {e}");

@@ -21,9 +21,11 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 impl Nginx {
+    /// `mail_extra`: directives added to the mail{} block.
     pub fn start(
         bin: &str,
         globals: &str,
+        mail_extra: &str,
         backends: &BTreeMap<&'static str, u16>,
     ) -> std::io::Result<Nginx> {
         let dir = std::env::temp_dir().join(format!("mailbench.{}", std::process::id()));
@@ -62,6 +64,7 @@ http {{
 }}
 mail {{
     auth_http 127.0.0.1:{auth}/auth;
+    {mail_extra}
     server {{ listen 127.0.0.1:{pop3}; protocol pop3; }}
     server {{ listen 127.0.0.1:{imap}; protocol imap; }}
     server {{ listen 127.0.0.1:{smtp}; protocol smtp; }}
@@ -107,15 +110,19 @@ stream {{
         self.ports[proto.name()]
     }
 
-    pub fn worker_rss_kb(&self) -> std::io::Result<u64> {
+    pub fn worker_pid(&self) -> std::io::Result<String> {
         let out = Command::new("pgrep")
             .args(["-P", &self.child.id().to_string()])
             .output()?;
-        let pid = String::from_utf8_lossy(&out.stdout)
+        String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .next()
             .map(str::to_owned)
-            .ok_or_else(|| std::io::Error::other("no nginx worker"))?;
+            .ok_or_else(|| std::io::Error::other("no nginx worker"))
+    }
+
+    pub fn worker_rss_kb(&self) -> std::io::Result<u64> {
+        let pid = self.worker_pid()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         status
             .lines()

@@ -31,20 +31,6 @@ pub fn start(sess: Session) {
         // memory than a stock one (128 bytes for POP3, a page for IMAP/SMTP).
         let pending = (*(*s).buffer).last.offset_from((*(*s).buffer).pos) as usize;
 
-        // Stock leaves Nagle on here: the last short segment of every
-        // reply then waits for the peer's delayed ACK (40 ms on Linux).
-        // nginx's http and stream proxies turn it off; so do we.
-        // (a peer connection has no sockaddr of its own: the peer's says)
-        for (conn, addr) in [(c, (*c).sockaddr), (uc, (*(*s).proxy).upstream.sockaddr)] {
-            if addr.is_null() {
-                continue;
-            }
-            let family = u32::from((*addr).sa_family);
-            if family == nginx_sys::AF_INET || family == nginx_sys::AF_INET6 {
-                // a failure is logged by nginx and costs only the latency
-                let _ = nginx_sys::ngx_tcp_nodelay(conn);
-            }
-        }
         (*(*c).read).handler = Some(handler);
         (*(*c).write).handler = Some(handler);
         (*(*uc).read).handler = Some(handler);
@@ -144,6 +130,9 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
                 if n > 0 {
                     do_write = true;
                     (*b).last = (*b).last.add(n as usize);
+                    if (*b).last == (*b).end {
+                        bulk_nodelay(sess, dst);
+                    }
                     continue;
                 }
                 if n == NGX_ERROR {
@@ -171,6 +160,34 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
         }
         if c == client {
             ngx_add_timer((*c).read, module::conf(sess).timeout);
+        }
+    }
+}
+
+/// A buffer filled by one read means a bulk transfer: then Nagle would hold
+/// its last short segment for the peer's delayed ACK (40 ms on Linux), which
+/// stock leaves on. nginx's http and stream proxies set TCP_NODELAY; we set it
+/// on the sending side once bulk data flows, so sessions that only trade
+/// short commands make no extra system call.
+unsafe fn bulk_nodelay(sess: Session, dst: *mut ngx_connection_t) {
+    // SAFETY: dst is one of the session's two live connections; a peer
+    // connection has no sockaddr of its own, the peer's says its family.
+    unsafe {
+        if (*dst).tcp_nodelay() != nginx_sys::ngx_connection_tcp_nodelay_e_NGX_TCP_NODELAY_UNSET {
+            return;
+        }
+        let addr = if dst == sess.connection() {
+            (*dst).sockaddr
+        } else {
+            (*(*sess.raw()).proxy).upstream.sockaddr
+        };
+        if addr.is_null() {
+            return;
+        }
+        let family = u32::from((*addr).sa_family);
+        if family == nginx_sys::AF_INET || family == nginx_sys::AF_INET6 {
+            // a failure is logged by nginx and costs only latency
+            let _ = nginx_sys::ngx_tcp_nodelay(dst);
         }
     }
 }
