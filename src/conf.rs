@@ -27,7 +27,7 @@ pub fn conf_error(cf: *mut ngx_conf_t, msg: &str) -> *mut c_char {
 
 /// A directive of ours: its own setter, and the stock module it shadows.
 pub struct Directive {
-    pub name: &'static str,
+    pub name: &'static CStr,
     pub set: SetFn,
     pub shadows: &'static CStr,
 }
@@ -66,7 +66,7 @@ pub unsafe fn set_and_forward(
 ) -> *mut c_char {
     // SAFETY: cmd is one of our commands, with a static name.
     let name = unsafe { bytes(&(*cmd).name) };
-    let Some(dir) = table.iter().find(|d| d.name.as_bytes() == name) else {
+    let Some(dir) = table.iter().find(|d| d.name.to_bytes() == name) else {
         return conf_error(cf, "internal error: unknown directive");
     };
     // SAFETY: the setter's contract is nginx's, which the parser upholds.
@@ -96,6 +96,34 @@ pub unsafe fn set_and_forward(
         }
     }
     CONF_OK
+}
+
+/// A module's directives from one list: the `ngx_command_t` table nginx
+/// reads (`COMMANDS`, every entry set through `set_directive`) and the
+/// table `set_and_forward` uses (`DIRECTIVES`) to run our setter, then the
+/// stock module's of the same name. Entries:
+/// `c"name" => setter, type flags, conf offset, post;`
+#[macro_export]
+macro_rules! directives {
+    (shadows $stock:expr; $($name:literal => $set:expr, $flags:expr, $offset:expr, $post:expr;)+) => {
+        const DIRECTIVES: &[$crate::conf::Directive] = &[
+            $($crate::conf::Directive { name: $name, set: $set, shadows: $stock },)+
+        ];
+
+        unsafe extern "C" fn set_directive(
+            cf: *mut nginx_sys::ngx_conf_t,
+            cmd: *mut nginx_sys::ngx_command_t,
+            conf: *mut core::ffi::c_void,
+        ) -> *mut core::ffi::c_char {
+            // SAFETY: called by nginx's parser with live arguments.
+            unsafe { $crate::conf::set_and_forward(DIRECTIVES, cf, cmd, conf) }
+        }
+
+        static mut COMMANDS: [nginx_sys::ngx_command_t; DIRECTIVES.len() + 1] = [
+            $($crate::conf::command($name, $flags, set_directive, $offset, $post),)+
+            $crate::conf::NULL_COMMAND,
+        ];
+    };
 }
 
 /// `ngx_string` for static tables. nginx compares directive, protocol and

@@ -1,6 +1,7 @@
 //! `ngx_mail_rs_auth_http_module`: the `auth_http*` directives.
 
 use core::ffi::{c_char, c_void};
+use core::mem::offset_of;
 use core::ptr::{self, addr_of, addr_of_mut};
 
 use nginx_sys::{
@@ -11,10 +12,7 @@ use nginx_sys::{
 };
 
 use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF};
-use crate::conf::{
-    command, conf_error, mail_module, merge, ngx_str, set_and_forward, srv_ctx, Directive,
-    NULL_COMMAND,
-};
+use crate::conf::{conf_error, mail_module, merge, ngx_str, srv_ctx};
 use crate::ffi::{bytes, pool_str, CONF_ERROR, CONF_OK};
 use crate::session::Session;
 
@@ -32,71 +30,17 @@ pub struct AuthHttpConf {
     pub line: ngx_uint_t,
 }
 
-const DIRECTIVES: &[Directive] = &[
-    Directive {
-        name: "auth_http",
-        set: set_auth_http,
-        shadows: c"ngx_mail_auth_http_module",
-    },
-    Directive {
-        name: "auth_http_timeout",
-        set: ngx_conf_set_msec_slot,
-        shadows: c"ngx_mail_auth_http_module",
-    },
-    Directive {
-        name: "auth_http_header",
-        set: set_auth_http_header,
-        shadows: c"ngx_mail_auth_http_module",
-    },
-    Directive {
-        name: "auth_http_pass_client_cert",
-        set: ngx_conf_set_flag_slot,
-        shadows: c"ngx_mail_auth_http_module",
-    },
-];
-
-unsafe extern "C" fn set_directive(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: called by nginx's parser with live arguments.
-    unsafe { set_and_forward(DIRECTIVES, cf, cmd, conf) }
-}
-
 const SRV: u32 = NGX_MAIL_MAIN_CONF | NGX_MAIL_SRV_CONF;
 
-static mut COMMANDS: [ngx_command_t; 5] = [
-    command(
-        c"auth_http",
-        SRV | NGX_CONF_TAKE1,
-        set_directive,
-        0,
-        ptr::null_mut(),
-    ),
-    command(
-        c"auth_http_timeout",
-        SRV | NGX_CONF_TAKE1,
-        set_directive,
-        core::mem::offset_of!(AuthHttpConf, timeout),
-        ptr::null_mut(),
-    ),
-    command(
-        c"auth_http_header",
-        SRV | NGX_CONF_TAKE2,
-        set_directive,
-        0,
-        ptr::null_mut(),
-    ),
-    command(
-        c"auth_http_pass_client_cert",
-        SRV | NGX_CONF_FLAG,
-        set_directive,
-        core::mem::offset_of!(AuthHttpConf, pass_client_cert),
-        ptr::null_mut(),
-    ),
-    NULL_COMMAND,
-];
+crate::directives! {
+    shadows c"ngx_mail_auth_http_module";
+    c"auth_http" => set_auth_http, SRV | NGX_CONF_TAKE1, 0, ptr::null_mut();
+    c"auth_http_timeout" =>
+        ngx_conf_set_msec_slot, SRV | NGX_CONF_TAKE1, offset_of!(AuthHttpConf, timeout), ptr::null_mut();
+    c"auth_http_header" => set_auth_http_header, SRV | NGX_CONF_TAKE2, 0, ptr::null_mut();
+    c"auth_http_pass_client_cert" =>
+        ngx_conf_set_flag_slot, SRV | NGX_CONF_FLAG, offset_of!(AuthHttpConf, pass_client_cert), ptr::null_mut();
+}
 
 static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
 

@@ -1,13 +1,14 @@
 //! `ngx_mail_rs_pop3_module`: the pop3 protocol, its directives and confs.
 
 use core::ffi::{c_char, c_void};
+use core::mem::offset_of;
 use core::ptr::{self, addr_of, addr_of_mut};
 
 use mail_core::auth_bits;
 use mail_core::pop3::{self, Capabilities, DEFAULT_CAPABILITIES};
 use nginx_sys::{
-    ngx_array_t, ngx_command_t, ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot, ngx_conf_t,
-    ngx_module_t, ngx_pcalloc, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE,
+    ngx_array_t, ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot, ngx_conf_t, ngx_module_t,
+    ngx_pcalloc, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE,
 };
 
 use super::handler;
@@ -16,8 +17,8 @@ use crate::bindings::{
     NGX_MAIL_POP3_PROTOCOL, NGX_MAIL_SRV_CONF,
 };
 use crate::conf::{
-    capabilities_array, command, keep_in_conf_pool, mail_module, merge_auth_methods,
-    merge_capabilities, ngx_str, set_and_forward, Directive, NULL_COMMAND,
+    capabilities_array, keep_in_conf_pool, mail_module, merge_auth_methods, merge_capabilities,
+    ngx_str,
 };
 use crate::ffi::{CONF_ERROR, CONF_OK};
 
@@ -77,47 +78,15 @@ static mut AUTH_METHODS: [ngx_conf_bitmask_t; 5] = [
     },
 ];
 
-const DIRECTIVES: &[Directive] = &[
-    Directive {
-        name: "pop3_capabilities",
-        set: ngx_mail_capabilities,
-        shadows: c"ngx_mail_pop3_module",
-    },
-    Directive {
-        name: "pop3_auth",
-        set: ngx_conf_set_bitmask_slot,
-        shadows: c"ngx_mail_pop3_module",
-    },
-];
-
-unsafe extern "C" fn set_directive(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: called by nginx's parser with live arguments.
-    unsafe { set_and_forward(DIRECTIVES, cf, cmd, conf) }
-}
-
 const SRV: u32 = NGX_MAIL_MAIN_CONF | NGX_MAIL_SRV_CONF | NGX_CONF_1MORE;
 
-static mut COMMANDS: [ngx_command_t; 3] = [
-    command(
-        c"pop3_capabilities",
-        SRV,
-        set_directive,
-        core::mem::offset_of!(Pop3SrvConf, capabilities),
-        ptr::null_mut(),
-    ),
-    command(
-        c"pop3_auth",
-        SRV,
-        set_directive,
-        core::mem::offset_of!(Pop3SrvConf, auth_methods),
-        addr_of_mut!(AUTH_METHODS).cast(),
-    ),
-    NULL_COMMAND,
-];
+crate::directives! {
+    shadows c"ngx_mail_pop3_module";
+    c"pop3_capabilities" =>
+        ngx_mail_capabilities, SRV, offset_of!(Pop3SrvConf, capabilities), ptr::null_mut();
+    c"pop3_auth" =>
+        ngx_conf_set_bitmask_slot, SRV, offset_of!(Pop3SrvConf, auth_methods), addr_of_mut!(AUTH_METHODS).cast();
+}
 
 static mut CTX: ngx_mail_module_t = ngx_mail_module_t {
     protocol: addr_of_mut!(POP3_PROTOCOL),

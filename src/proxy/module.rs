@@ -5,12 +5,12 @@ use core::ffi::{c_char, c_void};
 use core::ptr::{self, addr_of, addr_of_mut};
 
 use nginx_sys::{
-    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot,
-    ngx_conf_t, ngx_flag_t, ngx_module_t, ngx_msec_t, ngx_pcalloc, NGX_CONF_FLAG, NGX_CONF_TAKE1,
+    ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot, ngx_conf_t, ngx_flag_t,
+    ngx_module_t, ngx_msec_t, ngx_pcalloc, NGX_CONF_FLAG, NGX_CONF_TAKE1,
 };
 
 use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF};
-use crate::conf::{command, mail_module, merge, set_and_forward, srv_ctx, Directive, NULL_COMMAND};
+use crate::conf::{mail_module, merge, srv_ctx};
 use crate::ffi::CONF_OK;
 use crate::session::Session;
 
@@ -26,109 +26,26 @@ pub struct ProxyConf {
 }
 
 const STOCK: &core::ffi::CStr = c"ngx_mail_proxy_module";
-const DIRECTIVES: &[Directive] = &[
-    Directive {
-        name: "proxy",
-        set: ngx_conf_set_flag_slot,
-        shadows: STOCK,
-    },
-    Directive {
-        name: "proxy_buffer",
-        set: ngx_conf_set_size_slot,
-        shadows: STOCK,
-    },
-    Directive {
-        name: "proxy_timeout",
-        set: ngx_conf_set_msec_slot,
-        shadows: STOCK,
-    },
-    Directive {
-        name: "proxy_pass_error_message",
-        set: ngx_conf_set_flag_slot,
-        shadows: STOCK,
-    },
-    Directive {
-        name: "xclient",
-        set: ngx_conf_set_flag_slot,
-        shadows: STOCK,
-    },
-    Directive {
-        name: "proxy_smtp_auth",
-        set: ngx_conf_set_flag_slot,
-        shadows: STOCK,
-    },
-    Directive {
-        name: "proxy_protocol",
-        set: ngx_conf_set_flag_slot,
-        shadows: STOCK,
-    },
-];
-
-unsafe extern "C" fn set_directive(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: called by nginx's parser with live arguments.
-    unsafe { set_and_forward(DIRECTIVES, cf, cmd, conf) }
-}
 
 const FLAG: u32 = NGX_MAIL_MAIN_CONF | NGX_MAIL_SRV_CONF | NGX_CONF_FLAG;
 const TAKE1: u32 = NGX_MAIL_MAIN_CONF | NGX_MAIL_SRV_CONF | NGX_CONF_TAKE1;
 use core::mem::offset_of;
 
-static mut COMMANDS: [ngx_command_t; 8] = [
-    command(
-        c"proxy",
-        FLAG,
-        set_directive,
-        offset_of!(ProxyConf, enable),
-        ptr::null_mut(),
-    ),
-    command(
-        c"proxy_buffer",
-        TAKE1,
-        set_directive,
-        offset_of!(ProxyConf, buffer_size),
-        ptr::null_mut(),
-    ),
-    command(
-        c"proxy_timeout",
-        TAKE1,
-        set_directive,
-        offset_of!(ProxyConf, timeout),
-        ptr::null_mut(),
-    ),
-    command(
-        c"proxy_pass_error_message",
-        FLAG,
-        set_directive,
-        offset_of!(ProxyConf, pass_error_message),
-        ptr::null_mut(),
-    ),
-    command(
-        c"xclient",
-        FLAG,
-        set_directive,
-        offset_of!(ProxyConf, xclient),
-        ptr::null_mut(),
-    ),
-    command(
-        c"proxy_smtp_auth",
-        FLAG,
-        set_directive,
-        offset_of!(ProxyConf, smtp_auth),
-        ptr::null_mut(),
-    ),
-    command(
-        c"proxy_protocol",
-        FLAG,
-        set_directive,
-        offset_of!(ProxyConf, proxy_protocol),
-        ptr::null_mut(),
-    ),
-    NULL_COMMAND,
-];
+crate::directives! {
+    shadows STOCK;
+    c"proxy" => ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, enable), ptr::null_mut();
+    c"proxy_buffer" =>
+        ngx_conf_set_size_slot, TAKE1, offset_of!(ProxyConf, buffer_size), ptr::null_mut();
+    c"proxy_timeout" =>
+        ngx_conf_set_msec_slot, TAKE1, offset_of!(ProxyConf, timeout), ptr::null_mut();
+    c"proxy_pass_error_message" =>
+        ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, pass_error_message), ptr::null_mut();
+    c"xclient" => ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, xclient), ptr::null_mut();
+    c"proxy_smtp_auth" =>
+        ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, smtp_auth), ptr::null_mut();
+    c"proxy_protocol" =>
+        ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, proxy_protocol), ptr::null_mut();
+}
 
 static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
 

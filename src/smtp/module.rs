@@ -1,14 +1,15 @@
 //! `ngx_mail_rs_smtp_module`: the smtp protocol, its directives and confs.
 
 use core::ffi::{c_char, c_void};
+use core::mem::offset_of;
 use core::ptr::{self, addr_of, addr_of_mut};
 
 use mail_core::auth_bits;
 use mail_core::smtp::Replies;
 use nginx_sys::{
-    ngx_array_t, ngx_command_t, ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot,
-    ngx_conf_set_msec_slot, ngx_conf_set_size_slot, ngx_conf_t, ngx_module_t, ngx_msec_t,
-    ngx_pcalloc, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_TAKE1,
+    ngx_array_t, ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot, ngx_conf_set_msec_slot,
+    ngx_conf_set_size_slot, ngx_conf_t, ngx_module_t, ngx_msec_t, ngx_pcalloc, ngx_str_t,
+    ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_TAKE1,
 };
 
 use super::handler;
@@ -18,8 +19,7 @@ use crate::bindings::{
     NGX_MAIL_SRV_CONF,
 };
 use crate::conf::{
-    capabilities_array, command, keep_in_conf_pool, mail_module, merge, merge_capabilities,
-    ngx_str, set_and_forward, Directive, NULL_COMMAND,
+    capabilities_array, keep_in_conf_pool, mail_module, merge, merge_capabilities, ngx_str,
 };
 use crate::ffi::{bytes, CONF_ERROR, CONF_OK};
 use crate::session::Session;
@@ -87,71 +87,20 @@ static mut AUTH_METHODS: [ngx_conf_bitmask_t; 6] = [
 ];
 
 const STOCK: &core::ffi::CStr = c"ngx_mail_smtp_module";
-const DIRECTIVES: &[Directive] = &[
-    Directive {
-        name: "smtp_client_buffer",
-        set: ngx_conf_set_size_slot,
-        shadows: STOCK,
-    },
-    Directive {
-        name: "smtp_greeting_delay",
-        set: ngx_conf_set_msec_slot,
-        shadows: STOCK,
-    },
-    Directive {
-        name: "smtp_capabilities",
-        set: ngx_mail_capabilities,
-        shadows: STOCK,
-    },
-    Directive {
-        name: "smtp_auth",
-        set: ngx_conf_set_bitmask_slot,
-        shadows: STOCK,
-    },
-];
-
-unsafe extern "C" fn set_directive(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: called by nginx's parser with live arguments.
-    unsafe { set_and_forward(DIRECTIVES, cf, cmd, conf) }
-}
 
 const SRV: u32 = NGX_MAIL_MAIN_CONF | NGX_MAIL_SRV_CONF;
 
-static mut COMMANDS: [ngx_command_t; 5] = [
-    command(
-        c"smtp_client_buffer",
-        SRV | NGX_CONF_TAKE1,
-        set_directive,
-        core::mem::offset_of!(SmtpSrvConf, client_buffer_size),
-        ptr::null_mut(),
-    ),
-    command(
-        c"smtp_greeting_delay",
-        SRV | NGX_CONF_TAKE1,
-        set_directive,
-        core::mem::offset_of!(SmtpSrvConf, greeting_delay),
-        ptr::null_mut(),
-    ),
-    command(
-        c"smtp_capabilities",
-        SRV | NGX_CONF_1MORE,
-        set_directive,
-        core::mem::offset_of!(SmtpSrvConf, capabilities),
-        ptr::null_mut(),
-    ),
-    command(
-        c"smtp_auth",
-        SRV | NGX_CONF_1MORE,
-        set_directive,
-        core::mem::offset_of!(SmtpSrvConf, auth_methods),
-        addr_of_mut!(AUTH_METHODS).cast(),
-    ),
-    NULL_COMMAND,
-];
+crate::directives! {
+    shadows STOCK;
+    c"smtp_client_buffer" =>
+        ngx_conf_set_size_slot, SRV | NGX_CONF_TAKE1, offset_of!(SmtpSrvConf, client_buffer_size), ptr::null_mut();
+    c"smtp_greeting_delay" =>
+        ngx_conf_set_msec_slot, SRV | NGX_CONF_TAKE1, offset_of!(SmtpSrvConf, greeting_delay), ptr::null_mut();
+    c"smtp_capabilities" =>
+        ngx_mail_capabilities, SRV | NGX_CONF_1MORE, offset_of!(SmtpSrvConf, capabilities), ptr::null_mut();
+    c"smtp_auth" =>
+        ngx_conf_set_bitmask_slot, SRV | NGX_CONF_1MORE, offset_of!(SmtpSrvConf, auth_methods), addr_of_mut!(AUTH_METHODS).cast();
+}
 
 static mut CTX: ngx_mail_module_t = ngx_mail_module_t {
     protocol: addr_of_mut!(SMTP_PROTOCOL),
