@@ -157,9 +157,13 @@ $s->check(qr/^221 /, 'quit through the backend');
 $s = session(8025, 'HELO old.example');
 auth_plain($s, 'a+b=c d', 'secret');
 $s->authok('logged in after helo');
+SKIP: {
+# stock xtext-encodes XCLIENT LOGIN since 1.28.1 (and 1.29.2)
+skip 'stock nginx before 1.28.1', 1 if $stock && !$t->has_version('1.28.1');
 is(backend_session(), "EHLO mx.test\r\n"
 	. "XCLIENT ADDR=127.0.0.1 LOGIN=a+2Bb+3Dc+20d NAME=[UNAVAILABLE]\r\n"
 	. "HELO old.example\r\n", 'helo again after xclient, login as xtext');
+}
 
 $s = session(8025);
 auth_plain($s, 'test@example.com', 'secret');
@@ -267,8 +271,12 @@ $s->send('MAIL FROM:<a@example.com>');
 $s->read();
 $s->send('RCPT TO:<b@example.com>');
 $s->read();
+SKIP: {
+# CVE-2025-53859, fixed in stock 1.28.1 (and 1.29.1)
+skip 'stock nginx before 1.28.1', 1 if $stock && !$t->has_version('1.28.1');
 like(last_request(), qr/^Auth-User: \r\nAuth-Pass: \r$/m,
 	'no login from broken auth attempts');
+}
 
 # a PROXY header from the client, and one to the backend
 
@@ -296,7 +304,9 @@ like($t->read_file('error.log'), qr/upstream sent invalid response: "535 5\.7\.8
 	'refused auth logged');
 
 # the harness's final checks run when $t goes; helper subs that use it
-# would otherwise keep it alive past Test::More's plan check
+# would otherwise keep it alive past Test::More's plan check. Clients go
+# first: nginx 1.22 logs an alert for a session still open at its exit.
+undef $s;
 undef $t;
 
 ###############################################################################
