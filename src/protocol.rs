@@ -8,6 +8,7 @@ use core::ffi::CStr;
 use mail_core::imap::{self, ImapSession};
 use mail_core::pop3::{self, Pop3Session, UpstreamStep};
 use mail_core::smtp::{self, SmtpSession};
+use mail_core::AuthMethod;
 
 use crate::bindings::ngx_mail_auth_state_pt;
 use crate::ffi::bytes;
@@ -63,8 +64,8 @@ impl ProtocolState {
     }
 
     /// The backend login for what the auth server decided (`s->login`,
-    /// `s->passwd`) and what the session learned.
-    pub fn dialogue(&self, sess: Session) -> Dialogue {
+    /// `s->passwd`), what the session learned, and how it authenticated.
+    pub fn dialogue(&self, sess: Session, method: AuthMethod) -> Dialogue {
         // SAFETY: s is live; login and passwd are empty or pool strings.
         let (login, passwd) = unsafe {
             let s = sess.raw();
@@ -76,7 +77,7 @@ impl ProtocolState {
                 Dialogue::Imap(imap::LoginDialogue::new(s.tag(), login, passwd))
             }
             ProtocolState::Smtp(s) => Dialogue::Smtp(smtp::LoginDialogue::new(
-                crate::smtp::handler::login(sess, s),
+                crate::smtp::handler::login(sess, s, method == AuthMethod::None),
             )),
         }
     }

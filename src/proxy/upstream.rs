@@ -129,7 +129,7 @@ pub fn connect(sess: Session, addr: SocketAddr, name: &[u8]) {
         (*p).upstream.log = (*c).log;
         (*p).upstream.set_log_error(1); // NGX_ERROR_ERR
 
-        ctx.dialogue = Some(ctx.protocol.dialogue(sess));
+        ctx.dialogue = Some(ctx.protocol.dialogue(sess, ctx.method));
 
         let rc = ngx_event_connect_peer(&mut (*p).upstream);
         if rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED {

@@ -266,12 +266,12 @@ fn relay(sess: Session, envelope: &Envelope) {
 }
 
 /// What the backend dialogue needs: our name, the proxy switches, the
-/// client's address, name and greeting, and the login or the envelope.
-pub fn login(sess: Session, smtp: &SmtpSession) -> smtp::Login {
+/// client's address, name and greeting, and the login or (`relay`, for
+/// `smtp_auth none`) the envelope.
+pub fn login(sess: Session, smtp: &SmtpSession, relay: bool) -> smtp::Login {
     let s = sess.raw();
     let c = sess.connection();
     let pcf = crate::proxy::module::conf(sess);
-    let relay = sess.ctx().is_some_and(|ctx| ctx.method == AuthMethod::None);
     // SAFETY: s, c and the strings read are live pool or config strings.
     unsafe {
         smtp::Login {
