@@ -130,20 +130,6 @@ pub fn count_error(sess: Session) {
     }
 }
 
-/// Commands pipelined behind the one being answered run once the answer
-/// (a reply now, or an auth refusal later) is out: ngx_mail_send calls the
-/// read handler again for a blocked session.
-pub fn block_on_pipelined(sess: Session) {
-    // SAFETY: s and its buffer are live.
-    unsafe {
-        let s = sess.raw();
-        let b = (*s).buffer;
-        if (*b).pos < (*b).last {
-            (*s).set_blocked(1);
-        }
-    }
-}
-
 /// Sends `s->out`; pipelined commands left in the buffer run once it is out.
 pub fn reply(sess: Session) {
     let s = sess.raw();
@@ -311,7 +297,6 @@ pub fn authenticate(sess: Session, creds: &Credentials) {
     if !store_credentials(sess, creds) {
         return sess.internal_server_error();
     }
-    block_on_pipelined(sess);
     crate::auth_http::client::start_login(sess, creds.method);
 }
 

@@ -43,6 +43,10 @@ pub fn start_login(sess: Session, _method: AuthMethod) {
         if (*b).pos == (*b).last {
             (*b).pos = (*b).start;
             (*b).last = (*b).start;
+        } else {
+            // commands pipelined behind this one run once the answer (or a
+            // refusal) is out: ngx_mail_send re-runs a blocked session
+            (*s).set_blocked(1);
         }
         let rev = (*sess.connection()).read;
         if (*rev).timer_set() != 0 {

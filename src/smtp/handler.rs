@@ -261,7 +261,6 @@ fn relay(sess: Session, envelope: &Envelope) {
     if let Some(ctx) = sess.ctx() {
         ctx.method = AuthMethod::None;
     }
-    client::block_on_pipelined(sess);
     crate::auth_http::client::start_login(sess, AuthMethod::None);
 }
 
