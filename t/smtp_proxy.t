@@ -351,7 +351,9 @@ sub auth_daemon {
 
 # One fake SMTP backend per mode: 8082 serves, 8083 refuses XCLIENT,
 # 8084 refuses AUTH, 8085 hangs up after the first command. Every line
-# received goes to backend.log after "CONNECT <port>".
+# received goes to backend.log after "CONNECT <port>", written with the
+# first line: waitforsocket's probes, which send nothing, log nothing and
+# so cannot land between a session's lines.
 sub backend {
 	my ($dir, $port) = @_;
 	my $server = IO::Socket::INET->new(Proto => 'tcp',
@@ -364,11 +366,10 @@ sub backend {
 			print $fh @_;
 			close $fh;
 		};
-		$log->("CONNECT $port\r\n");
-		my $proxied = 0;
+		my $first = 1;
 		print $c "220 backend ready" . CRLF;
 		while (defined(my $l = <$c>)) {
-			$log->($l);
+			$log->($first-- > 0 ? "CONNECT $port\r\n" : '', $l);
 			if ($l =~ /^PROXY /) {
 				next;
 			} elsif ($port == 8085) {
