@@ -270,18 +270,31 @@ pub fn init_protocol(
     if timed_out(rev, sess) {
         return;
     }
-    // SAFETY: s is live; the buffer is made once per session.
+    if !create_buffer(sess, buffer_size) {
+        return;
+    }
+    // SAFETY: rev is the live read event this handler was called for.
     unsafe {
-        let s = sess.raw();
-        if (*s).buffer.is_null() {
-            (*s).buffer = nginx_sys::ngx_create_temp_buf(sess.pool(), buffer_size);
-            if (*s).buffer.is_null() {
-                return sess.internal_server_error();
-            }
-        }
         (*rev).handler = Some(auth_state);
         auth_state(rev);
     }
+}
+
+/// Makes the command buffer once per session; false (the session answered
+/// with the protocol's internal error) when out of memory.
+pub fn create_buffer(sess: Session, size: usize) -> bool {
+    // SAFETY: s and its pool are live.
+    unsafe {
+        let s = sess.raw();
+        if (*s).buffer.is_null() {
+            (*s).buffer = nginx_sys::ngx_create_temp_buf(sess.pool(), size);
+            if (*s).buffer.is_null() {
+                sess.internal_server_error();
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// An invalid command: its reason logged at info, counted toward max_errors.

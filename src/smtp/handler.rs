@@ -90,7 +90,7 @@ unsafe extern "C" fn invalid_pipelining(rev: *mut ngx_event_t) {
             return sess.send();
         }
     }
-    if !create_buffer(sess) {
+    if !client::create_buffer(sess, module::conf(sess).client_buffer_size) {
         return;
     }
     match discard_input(sess) {
@@ -151,22 +151,6 @@ fn rejected(bytes: &[u8]) -> String {
         .map(|&b| if b == b'\r' || b == b'\n' { b'_' } else { b })
         .collect();
     shown(&line)
-}
-
-fn create_buffer(sess: Session) -> bool {
-    // SAFETY: s is live; the buffer is made once per session.
-    unsafe {
-        let s = sess.raw();
-        if (*s).buffer.is_null() {
-            let size = module::conf(sess).client_buffer_size;
-            (*s).buffer = nginx_sys::ngx_create_temp_buf(sess.pool(), size);
-            if (*s).buffer.is_null() {
-                sess.internal_server_error();
-                return false;
-            }
-        }
-    }
-    true
 }
 
 pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
