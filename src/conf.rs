@@ -155,6 +155,23 @@ pub const fn command(
     }
 }
 
+/// One value of a `*_auth` directive: its name and its `auth_bits` bit.
+pub const fn bitmask(name: &'static CStr, bit: usize) -> nginx_sys::ngx_conf_bitmask_t {
+    nginx_sys::ngx_conf_bitmask_t {
+        name: ngx_str(name),
+        mask: bit as ngx_uint_t,
+    }
+}
+
+/// The end of a bitmask table.
+pub const NULL_BITMASK: nginx_sys::ngx_conf_bitmask_t = nginx_sys::ngx_conf_bitmask_t {
+    name: ngx_str_t {
+        len: 0,
+        data: ptr::null_mut(),
+    },
+    mask: 0,
+};
+
 pub const NULL_COMMAND: ngx_command_t = ngx_command_t {
     name: ngx_str_t {
         len: 0,

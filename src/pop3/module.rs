@@ -8,7 +8,7 @@ use mail_core::auth_bits;
 use mail_core::pop3::{self, Capabilities, DEFAULT_CAPABILITIES};
 use nginx_sys::{
     ngx_array_t, ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot, ngx_conf_t, ngx_module_t,
-    ngx_pcalloc, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE,
+    ngx_pcalloc, ngx_uint_t, NGX_CONF_1MORE,
 };
 
 use super::handler;
@@ -17,8 +17,8 @@ use crate::bindings::{
     NGX_MAIL_POP3_PROTOCOL, NGX_MAIL_SRV_CONF,
 };
 use crate::conf::{
-    capabilities_array, keep_in_conf_pool, mail_module, merge_auth_methods, merge_capabilities,
-    ngx_str,
+    bitmask, capabilities_array, keep_in_conf_pool, mail_module, merge_auth_methods,
+    merge_capabilities, ngx_str, NULL_BITMASK,
 };
 use crate::ffi::{CONF_ERROR, CONF_OK};
 
@@ -53,29 +53,11 @@ pub static mut POP3_PROTOCOL: ngx_mail_protocol_t = ngx_mail_protocol_t {
 };
 
 static mut AUTH_METHODS: [ngx_conf_bitmask_t; 5] = [
-    ngx_conf_bitmask_t {
-        name: ngx_str(c"plain"),
-        mask: auth_bits::PLAIN as ngx_uint_t,
-    },
-    ngx_conf_bitmask_t {
-        name: ngx_str(c"apop"),
-        mask: auth_bits::APOP as ngx_uint_t,
-    },
-    ngx_conf_bitmask_t {
-        name: ngx_str(c"cram-md5"),
-        mask: auth_bits::CRAM_MD5 as ngx_uint_t,
-    },
-    ngx_conf_bitmask_t {
-        name: ngx_str(c"external"),
-        mask: auth_bits::EXTERNAL as ngx_uint_t,
-    },
-    ngx_conf_bitmask_t {
-        name: ngx_str_t {
-            len: 0,
-            data: ptr::null_mut(),
-        },
-        mask: 0,
-    },
+    bitmask(c"plain", auth_bits::PLAIN),
+    bitmask(c"apop", auth_bits::APOP),
+    bitmask(c"cram-md5", auth_bits::CRAM_MD5),
+    bitmask(c"external", auth_bits::EXTERNAL),
+    NULL_BITMASK,
 ];
 
 const SRV: u32 = NGX_MAIL_MAIN_CONF | NGX_MAIL_SRV_CONF | NGX_CONF_1MORE;
