@@ -11,7 +11,7 @@ use nginx_sys::{
     ngx_add_timer, ngx_close_connection, ngx_connection_t, ngx_create_pool, ngx_del_timer,
     ngx_destroy_pool, ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t,
     ngx_handle_read_event, ngx_handle_write_event, ngx_msec_t, ngx_pcalloc, ngx_peer_connection_t,
-    ngx_pool_t, ngx_str_t,
+    ngx_pnalloc, ngx_pool_t, ngx_str_t,
 };
 
 use super::module;
@@ -25,13 +25,30 @@ use crate::session::Session;
 /// nginx reads at most this much of an auth response, as stock does.
 const RESPONSE_LIMIT: usize = 1024;
 
-/// One request to the auth server, with its own pool as in stock nginx.
+/// One request to the auth server. Its pool, as in stock nginx, holds the
+/// request and the response buffer too: heap buffers freed in the middle of
+/// a session's allocations would fragment the worker's heap.
 pub struct AuthAttempt {
     pool: *mut ngx_pool_t,
     peer: *mut ngx_peer_connection_t,
-    request: Vec<u8>,
+    request: ngx_str_t,
     sent: usize,
-    response: Vec<u8>,
+    /// RESPONSE_LIMIT bytes in the pool, `received` of them read so far.
+    response: *mut u8,
+    received: usize,
+}
+
+impl AuthAttempt {
+    fn request(&self) -> &[u8] {
+        // SAFETY: the request was copied into this attempt's live pool.
+        unsafe { bytes(&self.request) }
+    }
+
+    fn response(&self) -> &[u8] {
+        // SAFETY: the buffer has RESPONSE_LIMIT bytes in this attempt's live
+        // pool, of which the first `received` were written by recv.
+        unsafe { core::slice::from_raw_parts(self.response, self.received) }
+    }
 }
 
 /// The client said enough: ask the auth server (`ngx_mail_auth`).
@@ -200,8 +217,9 @@ fn start(sess: Session) {
             ngx_destroy_pool(pool);
             return sess.internal_server_error();
         }
-        let request = build_request(sess, pool);
-        let Some(ctx) = sess.ctx() else {
+        let request = pool_str(pool, &build_request(sess, pool));
+        let response = ngx_pnalloc(pool, RESPONSE_LIMIT).cast::<u8>();
+        let (Some(request), false, Some(ctx)) = (request, response.is_null(), sess.ctx()) else {
             ngx_destroy_pool(pool);
             return sess.internal_server_error();
         };
@@ -210,7 +228,8 @@ fn start(sess: Session) {
             peer,
             request,
             sent: 0,
-            response: Vec::with_capacity(RESPONSE_LIMIT),
+            response,
+            received: 0,
         });
 
         (*peer).sockaddr = (*ahcf.peer).sockaddr;
@@ -300,7 +319,7 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
     let Some(attempt) = sess.ctx().and_then(|ctx| ctx.auth.as_mut()) else {
         return;
     };
-    let rest = attempt.request.get(attempt.sent..).unwrap_or_default();
+    let rest = attempt.request().get(attempt.sent..).unwrap_or_default();
     // SAFETY: pc is live.
     let Some(send) = (unsafe { (*pc).send }) else {
         return fail(sess);
@@ -312,7 +331,7 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
     }
     if n > 0 {
         attempt.sent += n as usize;
-        if attempt.sent == attempt.request.len() {
+        if attempt.sent == attempt.request.len {
             // SAFETY: wev is live.
             unsafe {
                 (*wev).handler = Some(dummy_handler);
@@ -358,8 +377,7 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
     let Some(attempt) = sess.ctx().and_then(|ctx| ctx.auth.as_mut()) else {
         return;
     };
-    let mut buf = [0u8; RESPONSE_LIMIT];
-    let room = RESPONSE_LIMIT - attempt.response.len();
+    let room = RESPONSE_LIMIT - attempt.received;
     if room == 0 {
         mail_log!(
             LOG_ERR,
@@ -373,18 +391,17 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
     let Some(recv) = (unsafe { (*pc).recv }) else {
         return fail(sess);
     };
-    // SAFETY: pc is live; recv writes at most room bytes into buf.
-    let n = unsafe { recv(pc, buf.as_mut_ptr(), room) };
+    // SAFETY: pc is live; recv writes at most room bytes after the received
+    // ones, inside the RESPONSE_LIMIT-byte buffer.
+    let n = unsafe { recv(pc, attempt.response.add(attempt.received), room) };
     if n == NGX_AGAIN {
         return;
     }
     if n <= 0 {
         return fail(sess);
     }
-    attempt
-        .response
-        .extend_from_slice(buf.get(..n as usize).unwrap_or_default());
-    let parsed = parse_response(&attempt.response);
+    attempt.received += (n as usize).min(room);
+    let parsed = parse_response(attempt.response());
     let resp = match parsed {
         Ok(None) => return,
         Ok(Some(resp)) => resp,
@@ -403,7 +420,6 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
             return fail(sess);
         }
     };
-    let name = peer_name(sess);
     finish(sess);
     let s = sess.raw();
     let Some(ctx) = sess.ctx() else {
@@ -446,7 +462,7 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
                 LOG_ERR,
                 sess.log(),
                 "auth http server {} did not send server or port",
-                name
+                peer_name(sess)
             );
             sess.internal_server_error();
         }
@@ -455,7 +471,7 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
                 LOG_ERR,
                 sess.log(),
                 "auth http server {} did not send password",
-                name
+                peer_name(sess)
             );
             sess.internal_server_error();
         }
@@ -464,7 +480,7 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
                 LOG_ERR,
                 sess.log(),
                 "auth http server {} sent invalid server address:\"{}\"",
-                name,
+                peer_name(sess),
                 shown(&addr)
             );
             sess.internal_server_error();
@@ -474,7 +490,7 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
                 LOG_ERR,
                 sess.log(),
                 "auth http server {} sent invalid server port:\"{}\"",
-                name,
+                peer_name(sess),
                 shown(&port)
             );
             sess.internal_server_error();
