@@ -14,6 +14,9 @@ work=$(mktemp -d /tmp/ngx-mail-rs-memcheck.XXXXXX)
 cat > "$work/nginx" <<WRAP
 #!/bin/sh
 case "\$1" in -V|-v) exec $top/nginx-src/objs/nginx "\$@";; esac
+# this module's blocks from malloc rather than its slabs (src/alloc.rs), so
+# that memcheck sees each of them
+export NGX_MAIL_RS_SYSTEM_ALLOC=1
 exec valgrind --tool=memcheck --trace-children=yes --log-file=$work/vg.%p.log \
     --num-callers=30 --leak-check=full --show-leak-kinds=definite \
     --errors-for-leak-kinds=definite --suppressions=$top/scripts/memcheck.supp \

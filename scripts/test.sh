@@ -30,6 +30,7 @@ module="$top/target/$profile/libngx_mail_rs.so"
 
 if [ $stock = 0 ]; then
     cargo test --quiet -p mail-core
+    NGINX_BUILD_DIR="$top/nginx-src/objs" cargo test --profile "$profile" --quiet -p ngx-mail-rs
 fi
 
 user=""

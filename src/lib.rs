@@ -4,6 +4,7 @@
 //! the FFI shell around nginx's event loop, timers and pools.
 #![allow(clippy::missing_safety_doc)]
 
+mod alloc;
 mod auth_http;
 mod bindings;
 mod client;
@@ -26,6 +27,9 @@ pub use imap::module::ngx_mail_rs_imap_module;
 pub use pop3::module::ngx_mail_rs_pop3_module;
 pub use proxy::module::ngx_mail_rs_proxy_module;
 pub use smtp::module::ngx_mail_rs_smtp_module;
+
+#[global_allocator]
+static ALLOCATOR: alloc::WorkerAlloc = alloc::WorkerAlloc::new();
 
 /// Logs once per configuration load which protocols this module serves.
 unsafe extern "C" fn announce(cycle: *mut ngx_cycle_t) -> ngx_int_t {

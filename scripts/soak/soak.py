@@ -145,12 +145,15 @@ async def main():
         f.write(CONF.format(globals=args.globals, dir=work, auth=auth, dns=dns.getsockname()[1],
                             closed=free_port(), **listen))
     cmd = [args.nginx, "-p", work + "/", "-c", "nginx.conf", "-e", "error.log"]
+    env = dict(os.environ)
     if args.valgrind:
+        # our blocks from malloc, so that memcheck sees each of them
+        env["NGX_MAIL_RS_SYSTEM_ALLOC"] = "1"
         cmd = ["valgrind", "--tool=memcheck", "--trace-children=yes",
                "--log-file=%s/vg.%%p.log" % work, "--leak-check=full",
                "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
                "--suppressions=" + args.valgrind] + cmd
-    nginx = subprocess.Popen(cmd, stderr=open(os.path.join(work, "stderr"), "w"))
+    nginx = subprocess.Popen(cmd, stderr=open(os.path.join(work, "stderr"), "w"), env=env)
     for port in listen.values():
         await wait_port(port)
     ports = {"pop3": listen["pop3"], "imap": listen["imap"], "smtp": listen["smtp"],
