@@ -1,10 +1,14 @@
 //! The protocol-neutral part of a mail session: where our per-session state
 //! lives, typed access to confs, and the replies every protocol shares.
 
+use core::mem::ManuallyDrop;
 use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use mail_core::AuthMethod;
-use nginx_sys::{ngx_connection_t, ngx_handle_read_event, ngx_module_t, ngx_pool_t};
+use nginx_sys::{
+    ngx_connection_t, ngx_handle_read_event, ngx_module_t, ngx_pool_cleanup_t, ngx_pool_t,
+};
 
 use crate::bindings::{
     ngx_mail_close_connection, ngx_mail_core_module, ngx_mail_core_srv_conf_t, ngx_mail_send,
@@ -70,11 +74,11 @@ impl Session {
     /// Our per-session state; `None` before `init_session` made it and
     /// after login.
     pub fn ctx(self) -> Option<&'static mut MailCtx> {
-        // SAFETY: s->ctx has ngx_mail_max_module slots; ours is set once to a
-        // pool-allocated MailCtx by init_session and cleared by nobody.
+        // SAFETY: our slot in s->ctx is null or holds a live CtxBlock, made
+        // by create_ctx and emptied before the block goes.
         unsafe {
-            let slot = (*self.0).ctx.add(crate::proxy::module::ctx_index());
-            (*slot).cast::<MailCtx>().as_mut()
+            let block = (*self.ctx_slot()).cast::<CtxBlock>();
+            block.as_mut().map(|b| &mut *b.ctx)
         }
     }
 
@@ -83,36 +87,58 @@ impl Session {
         unsafe { (*self.0).ctx.add(crate::proxy::module::ctx_index()) }
     }
 
-    /// Makes our state, on the heap so that it can go at login; a cleanup of
-    /// the connection pool drops it if the session ends before that.
+    /// Makes our state, on the heap so that it can go at login. Until then
+    /// a cleanup of the connection pool drops it if the session ends first;
+    /// that cleanup's node lives in the same heap block, not in the pool.
     pub fn create_ctx(self, protocol: ProtocolState) -> Option<&'static mut MailCtx> {
-        let ctx = Box::new(MailCtx {
-            protocol,
-            method: AuthMethod::Plain,
-            auth: None,
-            auth_wait: false,
-            dialogue: None,
-        });
         let slot = self.ctx_slot();
-        // SAFETY: the pool is live; the cleanup runs before the pool (and
-        // the slot in s->ctx it points at) is freed.
+        let block = Box::into_raw(Box::new(CtxBlock {
+            cleanup: ngx_pool_cleanup_t {
+                handler: Some(ctx_pool_cleanup),
+                data: ptr::null_mut(),
+                next: ptr::null_mut(),
+            },
+            slot,
+            ctx: ManuallyDrop::new(MailCtx {
+                protocol,
+                method: AuthMethod::Plain,
+                auth: None,
+                auth_wait: false,
+                dialogue: None,
+            }),
+        }));
+        // SAFETY: the pool and the slot are live; the node stays linked
+        // until drop_ctx unlinks it or the pool runs it.
         unsafe {
-            let cln = nginx_sys::ngx_pool_cleanup_add(self.pool(), 0);
-            if cln.is_null() {
-                return None;
-            }
-            let raw = Box::into_raw(ctx);
-            *slot = raw.cast();
-            (*cln).handler = Some(drop_ctx_slot);
-            (*cln).data = slot.cast();
-            raw.as_mut()
+            let pool = self.pool();
+            (*block).cleanup.data = block.cast();
+            (*block).cleanup.next = (*pool).cleanup;
+            (*pool).cleanup = &raw mut (*block).cleanup;
+            *slot = block.cast();
+            Some(&mut *(*block).ctx)
         }
     }
 
     /// Drops our state (at login, when the relay starts).
     pub fn drop_ctx(self) {
-        // SAFETY: the slot belongs to this live session.
-        unsafe { drop_ctx_slot(self.ctx_slot().cast()) };
+        // SAFETY: the slot belongs to this live session and holds null or a
+        // block from create_ctx whose node is in this pool's cleanup list.
+        unsafe {
+            let block = ptr::replace(self.ctx_slot(), ptr::null_mut()).cast::<CtxBlock>();
+            if block.is_null() {
+                return;
+            }
+            let mut link = &raw mut (*self.pool()).cleanup;
+            while !(*link).is_null() {
+                if *link == &raw mut (*block).cleanup {
+                    *link = (*block).cleanup.next;
+                    break;
+                }
+                link = &raw mut (**link).next;
+            }
+            ManuallyDrop::drop(&mut (*block).ctx);
+            drop(Box::from_raw(block));
+        }
     }
 
     /// Points `s->out` at bytes that outlive the session (static or conf).
@@ -178,19 +204,48 @@ impl Session {
     }
 }
 
-/// Drops the MailCtx a session's ctx slot holds, if any, and empties it.
+/// A session's MailCtx and the pool-cleanup node that drops it if the
+/// session ends before login. An idle proxied session keeps nothing of it:
+/// a node allocated in the pool would stay there (24 bytes, which in a POP3
+/// session's 256-byte pool blocks can cost a whole extra block).
+struct CtxBlock {
+    cleanup: ngx_pool_cleanup_t,
+    /// The session's slot in `s->ctx` that points here.
+    slot: *mut *mut core::ffi::c_void,
+    ctx: ManuallyDrop<MailCtx>,
+}
+
+/// A block whose cleanup ran: `ngx_destroy_pool` still reads the node's
+/// `next` after the handler returns, so the memory goes at the next cleanup.
+static RETIRED: AtomicPtr<CtxBlock> = AtomicPtr::new(ptr::null_mut());
+
+/// Frees the last retired block (at process exit: no pool is being
+/// destroyed then).
+pub fn free_retired() {
+    let block = RETIRED.swap(ptr::null_mut(), Ordering::Relaxed);
+    if !block.is_null() {
+        // SAFETY: a retired block's state was dropped and its pool's
+        // cleanups are over; only its memory is left.
+        drop(unsafe { Box::from_raw(block) });
+    }
+}
+
+/// The pool's cleanup of a session that ended before login.
 ///
 /// # Safety
-/// `data` points at a session's ctx slot, which is null or holds a pointer
-/// from `Box::into_raw` of a MailCtx.
-unsafe extern "C" fn drop_ctx_slot(data: *mut core::ffi::c_void) {
-    let slot = data.cast::<*mut MailCtx>();
+/// `data` is a block from `create_ctx` whose node is being run by
+/// `ngx_destroy_pool` of the session's pool.
+unsafe extern "C" fn ctx_pool_cleanup(data: *mut core::ffi::c_void) {
+    let block = data.cast::<CtxBlock>();
     // SAFETY: as the caller promises; the slot is emptied before the drop so
-    // that nothing can reach the value while it goes.
+    // that nothing can reach the state while it goes. The previous retired
+    // block's pool finished its cleanups before this one started.
     unsafe {
-        let ctx = core::ptr::replace(slot, core::ptr::null_mut());
-        if !ctx.is_null() {
-            drop(Box::from_raw(ctx));
+        *(*block).slot = ptr::null_mut();
+        ManuallyDrop::drop(&mut (*block).ctx);
+        let previous = RETIRED.swap(block, Ordering::Relaxed);
+        if !previous.is_null() {
+            drop(Box::from_raw(previous));
         }
     }
 }

@@ -50,8 +50,17 @@ crate::directives! {
 static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
 
 #[no_mangle]
-pub static mut ngx_mail_rs_proxy_module: ngx_module_t =
-    mail_module(addr_of_mut!(CTX), addr_of_mut!(COMMANDS).cast());
+pub static mut ngx_mail_rs_proxy_module: ngx_module_t = ngx_module_t {
+    exit_process: Some(exit_process),
+    exit_master: Some(exit_process),
+    ..mail_module(addr_of_mut!(CTX), addr_of_mut!(COMMANDS).cast())
+};
+
+/// A worker (or a single-process nginx) ends: nginx unloads this module
+/// right after, so nothing of ours may be left behind in its statics.
+unsafe extern "C" fn exit_process(_cycle: *mut nginx_sys::ngx_cycle_t) {
+    crate::session::free_retired();
+}
 
 pub fn ctx_index() -> usize {
     // SAFETY: ctx_index is set when the mail{} block is parsed, before any
