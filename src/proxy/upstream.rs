@@ -20,8 +20,7 @@ use nginx_sys::NGX_PROXY_PROTOCOL_V1_MAX_HEADER as PROXY_V1_MAX_HEADER;
 use super::module;
 use crate::bindings::ngx_mail_proxy_ctx_t;
 use crate::ffi::{
-    log, pool_str, shown, ETIMEDOUT, LOG_ERR, LOG_INFO, NGX_AGAIN, NGX_BUSY, NGX_DECLINED,
-    NGX_ERROR,
+    log, shown, ETIMEDOUT, LOG_ERR, LOG_INFO, NGX_AGAIN, NGX_BUSY, NGX_DECLINED, NGX_ERROR,
 };
 use crate::mail_log;
 use crate::session::Session;
@@ -69,32 +68,53 @@ fn upstream_error(sess: Session) {
     sess.send();
 }
 
-fn sockaddr_of(sess: Session, addr: SocketAddr) -> Option<(*mut sockaddr, socklen_t)> {
-    // SAFETY: the pool is live; the structs are plain C data.
+/// The proxy context and the backend's `ngx_str_t` name in one pool
+/// allocation: 176 bytes, the most a 256-byte pool block serves itself.
+#[repr(C)]
+struct ProxyAlloc {
+    proxy: ngx_mail_proxy_ctx_t,
+    name: ngx_str_t,
+}
+
+/// The backend's sockaddr with its name's bytes right behind it, in one
+/// pool allocation.
+fn peer_addr(
+    sess: Session,
+    addr: SocketAddr,
+    name: &[u8],
+) -> Option<(*mut sockaddr, socklen_t, ngx_str_t)> {
+    let socklen = match addr {
+        SocketAddr::V4(_) => size_of::<sockaddr_in>(),
+        SocketAddr::V6(_) => size_of::<sockaddr_in6>(),
+    };
+    // SAFETY: the pool is live; the block has socklen + name.len() zeroed
+    // bytes, aligned for a sockaddr; the structs are plain C data.
     unsafe {
+        let block = ngx_pcalloc(sess.pool(), socklen + name.len()).cast::<u8>();
+        if block.is_null() {
+            return None;
+        }
         match addr {
             SocketAddr::V4(a) => {
-                let sin = ngx_pcalloc(sess.pool(), size_of::<sockaddr_in>()).cast::<sockaddr_in>();
-                if sin.is_null() {
-                    return None;
-                }
+                let sin = block.cast::<sockaddr_in>();
                 (*sin).sin_family = nginx_sys::AF_INET as _;
                 (*sin).sin_port = a.port().to_be();
                 (*sin).sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-                Some((sin.cast(), size_of::<sockaddr_in>() as socklen_t))
             }
             SocketAddr::V6(a) => {
-                let sin6 =
-                    ngx_pcalloc(sess.pool(), size_of::<sockaddr_in6>()).cast::<sockaddr_in6>();
-                if sin6.is_null() {
-                    return None;
-                }
+                let sin6 = block.cast::<sockaddr_in6>();
                 (*sin6).sin6_family = nginx_sys::AF_INET6 as _;
                 (*sin6).sin6_port = a.port().to_be();
                 (*sin6).sin6_addr.__in6_u.__u6_addr8 = a.ip().octets();
-                Some((sin6.cast(), size_of::<sockaddr_in6>() as socklen_t))
             }
         }
+        let text = block.add(socklen);
+        ptr::copy_nonoverlapping(name.as_ptr(), text, name.len());
+        let name = ngx_str_t {
+            len: name.len(),
+            data: text,
+        };
+        Some((block.cast(), socklen as socklen_t, name))
     }
 }
 
@@ -110,16 +130,15 @@ pub fn connect(sess: Session, addr: SocketAddr, name: &[u8]) {
     // the connection pool.
     unsafe {
         let s = sess.raw();
-        let p = ngx_pcalloc(sess.pool(), size_of::<ngx_mail_proxy_ctx_t>())
-            .cast::<ngx_mail_proxy_ctx_t>();
-        let name_str = ngx_pcalloc(sess.pool(), size_of::<ngx_str_t>()).cast::<ngx_str_t>();
-        let (Some((sa, len)), Some(n)) = (sockaddr_of(sess, addr), pool_str(sess.pool(), name))
-        else {
+        let both = ngx_pcalloc(sess.pool(), size_of::<ProxyAlloc>()).cast::<ProxyAlloc>();
+        let Some((sa, len, n)) = peer_addr(sess, addr, name) else {
             return sess.internal_server_error();
         };
-        if p.is_null() || name_str.is_null() {
+        if both.is_null() {
             return sess.internal_server_error();
         }
+        let p = &raw mut (*both).proxy;
+        let name_str = &raw mut (*both).name;
         *name_str = n;
         (*s).proxy = p;
         (*p).upstream.sockaddr = sa;
