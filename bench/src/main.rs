@@ -5,6 +5,7 @@
 //!
 //! Usage: mailbench --nginx BIN --mail-module SO --ours SO
 //!                  [--rounds N] [--quick] [--markdown FILE]
+//!                  [--only login|transfer|idle] [--idle-sessions N]
 
 mod backends;
 mod clients;
@@ -26,6 +27,16 @@ struct Options {
     /// 20 s, printing the worker's pid first (for perf record -p).
     profile: Option<String>,
     markdown: Option<String>,
+    /// `--only login|transfer|idle`: one group of figures.
+    only: Option<String>,
+    /// `--idle-sessions N`: sessions held open for the memory figure.
+    idle_sessions: Option<usize>,
+}
+
+impl Options {
+    fn runs(&self, group: &str) -> bool {
+        self.only.as_deref().is_none_or(|g| g == group)
+    }
 }
 
 fn options() -> Result<Options, String> {
@@ -37,6 +48,8 @@ fn options() -> Result<Options, String> {
         quick: false,
         profile: None,
         markdown: None,
+        only: None,
+        idle_sessions: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -49,6 +62,17 @@ fn options() -> Result<Options, String> {
             "--markdown" => o.markdown = Some(value()?),
             "--quick" => o.quick = true,
             "--profile" => o.profile = Some(value()?),
+            "--idle-sessions" => {
+                o.idle_sessions = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--idle-sessions: {e}"))?,
+                )
+            }
+            "--only" => match value()?.as_str() {
+                g @ ("login" | "transfer" | "idle") => o.only = Some(g.to_string()),
+                g => return Err(format!("--only: {g} is not login, transfer or idle")),
+            },
             _ => return Err(format!("unknown argument {a}")),
         }
     }
@@ -134,12 +158,7 @@ async fn login_rate(
     (all.len() as f64 / elapsed, all, errors)
 }
 
-async fn measure(
-    rec: &mut Recorder<'_>,
-    n: &nginx::Nginx,
-    message: &[u8],
-    quick: bool,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn measure_logins(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool) {
     let secs = if quick { 0.5 } else { 3.0 };
     let levels: &[usize] = if quick { &[4] } else { &[1, 16, 64] };
     for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
@@ -172,7 +191,6 @@ async fn measure(
             );
         }
     }
-    measure_transfers(rec, n, message, quick, "").await
 }
 
 /// 16 MiB through each protocol and through a stream proxy_pass (the
@@ -360,48 +378,48 @@ async fn main() {
             if ours {
                 globals.push_str(&format!(" load_module {};", o.ours));
             }
-            let n = match nginx::Nginx::start(&o.nginx, &globals, "", &ports) {
-                Ok(n) => n,
-                Err(e) => {
-                    eprintln!("mailbench: nginx: {e}");
-                    std::process::exit(1);
-                }
-            };
             let mut rec = Recorder {
                 figures: &mut figures,
                 ours,
                 order: 0,
             };
-            if let Err(e) = measure(&mut rec, &n, &message, o.quick).await {
-                eprintln!("mailbench: {who}: {e}");
-                std::process::exit(1);
-            }
-            n.stop();
-            // the same transfers with mail buffers the size of stream's
-            let bulk = "proxy_buffer 16k; smtp_client_buffer 16k; imap_client_buffer 16k;";
-            let n = match nginx::Nginx::start(&o.nginx, &globals, bulk, &ports) {
+            let start = |extra: &str| match nginx::Nginx::start(&o.nginx, &globals, extra, &ports) {
                 Ok(n) => n,
                 Err(e) => {
                     eprintln!("mailbench: nginx: {e}");
                     std::process::exit(1);
                 }
             };
-            if let Err(e) =
-                measure_transfers(&mut rec, &n, &message, o.quick, ", 16k buffers").await
-            {
-                eprintln!("mailbench: {who}: {e}");
-                std::process::exit(1);
-            }
-            n.stop();
-            for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
-                let n = match nginx::Nginx::start(&o.nginx, &globals, "", &ports) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        eprintln!("mailbench: nginx: {e}");
+            if o.runs("login") || o.runs("transfer") {
+                let n = start("");
+                if o.runs("login") {
+                    measure_logins(&mut rec, &n, o.quick).await;
+                }
+                if o.runs("transfer") {
+                    if let Err(e) = measure_transfers(&mut rec, &n, &message, o.quick, "").await {
+                        eprintln!("mailbench: {who}: {e}");
                         std::process::exit(1);
                     }
-                };
-                let count = if o.quick { 100 } else { 2000 };
+                }
+                n.stop();
+            }
+            if o.runs("transfer") {
+                // the same transfers with mail buffers the size of stream's
+                let n = start("proxy_buffer 16k; smtp_client_buffer 16k; imap_client_buffer 16k;");
+                if let Err(e) =
+                    measure_transfers(&mut rec, &n, &message, o.quick, ", 16k buffers").await
+                {
+                    eprintln!("mailbench: {who}: {e}");
+                    std::process::exit(1);
+                }
+                n.stop();
+            }
+            for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
+                if !o.runs("idle") {
+                    break;
+                }
+                let n = start("");
+                let count = o.idle_sessions.unwrap_or(if o.quick { 100 } else { 2000 });
                 if let Err(e) = measure_idle(&mut rec, &n, proto, count).await {
                     eprintln!("mailbench: {who}: idle {}: {e}", proto.name());
                     std::process::exit(1);
