@@ -48,6 +48,12 @@ static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
 pub static mut ngx_mail_rs_auth_http_module: ngx_module_t =
     mail_module(addr_of_mut!(CTX), addr_of_mut!(COMMANDS).cast());
 
+pub fn ctx_index() -> usize {
+    // SAFETY: ctx_index is set when the mail{} block is parsed, before any
+    // session exists.
+    unsafe { (*addr_of!(ngx_mail_rs_auth_http_module)).ctx_index }
+}
+
 pub fn conf(s: Session) -> &'static mut AuthHttpConf {
     // SAFETY: this module's server conf is an AuthHttpConf.
     unsafe { s.srv_conf(addr_of!(ngx_mail_rs_auth_http_module)) }

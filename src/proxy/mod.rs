@@ -1,3 +1,4 @@
 pub mod module;
 pub mod relay;
+pub mod splice;
 pub mod upstream;

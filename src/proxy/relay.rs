@@ -10,6 +10,7 @@ use nginx_sys::{
 };
 
 use super::module;
+use super::splice;
 use super::upstream::close_upstream;
 use crate::ffi::{log, ETIMEDOUT, LOG_INFO, NGX_AGAIN, NGX_ERROR};
 use crate::mail_log;
@@ -97,7 +98,8 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
         };
         let mut do_write = writing;
         loop {
-            if do_write {
+            let spliced = splice::active(sess, from_upstream);
+            if do_write || spliced {
                 let size = (*b).last.offset_from((*b).pos) as usize;
                 if size > 0 && (*(*dst).write).ready() != 0 {
                     (*(*c).log).action = send_action.as_ptr().cast_mut();
@@ -117,6 +119,18 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
                     }
                 }
             }
+            if spliced {
+                // what the buffer holds came first and goes first
+                if !empty(b) {
+                    break;
+                }
+                (*(*c).log).action = recv_action.as_ptr().cast_mut();
+                match splice::step(sess, from_upstream, src, dst) {
+                    splice::Step::Progress => continue,
+                    splice::Step::Wait | splice::Step::SourceDone => break,
+                    splice::Step::Failed => return close(sess),
+                }
+            }
             let room = (*b).end.offset_from((*b).last) as usize;
             if room > 0 && (*(*src).read).ready() != 0 {
                 (*(*c).log).action = recv_action.as_ptr().cast_mut();
@@ -132,6 +146,7 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
                     (*b).last = (*b).last.add(n as usize);
                     if (*b).last == (*b).end {
                         bulk_nodelay(sess, dst);
+                        splice::start(sess, from_upstream, src, dst);
                     }
                     continue;
                 }
@@ -142,8 +157,11 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
             break;
         }
         sess.set_action(c"proxying");
-        let client_done = (*(*client).read).eof() != 0 && empty((*s).buffer);
-        let upstream_done = (*(*uc).read).eof() != 0 && empty((*(*s).proxy).buffer);
+        let client_done =
+            (*(*client).read).eof() != 0 && empty((*s).buffer) && splice::held(sess, false) == 0;
+        let upstream_done = (*(*uc).read).eof() != 0
+            && empty((*(*s).proxy).buffer)
+            && splice::held(sess, true) == 0;
         let both_eof = (*(*client).read).eof() != 0 && (*(*uc).read).eof() != 0;
         if client_done || upstream_done || both_eof {
             (*(*c).log).action = ptr::null_mut();
