@@ -14,6 +14,13 @@ NGINX_BUILD_DIR="$top/nginx-src/objs-bench" CARGO_TARGET_DIR="$top/target/bench"
     cargo build --release --quiet -p ngx-mail-rs
 cargo build --release --quiet -p mailbench
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-exec "$top/target/release/mailbench" --nginx "$top/nginx-src/objs-bench/nginx" \
+# the nginx worker gets the last CPU (worker_cpu_affinity); the load
+# generator and the fake backends stay on the others
+pin=()
+cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+if [ "$cpus" -ge 2 ] && command -v taskset >/dev/null; then
+    pin=(taskset -c "0-$((cpus - 2))")
+fi
+exec "${pin[@]}" "$top/target/release/mailbench" --nginx "$top/nginx-src/objs-bench/nginx" \
     --mail-module "$top/nginx-src/objs-bench/ngx_mail_module.so" \
     --ours "$top/target/bench/release/libngx_mail_rs.so" "$@"

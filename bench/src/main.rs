@@ -166,7 +166,12 @@ async fn measure_logins(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool) {
         // warm-up: the first sessions pay for connection setup everywhere
         let _ = login_rate(port, proto, 4, 0.3).await;
         for &c in levels {
+            let cpu_before = n.worker_cpu_secs();
             let (rate, lat, errors) = login_rate(port, proto, c, secs).await;
+            let cpu = match (cpu_before, n.worker_cpu_secs()) {
+                (Ok(a), Ok(b)) if !lat.is_empty() => (b - a) / lat.len() as f64 * 1e6,
+                _ => f64::NAN,
+            };
             if errors > 0 {
                 eprintln!("  {} c={c}: {errors} failed sessions", proto.name());
             }
@@ -188,6 +193,12 @@ async fn measure_logins(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool) {
                 "ms",
                 Better::Lower,
                 percentile(&lat, 0.99),
+            );
+            rec.record(
+                format!("{p} worker CPU per login, {c} concurrent"),
+                "us",
+                Better::Lower,
+                cpu,
             );
         }
     }

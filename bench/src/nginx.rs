@@ -44,6 +44,7 @@ impl Nginx {
             r#"{globals}
 {user}
 worker_processes 1;
+{affinity}
 daemon off;
 error_log {dir}/error.log error;
 pid {dir}/nginx.pid;
@@ -74,6 +75,7 @@ stream {{
 }}
 "#,
             dir = dir.display(),
+            affinity = worker_affinity(),
             pop3b = backends["pop3"],
             imapb = backends["imap"],
             smtpb = backends["smtp"],
@@ -121,6 +123,21 @@ stream {{
             .ok_or_else(|| std::io::Error::other("no nginx worker"))
     }
 
+    /// CPU time the worker has used, user and system, in seconds.
+    pub fn worker_cpu_secs(&self) -> std::io::Result<f64> {
+        let pid = self.worker_pid()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // the fields after the command name, which is in parentheses
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+        // utime and stime are fields 14 and 15 of stat, 12 and 13 here
+        match (ticks(11), ticks(12)) {
+            (Some(u), Some(s)) => Ok((u + s) / clock_ticks()),
+            _ => Err(std::io::Error::other("no utime/stime")),
+        }
+    }
+
     pub fn worker_rss_kb(&self) -> std::io::Result<u64> {
         let pid = self.worker_pid()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -147,6 +164,40 @@ stream {{
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// With two CPUs or more the worker gets the last one to itself (bench.sh
+/// keeps this load generator and the backends off it), so that the two
+/// columns do not differ by where the scheduler put the worker.
+fn worker_affinity() -> String {
+    // all CPUs online: this process may itself be pinned to fewer
+    let cpus = Command::new("getconf")
+        .arg("_NPROCESSORS_ONLN")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .unwrap_or(1);
+    if cpus < 2 || std::env::var_os("MAILBENCH_NO_PIN").is_some() {
+        return String::new();
+    }
+    let mut mask = String::from("1");
+    mask.extend(std::iter::repeat_n('0', cpus - 1));
+    format!("worker_cpu_affinity {mask};")
+}
+
+/// USER_HZ: 100 on every Linux this runs on; getconf says otherwise.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn running_as_root() -> bool {
