@@ -270,25 +270,37 @@ async fn measure_idle(
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = n.worker_rss_kb()?;
-    let mut open = Vec::with_capacity(count);
-    let batch = count.min(100);
-    for _ in 0..count / batch {
-        for t in open_batch(batch) {
-            open.push(t.await??);
+    let mut open = Vec::with_capacity(2 * count);
+    let batch = count.clamp(1, 100);
+    let mut rss = vec![before];
+    // twice: the second time tells what one more session costs, without
+    // what the worker allocated once (tables, the first blocks of lists)
+    for _ in 0..2 {
+        for _ in 0..count / batch {
+            for t in open_batch(batch) {
+                open.push(t.await??);
+            }
         }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rss.push(n.worker_rss_kb()?);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = n.worker_rss_kb()?;
-    let per = (after as f64 - before as f64) * 1024.0 / open.len() as f64;
+    let first = open.len() / 2;
+    let per = |from: u64, to: u64| (to as f64 - from as f64) * 1024.0 / first as f64;
+    let p = proto.name();
+    rec.record(
+        format!("{p} worker RSS per idle session, {first} open"),
+        "bytes",
+        Better::Lower,
+        per(rss[0], rss[1]),
+    );
     rec.record(
         format!(
-            "{} worker RSS per idle session, {} open",
-            proto.name(),
+            "{p} worker RSS per idle session, {first} more ({} open)",
             open.len()
         ),
         "bytes",
         Better::Lower,
-        per,
+        per(rss[1], rss[2]),
     );
     Ok(())
 }
