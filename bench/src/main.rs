@@ -6,6 +6,7 @@
 //! Usage: mailbench --nginx BIN --mail-module SO --ours SO
 //!                  [--rounds N] [--quick] [--markdown FILE]
 //!                  [--only login|transfer|idle] [--idle-sessions N]
+//!        mailbench ... --profile pop3|imap|smtp[:stock] [--logins N]
 
 mod backends;
 mod clients;
@@ -26,6 +27,9 @@ struct Options {
     /// `--profile pop3|imap|smtp[:stock]`: only logins at 16 concurrent for
     /// 20 s, printing the worker's pid first (for perf record -p).
     profile: Option<String>,
+    /// `--logins N` with `--profile`: exactly N sequential sessions after
+    /// 20 of warm-up instead of 20 s of load (for instruction counts).
+    logins: Option<usize>,
     markdown: Option<String>,
     /// `--only login|transfer|idle`: one group of figures.
     only: Option<String>,
@@ -47,6 +51,7 @@ fn options() -> Result<Options, String> {
         rounds: 3,
         quick: false,
         profile: None,
+        logins: None,
         markdown: None,
         only: None,
         idle_sessions: None,
@@ -62,6 +67,7 @@ fn options() -> Result<Options, String> {
             "--markdown" => o.markdown = Some(value()?),
             "--quick" => o.quick = true,
             "--profile" => o.profile = Some(value()?),
+            "--logins" => o.logins = Some(value()?.parse().map_err(|e| format!("--logins: {e}"))?),
             "--idle-sessions" => {
                 o.idle_sessions = Some(
                     value()?
@@ -385,6 +391,17 @@ async fn main() {
             globals.push_str(&format!(" load_module {};", o.ours));
         }
         let n = nginx::Nginx::start(&o.nginx, &globals, "", &ports).expect("nginx");
+        if let Some(count) = o.logins {
+            for i in 0..20 + count {
+                if let Err(e) = clients::session(n.port(proto), proto).await {
+                    eprintln!("mailbench: session {i}: {e}");
+                    std::process::exit(1);
+                }
+            }
+            println!("{count} sessions after 20 of warm-up");
+            n.stop();
+            return;
+        }
         let _ = login_rate(n.port(proto), proto, 4, 0.5).await;
         println!("worker {}", n.worker_pid().expect("worker"));
         let (rate, _, _) = login_rate(n.port(proto), proto, 16, 20.0).await;
