@@ -36,10 +36,28 @@ pub enum ParseError {
     InvalidHeader,
 }
 
+/// Where the line at the start of `buf` ends: `Ok(Some((line, next)))`
+/// with `line` without its CR LF (or bare LF) and `next` the offset of the
+/// next line; `Ok(None)` while incomplete; `err` for a CR inside the line.
+/// One search for CR or LF per line: this runs for every header of every
+/// login.
 #[expect(
     clippy::arithmetic_side_effects,
     reason = "offsets of bytes found in `buf` stay below buf.len() <= isize::MAX, so +1 and +2 cannot overflow"
 )]
+fn line_end(buf: &[u8], err: ParseError) -> Result<Option<(&[u8], usize)>, ParseError> {
+    let Some(end) = memchr::memchr2(b'\r', b'\n', buf) else {
+        return Ok(None);
+    };
+    let line = buf.get(..end).unwrap_or_default();
+    match (buf.get(end), buf.get(end + 1)) {
+        (Some(b'\n'), _) => Ok(Some((line, end + 1))),
+        (Some(b'\r'), Some(b'\n')) => Ok(Some((line, end + 2))),
+        (Some(b'\r'), None) => Ok(None),
+        _ => Err(err),
+    }
+}
+
 fn status_line_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     let is_http = buf.iter().zip(b"HTTP/").all(|(a, b)| a == b);
     if !is_http {
@@ -48,15 +66,7 @@ fn status_line_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     if buf.len() < 5 {
         return Ok(None);
     }
-    let Some(end) = buf.iter().position(|&b| b == b'\r' || b == b'\n') else {
-        return Ok(None);
-    };
-    match (buf.get(end), buf.get(end + 1)) {
-        (Some(b'\n'), _) => Ok(Some(end + 1)),
-        (Some(b'\r'), Some(b'\n')) => Ok(Some(end + 2)),
-        (Some(b'\r'), None) => Ok(None),
-        _ => Err(ParseError::InvalidResponse),
-    }
+    Ok(line_end(buf, ParseError::InvalidResponse)?.map(|(_, next)| next))
 }
 
 struct Header<'a> {
@@ -68,29 +78,16 @@ struct Header<'a> {
 /// `Ok(Some((None, n)))` at the empty line that ends the headers.
 #[expect(
     clippy::arithmetic_side_effects,
-    reason = "offsets of bytes found in `buf` stay below buf.len() <= isize::MAX, so +1 and +2 cannot overflow"
+    reason = "name_end is an offset inside `line`, so +1 cannot overflow"
 )]
 fn header_line(buf: &[u8]) -> Result<Option<(Option<Header<'_>>, usize)>, ParseError> {
-    let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
-        // reject early what can never become valid
-        return match buf.iter().position(|&b| b == b'\r') {
-            Some(cr) if cr + 1 < buf.len() => Err(ParseError::InvalidHeader),
-            _ => Ok(None),
-        };
+    let Some((line, next)) = line_end(buf, ParseError::InvalidHeader)? else {
+        return Ok(None);
     };
-    let line = buf.get(..lf).unwrap_or_default();
-    let (line, has_cr) = match line.strip_suffix(b"\r") {
-        Some(l) => (l, true),
-        None => (line, false),
-    };
-    let _ = has_cr;
-    if line.contains(&b'\r') {
-        return Err(ParseError::InvalidHeader);
-    }
     if line.is_empty() {
-        return Ok(Some((None, lf + 1)));
+        return Ok(Some((None, next)));
     }
-    let name_end = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+    let name_end = memchr::memchr(b':', line).unwrap_or(line.len());
     let name = line.get(..name_end).unwrap_or_default();
     let valid_name = name.first().is_some_and(u8::is_ascii_alphanumeric)
         && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
@@ -98,19 +95,52 @@ fn header_line(buf: &[u8]) -> Result<Option<(Option<Header<'_>>, usize)>, ParseE
         return Err(ParseError::InvalidHeader);
     }
     let raw = line.get(name_end + 1..).unwrap_or_default();
-    let start = raw.iter().position(|&b| b != b' ').unwrap_or(raw.len());
-    let end = raw
-        .iter()
-        .rposition(|&b| b != b' ')
-        .map_or(start, |e| e + 1);
-    let value = raw.get(start..end.max(start)).unwrap_or_default();
-    Ok(Some((Some(Header { name, value }), lf + 1)))
+    // spaces only, as nginx: a tab is part of the value
+    let value = match (
+        raw.iter().position(|&b| b != b' '),
+        raw.iter().rposition(|&b| b != b' '),
+    ) {
+        (Some(first), Some(last)) => raw.get(first..=last).unwrap_or_default(),
+        _ => &[],
+    };
+    Ok(Some((Some(Header { name, value }), next)))
+}
+
+/// The headers this client reads, by name.
+#[derive(Clone, Copy)]
+enum Known {
+    Status,
+    Server,
+    Port,
+    User,
+    Pass,
+    Wait,
+    ErrorCode,
+}
+
+fn known(name: &[u8]) -> Option<Known> {
+    let rest = name.get(5..)?;
+    if !name.get(..5)?.eq_ignore_ascii_case(b"auth-") {
+        return None;
+    }
+    let is = |n: &[u8]| rest.eq_ignore_ascii_case(n);
+    let header = match rest.len() {
+        4 if is(b"port") => Known::Port,
+        4 if is(b"user") => Known::User,
+        4 if is(b"pass") => Known::Pass,
+        4 if is(b"wait") => Known::Wait,
+        6 if is(b"status") => Known::Status,
+        6 if is(b"server") => Known::Server,
+        10 if is(b"error-code") => Known::ErrorCode,
+        _ => return None,
+    };
+    Some(header)
 }
 
 /// Parses a buffered response; `Ok(None)` until the empty line arrives.
 #[expect(
     clippy::arithmetic_side_effects,
-    reason = "offsets of bytes found in `buf` stay below buf.len() <= isize::MAX, so +1 and +2 cannot overflow; `pos` only grows by lines of `buf`"
+    reason = "`pos` only grows by lengths of lines of `buf`, so it stays <= buf.len()"
 )]
 pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ParseError> {
     let Some(mut pos) = status_line_end(buf)? else {
@@ -126,27 +156,23 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ParseError> {
         let Some(Header { name, value }) = header else {
             return Ok(Some(resp));
         };
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        if is("Auth-Status") {
-            match value {
+        match known(name) {
+            Some(Known::Status) => match value {
                 b"OK" => {}
                 b"WAIT" => resp.wait = true,
                 text => resp.error = Some(text.to_vec()),
+            },
+            Some(Known::Server) => resp.server = value.to_vec(),
+            Some(Known::Port) => resp.port = value.to_vec(),
+            Some(Known::User) => resp.user = Some(value.to_vec()),
+            Some(Known::Pass) => resp.pass = Some(value.to_vec()),
+            Some(Known::Wait) => {
+                if let Some(n) = atoi(value) {
+                    resp.sleep = n;
+                }
             }
-        } else if is("Auth-Server") {
-            resp.server = value.to_vec();
-        } else if is("Auth-Port") {
-            resp.port = value.to_vec();
-        } else if is("Auth-User") {
-            resp.user = Some(value.to_vec());
-        } else if is("Auth-Pass") {
-            resp.pass = Some(value.to_vec());
-        } else if is("Auth-Wait") {
-            if let Some(n) = atoi(value) {
-                resp.sleep = n;
-            }
-        } else if is("Auth-Error-Code") {
-            resp.error_code = Some(value.to_vec());
+            Some(Known::ErrorCode) => resp.error_code = Some(value.to_vec()),
+            None => {}
         }
     }
 }

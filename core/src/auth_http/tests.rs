@@ -116,6 +116,31 @@ fn incomplete_and_invalid() {
 }
 
 #[test]
+fn header_names_values_and_line_ends() {
+    let r = parse(
+        b"HTTP/1.0 200 OK\nAUTH-SERVER:10.0.0.1\r\nauth-port: \t25 \nAuth-User:\r\n\
+          Auth-Passwd: no\r\nAuth: no\r\nAuth-Wait: x1\r\nAuth-Error-Code: 451 4.3.0\r\n\
+          Server: nginx\r\n\r\n",
+    );
+    assert_eq!(r.server, b"10.0.0.1");
+    // spaces are trimmed, a tab is part of the value (as nginx)
+    assert_eq!(r.port, b"\t25");
+    assert_eq!(r.user.as_deref(), Some(&b""[..]));
+    assert_eq!(r.pass, None, "Auth-Passwd is not Auth-Pass");
+    assert_eq!(r.sleep, 0, "a bad Auth-Wait is ignored");
+    assert_eq!(r.error_code.as_deref(), Some(&b"451 4.3.0"[..]));
+    assert_eq!(
+        parse_response(b"Auth-Status: OK\r\r\n\r\n"),
+        Err(ParseError::InvalidHeader)
+    );
+    assert_eq!(parse_response(b"Auth-Status: OK\r"), Ok(None));
+    assert_eq!(
+        parse_response(b":x\r\n\r\n"),
+        Err(ParseError::InvalidHeader)
+    );
+}
+
+#[test]
 fn every_split_gives_the_same_answer() {
     let full: &[u8] =
         b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: ::1\r\nAuth-Port: 110\r\n\r\n";
