@@ -25,8 +25,12 @@ pub struct LoginDialogue {
 }
 
 fn literal_header(prefix: &[u8], len: usize) -> Vec<u8> {
-    let mut out = prefix.to_vec();
-    out.extend_from_slice(format!("{{{len}}}\r\n").as_bytes());
+    let mut out = Vec::with_capacity(prefix.len().saturating_add(24));
+    out.extend_from_slice(prefix);
+    out.push(b'{');
+    let digits = len.to_string();
+    out.extend_from_slice(digits.as_bytes());
+    out.extend_from_slice(b"}\r\n");
     out
 }
 

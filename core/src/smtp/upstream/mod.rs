@@ -172,7 +172,14 @@ impl LoginDialogue {
                 UpstreamStep::Send(out)
             }
             State::HeloXclient => {
-                let mut out = b"XCLIENT ADDR=".to_vec();
+                // room for every value xtext-encoded whole: one allocation
+                let values = l
+                    .client_addr
+                    .len()
+                    .saturating_add(l.login.len())
+                    .saturating_add(l.client_host.len());
+                let mut out = Vec::with_capacity(values.saturating_mul(3).saturating_add(48));
+                out.extend_from_slice(b"XCLIENT ADDR=");
                 if l.client_ipv6 {
                     out.extend_from_slice(b"IPV6:");
                 }
