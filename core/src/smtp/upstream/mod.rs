@@ -55,15 +55,21 @@ enum State {
 /// xtext (RFC 3461): `+XX` for controls, space, `+`, `=` and non-ASCII.
 pub fn xtext(value: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in value {
-        if b <= 0x20 || b >= 0x7f || b == b'+' || b == b'=' {
-            out.push(b'+');
-            out.extend(HEX.get(usize::from(b >> 4)));
-            out.extend(HEX.get(usize::from(b & 15)));
-        } else {
-            out.push(b);
-        }
+    let special = |b: &u8| *b <= 0x20 || *b >= 0x7f || *b == b'+' || *b == b'=';
+    let mut rest = value;
+    // runs of plain characters go in whole
+    while let Some(at) = rest.iter().position(special) {
+        let (run, tail) = rest.split_at(at);
+        out.extend_from_slice(run);
+        let Some((&b, after)) = tail.split_first() else {
+            return;
+        };
+        out.push(b'+');
+        out.extend(HEX.get(usize::from(b >> 4)));
+        out.extend(HEX.get(usize::from(b & 15)));
+        rest = after;
     }
+    out.extend_from_slice(rest);
 }
 
 /// A complete reply (all lines of a multi-line one): its first line's code.

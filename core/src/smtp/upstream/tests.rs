@@ -115,4 +115,16 @@ fn xtext_values() {
     let mut out = Vec::new();
     xtext(b"a=b c+\x7f\xc3\xa9", &mut out);
     assert_eq!(out, b"a+3Db+20c+2B+7F+C3+A9");
+    for (value, want) in [
+        (&b""[..], &b""[..]),
+        (b"plain", b"plain"),
+        (b"=", b"+3D"),
+        (b"==", b"+3D+3D"),
+        (b"end ", b"end+20"),
+        (b"\x00x\x01", b"+00x+01"),
+    ] {
+        out.clear();
+        xtext(value, &mut out);
+        assert_eq!(out, want, "{value:?}");
+    }
 }
