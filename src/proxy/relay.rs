@@ -127,7 +127,7 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
                 (*(*c).log).action = recv_action.as_ptr().cast_mut();
                 match splice::step(sess, from_upstream, src, dst) {
                     splice::Step::Progress => continue,
-                    splice::Step::Wait | splice::Step::SourceDone => break,
+                    splice::Step::Wait => break,
                     splice::Step::Failed => return close(sess),
                 }
             }

@@ -22,10 +22,9 @@ use crate::session::Session;
 pub enum Step {
     /// Bytes moved; try again.
     Progress,
-    /// Nothing more now: wait for an event.
+    /// Nothing more now: wait for an event, or the source reached its end
+    /// (its read event says which).
     Wait,
-    /// The source reached its end (or failed); its pipe may still hold bytes.
-    SourceDone,
     /// The destination failed: the session must end.
     Failed,
 }
@@ -190,7 +189,7 @@ pub fn step(
         if n < 0 {
             (*rev).set_error(1);
         }
-        Step::SourceDone
+        Step::Wait
     }
 }
 
