@@ -6,11 +6,14 @@ use core::ptr;
 
 use mail_core::StartTls;
 use mail_core::{AuthMethod, Credentials};
-use nginx_sys::{ngx_connection_t, ngx_event_t};
+use nginx_sys::{
+    ngx_add_timer, ngx_connection_t, ngx_del_timer, ngx_event_t, ngx_handle_write_event,
+    ngx_post_event, ngx_posted_events,
+};
 
 use crate::ffi::{log, pool_str, shown, ETIMEDOUT, LOG_INFO, NGX_AGAIN, NGX_ERROR};
 use crate::mail_log;
-use crate::session::Session;
+use crate::session::{MailCtx, Session};
 
 /// Handles a timed-out client event; true when the session is gone.
 pub fn timed_out(ev: *mut ngx_event_t, sess: Session) -> bool {
@@ -66,7 +69,7 @@ pub fn read_command(sess: Session) -> Option<&'static [u8]> {
                 (*b).last = (*b).last.add(n as usize);
             }
             if n == NGX_AGAIN && (*b).pos == (*b).last {
-                wait_for_more(sess);
+                let _ = wait_for_more(sess);
                 return None;
             }
         }
@@ -99,9 +102,11 @@ pub fn command_too_long(sess: Session) -> bool {
     true
 }
 
-pub fn wait_for_more(sess: Session) {
+/// Waits for the rest of a command; the loop stops either way.
+pub fn wait_for_more(sess: Session) -> Flow {
     // on failure the session is already closed
     let _ = sess.handle_read_event();
+    Flow::Stop
 }
 
 pub fn consume(sess: Session, n: usize) {
@@ -130,23 +135,106 @@ pub fn count_error(sess: Session) {
     }
 }
 
-/// Sends `s->out`; pipelined commands left in the buffer run once it is out.
-pub fn reply(sess: Session) {
+/// What the command loop does after one command.
+#[must_use]
+pub enum Flow {
+    /// The reply went out whole and the session is open: the next buffered
+    /// command may run now.
+    Next,
+    /// The handler must return: the session waits (for the client, for the
+    /// rest of a reply, for the auth server) or is gone.
+    Stop,
+}
+
+/// Commands answered per read event before the event is posted again, so
+/// that one client's pipelined burst cannot hold the worker from its other
+/// sessions.
+const COMMANDS_PER_EVENT: usize = 64;
+
+/// Runs a protocol's auth-state command handler over what the client sent,
+/// one command at a time, in a loop: stock re-enters the read handler from
+/// `ngx_mail_send` after every reply, so its stack grows with the number of
+/// pipelined commands (and since we compact the buffer instead of refusing
+/// a long batch, that number has no bound). Here it is constant.
+pub fn command_loop(
+    rev: *mut ngx_event_t,
+    mut command: impl FnMut(Session, &'static [u8], &'static mut MailCtx) -> Flow,
+) {
+    for _ in 0..COMMANDS_PER_EVENT {
+        let Some((sess, buf, ctx)) = begin(rev) else {
+            return;
+        };
+        if let Flow::Stop = command(sess, buf, ctx) {
+            return;
+        }
+    }
+    // SAFETY: the session answered its last command and is open, so rev is
+    // its live read event; closing the connection unposts it.
+    unsafe { ngx_post_event(rev, ptr::addr_of_mut!(ngx_posted_events)) };
+}
+
+/// Sends `s->out` and says whether the loop may go on to the next command.
+pub fn reply(sess: Session) -> Flow {
     let s = sess.raw();
     // SAFETY: s and its buffer are live.
     unsafe {
         let b = (*s).buffer;
-        if (*b).pos < (*b).last {
-            (*s).set_blocked(1);
-        } else {
+        if (*b).pos == (*b).last {
             (*b).pos = (*b).start;
             (*b).last = (*b).start;
         }
     }
     if !sess.handle_read_event() {
-        return;
+        return Flow::Stop;
     }
-    sess.send();
+    send_reply(sess)
+}
+
+/// `ngx_mail_send` for the command loop: the same send, timer and close
+/// rules, but a reply that went out whole returns to the loop instead of
+/// calling the read handler again. A partial send leaves the rest to the
+/// write event (`ngx_mail_send`), which re-runs the read handler once the
+/// reply is out because the session is marked blocked.
+fn send_reply(sess: Session) -> Flow {
+    let s = sess.raw();
+    let c = sess.connection();
+    // SAFETY: s, c and its write event are live until closed here, and
+    // nothing is touched after a close.
+    unsafe {
+        let wev = (*c).write;
+        if (*s).out.len > 0 {
+            let Some(send) = (*c).send else {
+                sess.close();
+                return Flow::Stop;
+            };
+            let n = send(c, (*s).out.data, (*s).out.len);
+            if n == NGX_ERROR {
+                sess.close();
+                return Flow::Stop;
+            }
+            if n > 0 {
+                let n = (n as usize).min((*s).out.len);
+                (*s).out.data = (*s).out.data.add(n);
+                (*s).out.len -= n;
+            }
+        }
+        if (*s).out.len == 0 {
+            if (*wev).timer_set() != 0 {
+                ngx_del_timer(wev);
+            }
+            if (*s).quit() != 0 {
+                sess.close();
+                return Flow::Stop;
+            }
+            return Flow::Next;
+        }
+        (*s).set_blocked(1);
+        ngx_add_timer(wev, sess.core_conf().timeout);
+        if ngx_handle_write_event(wev, 0) != 0 {
+            sess.close();
+        }
+        Flow::Stop
+    }
 }
 
 #[cfg(ngx_mail_ssl)]
@@ -306,11 +394,13 @@ pub fn invalid(sess: Session, reason: mail_core::Invalid) {
 }
 
 /// The client said enough: keep its credentials and ask the auth server.
-pub fn authenticate(sess: Session, creds: &Credentials) {
-    if !store_credentials(sess, creds) {
-        return sess.internal_server_error();
+pub fn authenticate(sess: Session, creds: &Credentials) -> Flow {
+    if store_credentials(sess, creds) {
+        crate::auth_http::client::start_login(sess, creds.method);
+    } else {
+        sess.internal_server_error();
     }
-    crate::auth_http::client::start_login(sess, creds.method);
+    Flow::Stop
 }
 
 /// The start of every auth-state read event: the timeout, reading what the

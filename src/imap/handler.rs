@@ -8,9 +8,9 @@ use nginx_sys::{ngx_connection_t, ngx_event_t};
 
 use super::module;
 use crate::bindings::ngx_mail_session_t;
-use crate::client;
+use crate::client::{self, Flow};
 use crate::protocol::ProtocolState;
-use crate::session::Session;
+use crate::session::{MailCtx, Session};
 
 pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
     let sess = Session(s);
@@ -36,15 +36,20 @@ pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
 }
 
 pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
-    let Some((sess, buf, ctx)) = client::begin(rev) else {
-        return;
-    };
+    client::command_loop(rev, command);
+}
+
+/// One buffered command (or literal announcement) of the not-authenticated
+/// state.
+fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow {
     let ProtocolState::Imap(imap) = &mut ctx.protocol else {
-        return sess.internal_server_error();
+        sess.internal_server_error();
+        return Flow::Stop;
     };
     let iscf = module::conf(sess);
     let Some(replies) = iscf.replies() else {
-        return sess.internal_server_error();
+        sess.internal_server_error();
+        return Flow::Stop;
     };
     let cfg = client::config(sess, iscf.auth_methods, replies);
     let (consumed, action) = match imap.step(buf, &cfg) {
@@ -59,7 +64,8 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
                 let reply = [imap.tag_or_star(), b"BAD invalid command\r\n"].concat();
                 imap.reset();
                 if !sess.set_out(&reply) {
-                    return sess.internal_server_error();
+                    sess.internal_server_error();
+                    return Flow::Stop;
                 }
                 return client::reply(sess);
             }
@@ -91,7 +97,8 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
         Action::Authenticate(creds) => return client::authenticate(sess, &creds),
     };
     if !sess.set_out(&reply) {
-        return sess.internal_server_error();
+        sess.internal_server_error();
+        return Flow::Stop;
     }
-    client::reply(sess);
+    client::reply(sess)
 }

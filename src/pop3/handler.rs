@@ -10,9 +10,9 @@ use nginx_sys::{ngx_connection_t, ngx_event_t};
 
 use super::module::{self, BUFFER_SIZE};
 use crate::bindings::ngx_mail_session_t;
-use crate::client;
+use crate::client::{self, Flow};
 use crate::protocol::ProtocolState;
-use crate::session::Session;
+use crate::session::{MailCtx, Session};
 
 pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
     let sess = Session(s);
@@ -37,15 +37,19 @@ pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
 }
 
 pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
-    let Some((sess, buf, ctx)) = client::begin(rev) else {
-        return;
-    };
+    client::command_loop(rev, command);
+}
+
+/// One buffered command of the authorization state.
+fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow {
     let ProtocolState::Pop3(pop3) = &mut ctx.protocol else {
-        return sess.internal_server_error();
+        sess.internal_server_error();
+        return Flow::Stop;
     };
     let pscf = module::conf(sess);
     let Some(replies) = pscf.replies() else {
-        return sess.internal_server_error();
+        sess.internal_server_error();
+        return Flow::Stop;
     };
     let cfg = client::config(sess, pscf.auth_methods, replies);
     let (consumed, action) = match pop3.step(buf, &cfg) {
@@ -64,7 +68,8 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
         Action::Reply(Cow::Borrowed(bytes)) => sess.set_out_static(bytes),
         Action::Reply(Cow::Owned(bytes)) => {
             if !sess.set_out(&bytes) {
-                return sess.internal_server_error();
+                sess.internal_server_error();
+                return Flow::Stop;
             }
         }
         Action::Quit => {
@@ -81,5 +86,5 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
         }
         Action::Authenticate(creds) => return client::authenticate(sess, &creds),
     }
-    client::reply(sess);
+    client::reply(sess)
 }

@@ -11,11 +11,11 @@ use nginx_sys::{
 
 use super::{module, resolver};
 use crate::bindings::ngx_mail_session_t;
-use crate::client;
+use crate::client::{self, Flow};
 use crate::ffi::{bytes, pool_str, shown, LOG_INFO, NGX_AGAIN, NGX_ERROR};
 use crate::mail_log;
 use crate::protocol::ProtocolState;
-use crate::session::Session;
+use crate::session::{MailCtx, Session};
 
 const INVALID_PIPELINING: &[u8] = b"503 5.5.0 Improper use of SMTP command pipelining\r\n";
 
@@ -95,7 +95,10 @@ unsafe extern "C" fn invalid_pipelining(rev: *mut ngx_event_t) {
     }
     match discard_input(sess) {
         Discard::Gone => return,
-        Discard::Again => return client::wait_for_more(sess),
+        Discard::Again => {
+            let _ = client::wait_for_more(sess);
+            return;
+        }
         Discard::Read(line) => mail_log!(
             LOG_INFO,
             sess.log(),
@@ -160,15 +163,19 @@ pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
 }
 
 pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
-    let Some((sess, buf, ctx)) = client::begin(rev) else {
-        return;
-    };
+    client::command_loop(rev, command);
+}
+
+/// One buffered command before the backend.
+fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow {
     let ProtocolState::Smtp(smtp) = &mut ctx.protocol else {
-        return sess.internal_server_error();
+        sess.internal_server_error();
+        return Flow::Stop;
     };
     let sscf = module::conf(sess);
     let Some(replies) = sscf.replies() else {
-        return sess.internal_server_error();
+        sess.internal_server_error();
+        return Flow::Stop;
     };
     let cfg = client::config(sess, sscf.auth_methods, replies);
     let (consumed, action) = match smtp.step(buf, &cfg) {
@@ -187,7 +194,8 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
         Action::Reply(reply) => sess.set_out_static(reply),
         Action::ReplyOwned(reply) => {
             if !sess.set_out(&reply) {
-                return sess.internal_server_error();
+                sess.internal_server_error();
+                return Flow::Stop;
             }
         }
         Action::Rejected { reply, .. } => {
@@ -213,9 +221,12 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
             sess.set_out_static(smtp::INVALID_COMMAND);
         }
         Action::Authenticate(creds) => return client::authenticate(sess, &creds),
-        Action::Relay(envelope) => return relay(sess, &envelope),
+        Action::Relay(envelope) => {
+            relay(sess, &envelope);
+            return Flow::Stop;
+        }
     }
-    client::reply(sess);
+    client::reply(sess)
 }
 
 /// `smtp_auth none`: the envelope goes to the auth server with no login or
