@@ -98,7 +98,7 @@ http {
 EOF
 
 $t->run_daemon(\&Test::Nginx::IMAP::imap_test_daemon);
-$t->run()->plan(56);
+$t->run()->plan(58);
 
 $t->waitforsocket('127.0.0.1:' . port(8144));
 
@@ -305,7 +305,18 @@ for my $c (split //, 'o3 LOGIN user password' . CRLF) {
 ok($s->eof(), 'slow client closed by the timeout');
 
 SKIP: {
-skip 'hardening beyond stock nginx', 5 if $stock;
+skip 'hardening beyond stock nginx', 7 if $stock;
+
+# as nginx 1.29.6: a literal is followed by SP or CRLF, never by another
+$s = Test::Nginx::IMAP->new();
+$s->read();
+$s->send('c9 LOGIN {16}');
+$s->read();
+$s->send('test@example.com{6}');
+is($s->read(), "c9 BAD invalid command\r\n", 'literal behind a literal refused');
+$s->send('c10 LOGIN {1844674407370955162}');
+is($s->read(), "c10 BAD invalid command\r\n",
+	'literal length that takes no more digits refused');
 
 # stock answers this one without a tag
 $s = Test::Nginx::IMAP->new();

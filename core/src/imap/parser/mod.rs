@@ -323,6 +323,11 @@ impl Parser {
                     b'\r' | b'\n' => return self.invalid_from(buf, p),
                     _ => self.st = St::Argument,
                 },
+                // as stock since 1.29.6: a length that could not take one
+                // more digit is refused, whatever comes next
+                St::Literal if self.literal_len > usize::MAX / 10 => {
+                    return self.invalid_from(buf, p)
+                }
                 St::Literal => match ch {
                     b'0'..=b'9' => {
                         // hardening: stock lets the length wrap around
@@ -376,8 +381,7 @@ impl Parser {
                     continue;
                 }
                 St::EndLiteralArgument => match ch {
-                    b'{' if self.args.len() < MAX_ARGS => self.st = St::Literal,
-                    b'{' => return self.invalid_from(buf, p),
+                    // nginx 1.29.6: a literal is followed by SP or CRLF only
                     b'\r' => self.st = St::AlmostDone,
                     b'\n' => return self.done(buf, p),
                     b' ' => self.st = St::SpacesBeforeArgument,

@@ -95,6 +95,11 @@ fn bad_input() {
         b"a LOGIN {99999999999999999999999999}\r\n",
         b"a LOGIN {1}x\r\n",
         b"a LOGIN {1}\r\nxy z\r\n",
+        // a literal right behind a literal (nginx 1.29.6)
+        b"a LOGIN {1}\r\nx{1}\r\ny\r\n",
+        b"a LOGIN {1+}\r\nx{1+}\r\ny\r\n",
+        // a length that cannot take another digit, as stock 1.29.6
+        b"a LOGIN {1844674407370955162}\r\n",
         b"a\r\n",
         b"a \r\n",
     ] {
