@@ -52,6 +52,12 @@ impl LoginDialogue {
             };
         }
         match self.state {
+            // every source of the two (USER/PASS, SASL, the auth server's
+            // Auth-User/Auth-Pass) is checked already; this is the last line
+            // of defence against a second backend command (nginx PR 1620)
+            State::Greeting if !plain(&self.login) || !plain(&self.passwd) => {
+                UpstreamStep::Failed("upstream POP3 credential contains CR, LF or NUL")
+            }
             State::Greeting => {
                 self.state = State::User;
                 UpstreamStep::Send(command(b"USER ", &self.login))
@@ -67,6 +73,11 @@ impl LoginDialogue {
             }
         }
     }
+}
+
+/// Whether a value can go on a command line as it is.
+fn plain(value: &[u8]) -> bool {
+    !value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0))
 }
 
 fn command(verb: &[u8], arg: &[u8]) -> Vec<u8> {
@@ -97,6 +108,22 @@ mod tests {
             d.on_data(b"+OK logged in\r\n", false),
             UpstreamStep::LoggedIn
         );
+    }
+
+    #[test]
+    fn line_breaks_and_nul_never_reach_the_backend() {
+        for (login, passwd) in [
+            (&b"joe\r\nDELE 1"[..], &b"pw"[..]),
+            (b"joe", b"pw\nDELE 1"),
+            (b"joe", b"p\0w"),
+            (b"j\0oe", b"pw"),
+        ] {
+            let mut d = LoginDialogue::new(login, passwd);
+            assert!(matches!(
+                d.on_data(b"+OK hi\r\n", false),
+                UpstreamStep::Failed(_)
+            ));
+        }
     }
 
     #[test]
