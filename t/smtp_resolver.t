@@ -57,6 +57,8 @@ my $t = Test::Nginx->new()->has(qw/mail smtp/)
 %%TEST_GLOBALS%%
 
 daemon off;
+error_log %%TESTDIR%%/debug.log debug;
+worker_shutdown_timeout 1s;
 
 events {
 }
@@ -71,18 +73,25 @@ $servers
         listen 127.0.0.1:%%PORT_8034%%;
         protocol smtp;
     }
+
+    server {
+        listen 127.0.0.1:%%PORT_8035%%;
+        protocol smtp;
+        resolver 127.0.0.1:%%PORT_8058_UDP%% ipv6=off;
+        resolver_timeout 30s;
+    }
 }
 
 EOF
 
 my $d = $t->testdir();
-port($_) for 8081, 8082;
+port($_) for 8081, 8082, 8035;
 port($modes{$_}[0], udp => 1) for keys %modes;
 
 $t->run_daemon(\&auth_daemon, $d);
 $t->run_daemon(\&backend, $d);
 $t->run_daemon(\&dns_daemon, @{$modes{$_}}) for keys %modes;
-$t->run()->plan(23);
+$t->run()->plan(26);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8082;
 
@@ -151,6 +160,29 @@ select undef, undef, undef, 1.5;
 
 $s = Test::Nginx::SMTP->new(PeerAddr => '127.0.0.1:' . port(8025));
 $s->check(qr/^220 /, 'still serving after a client left mid-lookup');
+
+# a debug build says which function finished each lookup: the forward
+# lookup of a confirmed name is a name lookup, though nginx keeps its one
+# IPv4 answer where an address lookup keeps its address
+my $debug = `$ENV{TEST_NGINX_BINARY} -V 2>&1` =~ /--with-debug/;
+my $stock = ($ENV{TEST_NGINX_GLOBALS} // '') !~ /ngx_mail_rs/;
+
+SKIP: {
+skip 'hardening beyond stock nginx', 3 if $stock;
+
+# worker_shutdown_timeout ends a session waiting for its name, and the
+# lookup still pending is cancelled, not left to call back into it
+$s = Test::Nginx::SMTP->new(PeerAddr => '127.0.0.1:' . port(8035));
+select undef, undef, undef, 0.3;
+$t->reload();
+is($s->read(), undef, 'session mid-lookup closed by worker_shutdown_timeout');
+
+skip 'not a debug build', 2 unless $debug;
+my $dlog = $t->read_file('debug.log');
+like($dlog, qr/resolve name done: 0/, 'forward lookup finished as one');
+like($dlog, qr/resolve addr done: -2/, 'pending lookup cancelled');
+
+}
 
 undef $s;
 $t->stop();

@@ -1,3 +1,3 @@
 pub mod handler;
 pub mod module;
-mod resolver;
+pub mod resolver;

@@ -18,6 +18,58 @@ use crate::ffi::{bytes, pool_str, shown, LOG_ERR};
 use crate::mail_log;
 use crate::session::Session;
 
+/// A lookup this session started, finished with the function of its kind
+/// when dropped: when its answer was used, and when the session ends while
+/// it is still pending (the resolver would otherwise call back into a freed
+/// session). The ctx cannot tell its own kind: nginx fills a forward
+/// lookup's `addr` when it returns one IPv4 address.
+pub struct Lookup {
+    ctx: *mut ngx_resolver_ctx_t,
+    reverse: bool,
+}
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        // SAFETY: the ctx came from ngx_resolve_start, its lookup was
+        // started, and only this owner finishes it, once.
+        unsafe {
+            if self.reverse {
+                ngx_resolve_addr_done(self.ctx);
+            } else {
+                ngx_resolve_name_done(self.ctx);
+            }
+        }
+    }
+}
+
+/// Keeps the lookup in our session state (and in `s->resolver_ctx`, where
+/// stock keeps it); false when the session has no state.
+fn own(sess: Session, ctx: *mut ngx_resolver_ctx_t, reverse: bool) -> bool {
+    let Some(state) = sess.ctx() else {
+        return false;
+    };
+    state.lookup = Some(Lookup { ctx, reverse });
+    // SAFETY: s is live.
+    unsafe { (*sess.raw()).resolver_ctx = ctx };
+    true
+}
+
+/// A start that failed freed its ctx itself: forget it unfinished.
+fn disown(sess: Session) {
+    if let Some(lookup) = sess.ctx().and_then(|state| state.lookup.take()) {
+        core::mem::forget(lookup);
+    }
+    // SAFETY: s is live.
+    unsafe { (*sess.raw()).resolver_ctx = ptr::null_mut() };
+}
+
+/// The lookup answered: finish it (its data was copied out before).
+fn finish(sess: Session) {
+    drop(sess.ctx().and_then(|state| state.lookup.take()));
+    // SAFETY: s is live.
+    unsafe { (*sess.raw()).resolver_ctx = ptr::null_mut() };
+}
+
 /// A static host value (`[UNAVAILABLE]`, `[TEMPUNAVAIL]`).
 fn set_host(sess: Session, host: &'static [u8]) {
     // SAFETY: s is live; nginx never writes through s->host.
@@ -43,8 +95,8 @@ pub fn resolve_client(sess: Session) {
         return greeting(sess);
     }
     sess.set_action(c"in resolving client address");
-    // SAFETY: the resolver lives as long as the cycle; the ctx is freed by
-    // ngx_resolve_addr_done in the handler or in block_reading.
+    // SAFETY: the resolver lives as long as the cycle; the ctx is finished
+    // by its Lookup, which our session state owns from the start.
     unsafe {
         let ctx = ngx_resolve_start(cscf.resolver, ptr::null_mut());
         if ctx.is_null() {
@@ -55,9 +107,15 @@ pub fn resolve_client(sess: Session) {
         (*ctx).handler = Some(addr_resolved);
         (*ctx).data = sess.raw().cast();
         (*ctx).timeout = cscf.resolver_timeout;
-        (*sess.raw()).resolver_ctx = ctx;
+        // owned before the start: an answer from the cache comes back
+        // inside ngx_resolve_addr
+        if !own(sess, ctx, true) {
+            drop(Lookup { ctx, reverse: true });
+            return sess.close();
+        }
         (*(*c).read).handler = Some(block_reading);
         if ngx_resolve_addr(ctx) != 0 {
+            disown(sess);
             sess.close();
         }
     }
@@ -123,13 +181,13 @@ unsafe extern "C" fn addr_resolved(ctx: *mut ngx_resolver_ctx_t) {
             match unsafe { pool_str(sess.pool(), name) } {
                 Some(name) => Some(name),
                 None => {
-                    finish(sess, ctx);
+                    finish(sess);
                     return sess.close();
                 }
             }
         }
     };
-    finish(sess, ctx);
+    finish(sess);
     let Some(name) = host else {
         return greeting(sess);
     };
@@ -138,21 +196,6 @@ unsafe extern "C" fn addr_resolved(ctx: *mut ngx_resolver_ctx_t) {
         (*sess.raw()).host = name;
         (*(*c).read).handler = Some(lookup_name);
         ngx_post_event((*c).read, ptr::addr_of_mut!(ngx_posted_events));
-    }
-}
-
-/// Frees a lookup's ctx, whichever kind it is.
-fn finish(sess: Session, ctx: *mut ngx_resolver_ctx_t) {
-    // SAFETY: ctx is live and owned by this session; freed exactly once, as
-    // s->resolver_ctx is cleared with it.
-    unsafe {
-        // only an address lookup has an address (the ctx starts zeroed)
-        if !(*ctx).addr.sockaddr.is_null() {
-            ngx_resolve_addr_done(ctx);
-        } else {
-            ngx_resolve_name_done(ctx);
-        }
-        (*sess.raw()).resolver_ctx = ptr::null_mut();
     }
 }
 
@@ -171,9 +214,16 @@ unsafe extern "C" fn lookup_name(rev: *mut ngx_event_t) {
         (*ctx).handler = Some(name_resolved);
         (*ctx).data = sess.raw().cast();
         (*ctx).timeout = cscf.resolver_timeout;
-        (*sess.raw()).resolver_ctx = ctx;
+        if !own(sess, ctx, false) {
+            drop(Lookup {
+                ctx,
+                reverse: false,
+            });
+            return sess.close();
+        }
         (*rev).handler = Some(block_reading);
         if ngx_resolve_name(ctx) != 0 {
+            disown(sess);
             sess.close();
         }
     }
@@ -245,7 +295,7 @@ unsafe extern "C" fn name_resolved(ctx: *mut ngx_resolver_ctx_t) {
             );
         }
     }
-    finish(sess, ctx);
+    finish(sess);
     greeting(sess);
 }
 
@@ -253,13 +303,12 @@ unsafe extern "C" fn name_resolved(ctx: *mut ngx_resolver_ctx_t) {
 unsafe extern "C" fn block_reading(rev: *mut ngx_event_t) {
     // SAFETY: the read event of a mail connection has the connection as data.
     let sess = unsafe { Session::of((*rev).data.cast::<ngx_connection_t>()) };
+    // the pending lookup is cancelled with our state when the session ends
+    if sess.ends_at_shutdown() {
+        return;
+    }
     // SAFETY: rev is live.
     if unsafe { ngx_handle_read_event(rev, 0) } != 0 {
-        // SAFETY: s is live.
-        let ctx = unsafe { (*sess.raw()).resolver_ctx };
-        if !ctx.is_null() {
-            finish(sess, ctx);
-        }
         sess.close();
     }
 }
