@@ -15,8 +15,12 @@ use crate::ffi::{log, pool_str, shown, ETIMEDOUT, LOG_INFO, NGX_AGAIN, NGX_ERROR
 use crate::mail_log;
 use crate::session::{MailCtx, Session};
 
-/// Handles a timed-out client event; true when the session is gone.
+/// Handles a timed-out client event or a worker's shutdown timeout; true
+/// when the session is gone.
 pub fn timed_out(ev: *mut ngx_event_t, sess: Session) -> bool {
+    if sess.ends_at_shutdown() {
+        return true;
+    }
     // SAFETY: ev is a live event of the client connection.
     if unsafe { (*ev).timedout() } == 0 {
         return false;

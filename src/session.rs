@@ -25,6 +25,8 @@ pub struct MailCtx {
     pub method: AuthMethod,
     /// The auth request in flight, if any.
     pub auth: Option<crate::auth_http::client::AuthAttempt>,
+    /// SMTP: the client-name lookup in flight, if any.
+    pub lookup: Option<crate::smtp::resolver::Lookup>,
     /// True while the session sleeps on `Auth-Wait` before asking again
     /// (false: it sleeps before telling the client of a refusal).
     pub auth_wait: bool,
@@ -103,6 +105,7 @@ impl Session {
                 protocol,
                 method: AuthMethod::Plain,
                 auth: None,
+                lookup: None,
                 auth_wait: false,
                 dialogue: None,
             }),
@@ -190,6 +193,23 @@ impl Session {
             self.close();
             return false;
         }
+        true
+    }
+
+    /// At `worker_shutdown_timeout` nginx marks every connection `close` and
+    /// runs its read handler: a session in any stage ends then (stock keeps
+    /// one that has not logged in yet until its own timeout). True when it
+    /// was closed.
+    pub fn ends_at_shutdown(self) -> bool {
+        let c = self.connection();
+        // SAFETY: the connection and its log are live until closed here.
+        unsafe {
+            if (*c).close() == 0 {
+                return false;
+            }
+            crate::ffi::log(crate::ffi::LOG_INFO, (*c).log, 0, b"shutdown timeout");
+        }
+        self.close();
         true
     }
 

@@ -1,9 +1,10 @@
 #!/usr/bin/perl
 
 # Tests for a reload with sessions open: worker_shutdown_timeout closes
-# proxied POP3, IMAP and SMTP sessions; a session still before login stays
-# with the old worker until its own timeout, as in stock nginx; the new
-# worker serves new sessions.
+# proxied POP3, IMAP and SMTP sessions, and with this module also sessions
+# still before login, waiting for the auth server or logging in to the
+# backend (stock keeps those until their own timeouts); the new worker
+# serves new sessions.
 
 ###############################################################################
 
@@ -31,6 +32,9 @@ select STDOUT; $| = 1;
 
 local $SIG{PIPE} = 'IGNORE';
 
+# checks of stock-version behaviour only apply to stock modules
+my $stock = ($ENV{TEST_NGINX_GLOBALS} // '') !~ /ngx_mail_rs/;
+
 my $t = Test::Nginx->new()->has(qw/mail pop3 imap smtp/)
 	->write_file_expand('nginx.conf', <<'EOF');
 
@@ -44,6 +48,7 @@ events {
 
 mail {
     auth_http  127.0.0.1:8081/auth;
+    auth_http_timeout 3s;
     timeout    3s;
 
     server {
@@ -64,13 +69,14 @@ mail {
 
 EOF
 
-port($_) for 8081 .. 8084;
+port($_) for 8081 .. 8085;
 
 $t->run_daemon(\&auth_daemon);
 $t->run_daemon(\&backend, $_) for qw/pop3 imap smtp/;
-$t->run()->plan(12);
+$t->run_daemon(\&silent_backend);
+$t->run()->plan($stock ? 14 : 13);
 
-$t->waitforsocket('127.0.0.1:' . port($_)) for 8081 .. 8084;
+$t->waitforsocket('127.0.0.1:' . port($_)) for 8081 .. 8085;
 
 ###############################################################################
 
@@ -94,6 +100,20 @@ $smtp->authok('smtp proxied');
 my $idle = Test::Nginx::POP3->new();
 $idle->read();
 
+# waiting for an auth server that does not answer, and for a backend that
+# does not greet
+my $authing = Test::Nginx::POP3->new();
+$authing->read();
+$authing->send('USER stall');
+$authing->read();
+$authing->send('PASS secret');
+
+my $logging_in = Test::Nginx::POP3->new();
+$logging_in->read();
+$logging_in->send('USER silent');
+$logging_in->read();
+$logging_in->send('PASS secret');
+
 $t->reload();
 
 # the old worker serves its sessions until worker_shutdown_timeout
@@ -103,9 +123,19 @@ $pop3->check(qr/^\+OK/, 'pop3 still proxied during the shutdown');
 is($_->read(), undef, ref($_) . ' closed by worker_shutdown_timeout')
 	for $pop3, $imap, $smtp;
 
-$idle->send('NOOP');
-$idle->check(qr/^\+OK/, 'session before login still served after the timeout');
-is($idle->read(), undef, 'and closed by its own timeout');
+if ($stock) {
+	$idle->send('NOOP');
+	$idle->check(qr/^\+OK/, 'stock: session before login still served');
+	is($idle->read(), undef, 'stock: and closed by its own timeout');
+	$_->check(qr/^-ERR internal server error/,
+		'stock: waiting session ended by its own timeout')
+		for $authing, $logging_in;
+} else {
+	$idle->send('NOOP');
+	is($idle->read(), undef, 'session before login closed by the timeout');
+	is($_->read(), undef, 'waiting session closed by the timeout')
+		for $authing, $logging_in;
+}
 
 my $s = Test::Nginx::SMTP->new();
 $s->read();
@@ -113,12 +143,12 @@ $s->send('AUTH PLAIN ' . encode_base64("\0test\@example.com\0secret", ''));
 $s->authok('new session after the reload');
 
 undef $s;
-undef $_ for $pop3, $imap, $smtp, $idle;
+undef $_ for $pop3, $imap, $smtp, $idle, $authing, $logging_in;
 $t->stop();
 
 my $log = $t->read_file('error.log');
 my $closed = () = $log =~ /shutdown timeout/g;
-ok($closed >= 3, 'proxied sessions logged as closed by the timeout');
+ok($closed >= ($stock ? 3 : 6), 'sessions logged as closed by the timeout');
 unlike($log, qr/\[crit\]|\[emerg\]/, 'nothing worse logged');
 
 # the harness's final checks run when $t goes; helper subs that use it
@@ -134,17 +164,35 @@ sub auth_daemon {
 		LocalAddr => '127.0.0.1:' . port(8081), Listen => 64,
 		ReuseAddr => 1) or die "auth listen: $!";
 	my %backend = (pop3 => 8082, imap => 8083, smtp => 8084);
+	my @held;
 	while (my $c = $server->accept()) {
-		my $proto = 'pop3';
+		my ($proto, $user) = ('pop3', '');
 		while (defined(my $l = <$c>)) {
 			$proto = $1 if $l =~ /^Auth-Protocol: (\w+)/;
+			$user = $1 if $l =~ /^Auth-User: (\w+)/;
 			last if $l eq CRLF;
 		}
+		if ($user eq 'stall') {
+			push @held, $c;
+			next;
+		}
+		my $port = port($user eq 'silent' ? 8085 : $backend{$proto});
 		print $c "HTTP/1.0 200 OK" . CRLF . "Auth-Status: OK" . CRLF
 			. "Auth-Server: 127.0.0.1" . CRLF
-			. "Auth-Port: " . port($backend{$proto}) . CRLF
+			. "Auth-Port: $port" . CRLF
 			. "Auth-Pass: secret" . CRLF . CRLF;
 		close $c;
+	}
+}
+
+# A backend that accepts and never says a word.
+sub silent_backend {
+	my $server = IO::Socket::INET->new(Proto => 'tcp',
+		LocalAddr => '127.0.0.1:' . port(8085), Listen => 64,
+		ReuseAddr => 1) or die "backend listen: $!";
+	my @held;
+	while (my $c = $server->accept()) {
+		push @held, $c;
 	}
 }
 

@@ -290,11 +290,30 @@ fn peer_name(sess: Session) -> String {
 }
 
 unsafe extern "C" fn block_read(rev: *mut ngx_event_t) {
+    // SAFETY: the read event of a mail connection has the connection as data.
+    let sess = unsafe { Session::of((*rev).data.cast()) };
+    // the attempt in flight goes with our state
+    if sess.ends_at_shutdown() {
+        return;
+    }
     // SAFETY: rev is the client's read event.
     if unsafe { ngx_handle_read_event(rev, 0) } != 0 {
-        // SAFETY: as above.
-        fail(unsafe { Session::of((*rev).data.cast()) });
+        fail(sess);
     }
+}
+
+/// The auth connection is marked `close` at `worker_shutdown_timeout`: the
+/// session it serves ends with it. True when it did.
+fn ends_at_shutdown(pc: *mut ngx_connection_t, sess: Session) -> bool {
+    // SAFETY: pc is the attempt's live connection.
+    if unsafe { (*pc).close() } == 0 {
+        return false;
+    }
+    finish(sess);
+    // SAFETY: the client connection is live; it is marked so that the
+    // session ends as at the client's own event.
+    unsafe { (*sess.connection()).set_close(1) };
+    sess.ends_at_shutdown()
 }
 
 unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
@@ -303,6 +322,9 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
         let pc = (*wev).data.cast::<ngx_connection_t>();
         (pc, Session((*pc).data.cast()))
     };
+    if ends_at_shutdown(pc, sess) {
+        return;
+    }
     // SAFETY: wev is live.
     if unsafe { (*wev).timedout() } != 0 {
         // SAFETY: the log is live.
@@ -361,6 +383,9 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
         let pc = (*rev).data.cast::<ngx_connection_t>();
         (pc, Session((*pc).data.cast()))
     };
+    if ends_at_shutdown(pc, sess) {
+        return;
+    }
     // SAFETY: rev is live.
     if unsafe { (*rev).timedout() } != 0 {
         // SAFETY: the log is live.
@@ -539,6 +564,9 @@ unsafe extern "C" fn sleep_handler(rev: *mut ngx_event_t) {
         let c = (*rev).data.cast::<ngx_connection_t>();
         (c, Session::of(c))
     };
+    if sess.ends_at_shutdown() {
+        return;
+    }
     // SAFETY: rev is live.
     if unsafe { (*rev).timedout() } == 0 {
         // SAFETY: as above.

@@ -175,13 +175,32 @@ pub fn connect(sess: Session, addr: SocketAddr, name: &[u8]) {
 }
 
 unsafe extern "C" fn block_read(rev: *mut ngx_event_t) {
+    // SAFETY: the read event of a mail connection has the connection as data.
+    let sess = unsafe { Session::of((*rev).data.cast()) };
+    // SAFETY: the client connection is live.
+    if unsafe { (*sess.connection()).close() } != 0 {
+        close_upstream(sess);
+        let _ = sess.ends_at_shutdown();
+        return;
+    }
     // SAFETY: rev is the client's read event.
     if unsafe { ngx_handle_read_event(rev, 0) } != 0 {
-        // SAFETY: as above.
-        let sess = unsafe { Session::of((*rev).data.cast()) };
         close_upstream(sess);
         sess.close();
     }
+}
+
+/// The backend connection is marked `close` at `worker_shutdown_timeout`
+/// during the login dialogue: the session ends. True when it did.
+fn ends_at_shutdown(uc: *mut ngx_connection_t, sess: Session) -> bool {
+    // SAFETY: uc is the session's live backend connection.
+    if unsafe { (*uc).close() } == 0 {
+        return false;
+    }
+    close_upstream(sess);
+    // SAFETY: the client connection is live.
+    unsafe { (*sess.connection()).set_close(1) };
+    sess.ends_at_shutdown()
 }
 
 unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
@@ -190,6 +209,9 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
         let uc = (*wev).data.cast::<ngx_connection_t>();
         (uc, Session((*uc).data.cast()))
     };
+    if ends_at_shutdown(uc, sess) {
+        return;
+    }
     let p = proxy(sess);
     // SAFETY: p is live.
     if unsafe { (*p).proxy_protocol } != 0 {
@@ -257,6 +279,9 @@ unsafe extern "C" fn login_handler(rev: *mut ngx_event_t) {
         let uc = (*rev).data.cast::<ngx_connection_t>();
         (uc, Session((*uc).data.cast()))
     };
+    if ends_at_shutdown(uc, sess) {
+        return;
+    }
     // SAFETY: rev and uc are live.
     unsafe {
         if (*rev).timedout() != 0 {

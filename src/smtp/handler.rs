@@ -74,6 +74,9 @@ unsafe extern "C" fn invalid_pipelining(rev: *mut ngx_event_t) {
     // SAFETY: the read event of a mail connection has the connection as data.
     let sess = unsafe { Session::of((*rev).data.cast()) };
     sess.set_action(c"in delay pipelining state");
+    if sess.ends_at_shutdown() {
+        return;
+    }
     let Some(replies) = module::conf(sess).replies() else {
         return sess.internal_server_error();
     };
