@@ -81,6 +81,75 @@ pub unsafe fn log_enabled(level: ngx_uint_t, log: *mut ngx_log_t) -> bool {
     !log.is_null() && level <= unsafe { (*log).log_level }
 }
 
+/// One log line, formatted on the stack: no heap allocation per line,
+/// whatever the line shows. What does not fit is cut, as nginx cuts its own
+/// lines at `NGX_MAX_ERROR_STR`.
+pub struct LogLine {
+    buf: [u8; LOG_LINE_MAX],
+    len: usize,
+}
+
+/// nginx's own line limit less the room its prefix and the
+/// `, client: ..., server: ...` context take.
+const LOG_LINE_MAX: usize = nginx_sys::NGX_MAX_ERROR_STR as usize - 200;
+
+impl LogLine {
+    pub fn new() -> Self {
+        LogLine {
+            buf: [0; LOG_LINE_MAX],
+            len: 0,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl Default for LogLine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Write for LogLine {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = LOG_LINE_MAX - self.len;
+        let n = s.len().min(room);
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + n) {
+            dst.copy_from_slice(s.as_bytes().get(..n).unwrap_or_default());
+            self.len += n;
+        }
+        // a full line stops the formatting: nothing more would be kept
+        if n < s.len() {
+            Err(core::fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Formats `args` into a `LogLine` and logs it with `err`.
+///
+/// # Safety
+/// `log` must be null or a live nginx log.
+pub unsafe fn log_fmt(
+    level: ngx_uint_t,
+    log: *mut ngx_log_t,
+    err: ngx_err_t,
+    args: core::fmt::Arguments<'_>,
+) {
+    // SAFETY: as the caller promises.
+    if !unsafe { log_enabled(level, log) } {
+        return;
+    }
+    let mut line = LogLine::new();
+    // a line cut short is still logged
+    let _ = core::fmt::write(&mut line, args);
+    // SAFETY: as above.
+    unsafe { self::log(level, log, err, line.as_bytes()) };
+}
+
 /// Formats and logs, with no errno. Nothing is formatted (and no argument
 /// evaluated) when the log's level filters the line out: every session
 /// passes several info lines that production configs never write.
@@ -93,25 +162,66 @@ macro_rules! mail_log {
         // (Some call sites are inside unsafe blocks already.)
         #[allow(unused_unsafe)]
         if unsafe { $crate::ffi::log_enabled(level, log) } {
-            let msg = format!($($arg)+);
-            #[allow(unused_unsafe)]
-            let () = unsafe { $crate::ffi::log(level, log, 0, msg.as_bytes()) };
+            // a match keeps the arguments' temporaries alive for the call
+            match format_args!($($arg)+) {
+                #[allow(unused_unsafe)]
+                args => unsafe { $crate::ffi::log_fmt(level, log, 0, args) },
+            }
         }
     }};
 }
 
-/// Shows bytes from the network in a log line as nginx's `%V` would, with
-/// anything unprintable escaped so a log line stays one line.
-pub fn shown(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if (0x20..0x7f).contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("\\x{b:02X}"));
+/// At most this much of what a peer sent is shown in one log line.
+const SHOWN_MAX: usize = 512;
+
+/// Bytes from the network shown in a log line as nginx's `%V` would, with
+/// anything unprintable escaped so a log line stays one line, cut at
+/// `SHOWN_MAX` input bytes before any escaping (a flood costs the same as a
+/// short line). Formatted lazily: nothing is allocated.
+pub struct Shown<'a> {
+    bytes: &'a [u8],
+    /// CR and LF as `_`, as stock logs a rejected SMTP command.
+    line_ends_as_underscores: bool,
+}
+
+impl core::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let cut = self.bytes.len() > SHOWN_MAX;
+        let bytes = self.bytes.get(..SHOWN_MAX).unwrap_or(self.bytes);
+        for chunk in bytes.split_inclusive(|b| !(0x20..0x7f).contains(b)) {
+            let (text, last) = match chunk.split_last() {
+                Some((&b, rest)) if !(0x20..0x7f).contains(&b) => (rest, Some(b)),
+                _ => (chunk, None),
+            };
+            // printable ASCII is valid UTF-8
+            f.write_str(core::str::from_utf8(text).unwrap_or_default())?;
+            match last {
+                Some(b'\r' | b'\n') if self.line_ends_as_underscores => f.write_str("_")?,
+                Some(b) => write!(f, "\\x{b:02X}")?,
+                None => {}
+            }
         }
+        if cut {
+            f.write_str("...")?;
+        }
+        Ok(())
     }
-    out
+}
+
+/// See `Shown`.
+pub fn shown(bytes: &[u8]) -> Shown<'_> {
+    Shown {
+        bytes,
+        line_ends_as_underscores: false,
+    }
+}
+
+/// A refused SMTP command as stock logs it: CR and LF shown as `_`.
+pub fn shown_rejected(bytes: &[u8]) -> Shown<'_> {
+    Shown {
+        bytes,
+        line_ends_as_underscores: true,
+    }
 }
 
 /// nginx's page size, the default of every `*_buffer` directive.
@@ -119,4 +229,37 @@ pub fn page_size() -> usize {
     // SAFETY: ngx_pagesize is written once at startup, before any
     // configuration is read, and only read afterwards.
     unsafe { nginx_sys::ngx_pagesize }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::fmt::Write;
+
+    use super::*;
+
+    #[test]
+    fn shown_escapes_and_cuts_before_escaping() {
+        assert_eq!(shown(b"a b\r\n\x00~").to_string(), "a b\\x0D\\x0A\\x00~");
+        assert_eq!(shown_rejected(b"MAIL\r\nX").to_string(), "MAIL__X");
+        let flood = vec![1u8; 10 << 20];
+        let text = shown(&flood).to_string();
+        assert_eq!(text.len(), SHOWN_MAX * 4 + 3);
+        assert!(text.ends_with("\\x01..."));
+    }
+
+    #[test]
+    fn log_line_keeps_what_fits() {
+        let flood = vec![b'x'; 10 << 20];
+        let mut line = LogLine::new();
+        let rc = write!(line, "client sent \"{}\"", shown(&flood));
+        assert!(rc.is_ok(), "the shown part is cut before the line is full");
+        assert_eq!(
+            line.as_bytes().len(),
+            "client sent \"\"".len() + SHOWN_MAX + 3
+        );
+        let mut line = LogLine::new();
+        let long = "y".repeat(LOG_LINE_MAX + 10);
+        assert!(write!(line, "{long}").is_err());
+        assert_eq!(line.as_bytes().len(), LOG_LINE_MAX);
+    }
 }

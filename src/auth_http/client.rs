@@ -16,8 +16,8 @@ use nginx_sys::{
 
 use super::module;
 use crate::ffi::{
-    bytes, log, pool_str, shown, ETIMEDOUT, LOG_ERR, LOG_INFO, NGX_AGAIN, NGX_BUSY, NGX_DECLINED,
-    NGX_ERROR,
+    bytes, log_fmt, pool_str, shown, ETIMEDOUT, LOG_ERR, LOG_INFO, NGX_AGAIN, NGX_BUSY,
+    NGX_DECLINED, NGX_ERROR,
 };
 use crate::mail_log;
 use crate::session::Session;
@@ -190,10 +190,7 @@ fn build_request(sess: Session, pool: *mut ngx_pool_t) -> Vec<u8> {
         let out = req.build();
         if req.salted() {
             // the digest went to the auth server; only Auth-Pass may log in
-            (*s).passwd = ngx_str_t {
-                len: 0,
-                data: ptr::null_mut(),
-            };
+            sess.forget_password();
         }
         out
     }
@@ -262,8 +259,11 @@ impl Drop for AuthAttempt {
     /// attempt ends, even with its session's pool.
     fn drop(&mut self) {
         // SAFETY: the peer connection (if any) and the pool belong to this
-        // attempt and are released exactly once, here.
+        // attempt and are released exactly once, here; the request and the
+        // response (passwords, Auth-Pass) are zeroed before the pool goes.
         unsafe {
+            ptr::write_bytes(self.request.data, 0, self.request.len);
+            ptr::write_bytes(self.response, 0, RESPONSE_LIMIT);
             let pc = (*self.peer).connection;
             if !pc.is_null() {
                 ngx_close_connection(pc);
@@ -283,7 +283,7 @@ fn fail(sess: Session) {
     sess.internal_server_error();
 }
 
-fn peer_name(sess: Session) -> String {
+fn peer_name(sess: Session) -> crate::ffi::Shown<'static> {
     let ahcf = module::conf(sess);
     // SAFETY: the peer name is a config string.
     shown(unsafe { bytes(&(*ahcf.peer).name) })
@@ -329,11 +329,11 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
     if unsafe { (*wev).timedout() } != 0 {
         // SAFETY: the log is live.
         unsafe {
-            log(
+            log_fmt(
                 LOG_ERR,
                 (*wev).log,
                 ETIMEDOUT,
-                format!("auth http server {} timed out", peer_name(sess)).as_bytes(),
+                format_args!("auth http server {} timed out", peer_name(sess)),
             )
         };
         return fail(sess);
@@ -390,11 +390,11 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
     if unsafe { (*rev).timedout() } != 0 {
         // SAFETY: the log is live.
         unsafe {
-            log(
+            log_fmt(
                 LOG_ERR,
                 (*rev).log,
                 ETIMEDOUT,
-                format!("auth http server {} timed out", peer_name(sess)).as_bytes(),
+                format_args!("auth http server {} timed out", peer_name(sess)),
             )
         };
         return fail(sess);
@@ -587,13 +587,7 @@ unsafe extern "C" fn sleep_handler(rev: *mut ngx_event_t) {
     ctx.protocol.reset();
     // A retry starts from nothing: no password or digest of the refused
     // attempt may reach the next request (CVE-2026-27651 class).
-    // SAFETY: s is live.
-    unsafe {
-        (*sess.raw()).passwd = ngx_str_t {
-            len: 0,
-            data: ptr::null_mut(),
-        }
-    };
+    sess.forget_password();
     ctx.method = AuthMethod::Plain;
     // SAFETY: rev is live.
     unsafe { (*rev).handler = ctx.protocol.auth_state() };

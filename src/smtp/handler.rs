@@ -12,7 +12,7 @@ use nginx_sys::{
 use super::{module, resolver};
 use crate::bindings::ngx_mail_session_t;
 use crate::client::{self, Flow};
-use crate::ffi::{bytes, pool_str, shown, LOG_INFO, NGX_AGAIN, NGX_ERROR};
+use crate::ffi::{bytes, pool_str, shown_rejected, LOG_INFO, NGX_AGAIN, NGX_ERROR};
 use crate::mail_log;
 use crate::protocol::ProtocolState;
 use crate::session::{MailCtx, Session};
@@ -102,12 +102,7 @@ unsafe extern "C" fn invalid_pipelining(rev: *mut ngx_event_t) {
             let _ = client::wait_for_more(sess);
             return;
         }
-        Discard::Read(line) => mail_log!(
-            LOG_INFO,
-            sess.log(),
-            "client was rejected before greeting: \"{}\"",
-            rejected(&line)
-        ),
+        Discard::Dropped => {}
     }
     sess.set_out_static(INVALID_PIPELINING);
     sess.set_quit();
@@ -118,8 +113,8 @@ enum Discard {
     /// The connection was closed.
     Gone,
     Again,
-    /// What the client had sent, now dropped from the buffer.
-    Read(Vec<u8>),
+    /// What the client had sent was logged and dropped.
+    Dropped,
 }
 
 /// Reads what the client sent and drops it (`ngx_mail_smtp_discard_command`).
@@ -142,21 +137,17 @@ fn discard_input(sess: Session) -> Discard {
         }
         (*b).last = (*b).last.add(n as usize);
         let read =
-            core::slice::from_raw_parts((*b).start, (*b).last.offset_from((*b).start) as usize)
-                .to_vec();
+            core::slice::from_raw_parts((*b).start, (*b).last.offset_from((*b).start) as usize);
+        mail_log!(
+            LOG_INFO,
+            sess.log(),
+            "client was rejected before greeting: \"{}\"",
+            shown_rejected(read)
+        );
         (*b).pos = (*b).start;
         (*b).last = (*b).start;
-        Discard::Read(read)
+        Discard::Dropped
     }
-}
-
-/// A refused command as stock logs it: CR and LF shown as `_`.
-fn rejected(bytes: &[u8]) -> String {
-    let line: Vec<u8> = bytes
-        .iter()
-        .map(|&b| if b == b'\r' || b == b'\n' { b'_' } else { b })
-        .collect();
-    shown(&line)
 }
 
 pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
@@ -207,7 +198,7 @@ fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow
                 LOG_INFO,
                 sess.log(),
                 "client was rejected: \"{}\"",
-                rejected(buf)
+                shown_rejected(buf)
             );
             sess.set_out_static(reply);
         }
