@@ -3,8 +3,18 @@
 # valgrind memcheck, our module loaded. Fails on any invalid access or
 # uninitialised use, and on any definite leak other than the allocations
 # nginx itself keeps for a process's life (scripts/memcheck.supp).
-# Usage: scripts/memcheck.sh [t/files...]   (needs valgrind)
+# Usage: scripts/memcheck.sh [--slabs] [t/files...]   (needs valgrind)
+#   default  this module's blocks from malloc, so memcheck sees each of them
+#   --slabs  the slabs production uses, with their debug checks on (a double
+#            free or a write to a free block aborts the worker, which the
+#            t/ files' alert checks catch); memcheck still checks everything
+#            else, nginx's pools included
 set -euo pipefail
+alloc_env="export NGX_MAIL_RS_SYSTEM_ALLOC=1"
+if [ "${1:-}" = --slabs ]; then
+    alloc_env="export NGX_MAIL_RS_SLAB_DEBUG=1"
+    shift
+fi
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 command -v valgrind >/dev/null || { echo "memcheck: valgrind is required" >&2; exit 1; }
@@ -14,9 +24,8 @@ work=$(mktemp -d /tmp/ngx-mail-rs-memcheck.XXXXXX)
 cat > "$work/nginx" <<WRAP
 #!/bin/sh
 case "\$1" in -V|-v) exec $top/nginx-src/objs/nginx "\$@";; esac
-# this module's blocks from malloc rather than its slabs (src/alloc.rs), so
-# that memcheck sees each of them
-export NGX_MAIL_RS_SYSTEM_ALLOC=1
+# see the usage above (src/alloc.rs reads these)
+$alloc_env
 exec valgrind --tool=memcheck --trace-children=yes --log-file=$work/vg.%p.log \
     --num-callers=30 --leak-check=full --show-leak-kinds=definite \
     --errors-for-leak-kinds=definite --suppressions=$top/scripts/memcheck.supp \

@@ -166,6 +166,39 @@ impl Session {
         }
     }
 
+    /// Zeroes and drops `s->passwd`: its pool memory outlives its use.
+    pub fn forget_password(self) {
+        // SAFETY: s is live; a password with bytes is a pool copy of ours
+        // (empty ones may point at a static empty string: nothing written).
+        unsafe {
+            let passwd = &mut (*self.0).passwd;
+            if !passwd.data.is_null() && passwd.len > 0 {
+                ptr::write_bytes(passwd.data, 0, passwd.len);
+            }
+            *passwd = nginx_sys::ngx_str_t {
+                len: 0,
+                data: ptr::null_mut(),
+            };
+        }
+    }
+
+    /// Logged in: the password and whatever the command buffer held of the
+    /// login (PASS, LOGIN, AUTHENTICATE lines) are zeroed; only the bytes
+    /// still to be relayed stay.
+    pub fn forget_login(self) {
+        self.forget_password();
+        // SAFETY: s->buffer is null or a live temp buffer with
+        // start <= pos <= last <= end.
+        unsafe {
+            let b = (*self.0).buffer;
+            if b.is_null() {
+                return;
+            }
+            ptr::write_bytes((*b).start, 0, (*b).pos.offset_from((*b).start) as usize);
+            ptr::write_bytes((*b).last, 0, (*b).end.offset_from((*b).last) as usize);
+        }
+    }
+
     pub fn set_quit(self) {
         // SAFETY: s is live.
         unsafe { (*self.0).set_quit(1) };

@@ -384,7 +384,10 @@ unsafe extern "C" fn login_handler(rev: *mut ngx_event_t) {
                 (*b).last = (*b).start;
             }
         }
-        UpstreamStep::LoggedIn => super::relay::start(sess),
+        UpstreamStep::LoggedIn => {
+            sess.forget_login();
+            super::relay::start(sess)
+        }
         UpstreamStep::LoggedInReplacing(reply) => {
             // SAFETY: the proxy buffer is live; proxy_buffer is at least a
             // page, far more than this one reply line.
@@ -398,6 +401,7 @@ unsafe extern "C" fn login_handler(rev: *mut ngx_event_t) {
                 (*b).pos = (*b).start;
                 (*b).last = (*b).start.add(reply.len());
             }
+            sess.forget_login();
             super::relay::start(sess)
         }
         UpstreamStep::Failed(reason) => {
