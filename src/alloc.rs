@@ -72,6 +72,10 @@ struct Slabs {
     /// The unused rest of the newest chunk.
     next: *mut u8,
     end: *mut u8,
+    /// The newest chunk, whose first GRAIN bytes point at the one before:
+    /// chunks live as long as the process, and so stay reachable (for
+    /// valgrind, and anyone reading a core).
+    chunks: *mut u8,
 }
 
 pub struct WorkerAlloc {
@@ -96,6 +100,7 @@ impl WorkerAlloc {
                 free: [ptr::null_mut(); CLASSES],
                 next: ptr::null_mut(),
                 end: ptr::null_mut(),
+                chunks: ptr::null_mut(),
             }),
         }
     }
@@ -212,9 +217,14 @@ impl Slabs {
             if chunk.is_null() {
                 return ptr::null_mut();
             }
-            self.next = chunk;
-            // SAFETY: the chunk has CHUNK bytes.
-            self.end = unsafe { chunk.add(CHUNK) };
+            // SAFETY: the chunk has CHUNK bytes, GRAIN-aligned; its first
+            // GRAIN hold the link.
+            unsafe {
+                chunk.cast::<*mut u8>().write(self.chunks);
+                self.chunks = chunk;
+                self.next = chunk.add(GRAIN);
+                self.end = chunk.add(CHUNK);
+            }
         }
         let block = self.next;
         // SAFETY: at least `size` bytes are left before `end`.

@@ -113,11 +113,14 @@ pub fn wait_for_more(sess: Session) -> Flow {
     Flow::Stop
 }
 
+/// Marks `n` bytes of the command buffer used; clamped to what it holds, so
+/// a wrong count from the core can never move `pos` past `last`.
 pub fn consume(sess: Session, n: usize) {
-    // SAFETY: n never exceeds the bytes handed out by read_command.
+    // SAFETY: s->buffer is live with pos <= last.
     unsafe {
         let b = (*sess.raw()).buffer;
-        (*b).pos = (*b).pos.add(n);
+        let held = (*b).last.offset_from((*b).pos) as usize;
+        (*b).pos = (*b).pos.add(n.min(held));
     }
 }
 
@@ -139,7 +142,23 @@ pub fn count_error(sess: Session) {
     }
 }
 
-/// What the command loop does after one command.
+/// What one client command asks of the shell. A command runs with the
+/// session's protocol state borrowed; whatever can close the session (a
+/// send, arming an event, the auth request) happens after that borrow ends,
+/// in `command_loop`.
+#[must_use]
+pub enum Next {
+    /// `s->out` holds the reply: send it.
+    Reply,
+    /// Not a whole command yet: wait for more.
+    Wait,
+    /// The credentials (or SMTP envelope) are stored: ask the auth server.
+    Login,
+    /// Out of memory or state: the protocol's internal error.
+    Error,
+}
+
+/// Whether the command loop goes on after a reply.
 #[must_use]
 pub enum Flow {
     /// The reply went out whole and the session is open: the next buffered
@@ -162,13 +181,26 @@ const COMMANDS_PER_EVENT: usize = 64;
 /// a long batch, that number has no bound). Here it is constant.
 pub fn command_loop(
     rev: *mut ngx_event_t,
-    mut command: impl FnMut(Session, &'static [u8], &'static mut MailCtx) -> Flow,
+    mut command: impl for<'a> FnMut(Session, &'a [u8], &'a mut MailCtx) -> Next,
 ) {
     for _ in 0..COMMANDS_PER_EVENT {
-        let Some((sess, buf, ctx)) = begin(rev) else {
+        let Some((sess, buf)) = begin(rev) else {
             return;
         };
-        if let Flow::Stop = command(sess, buf, ctx) {
+        let next = sess.with_ctx(|ctx| command(sess, buf, ctx));
+        let flow = match next {
+            Some(Next::Reply) => reply(sess),
+            Some(Next::Wait) => wait_for_more(sess),
+            Some(Next::Login) => {
+                crate::auth_http::client::start_login(sess);
+                Flow::Stop
+            }
+            Some(Next::Error) | None => {
+                sess.internal_server_error();
+                Flow::Stop
+            }
+        };
+        if let Flow::Stop = flow {
             return;
         }
     }
@@ -281,7 +313,7 @@ pub fn start_tls(sess: Session) {
 
 /// Keeps the client's login and secret in `s->login`/`s->passwd`, where the
 /// error log and the auth request find them.
-pub fn store_credentials(sess: Session, creds: &Credentials) -> bool {
+fn store_credentials(sess: Session, creds: &Credentials) -> bool {
     let s = sess.raw();
     let pool = sess.pool();
     // SAFETY: s and the pool are live.
@@ -301,9 +333,6 @@ pub fn store_credentials(sess: Session, creds: &Credentials) -> bool {
             };
             p
         };
-    }
-    if let Some(ctx) = sess.ctx() {
-        ctx.method = creds.method;
     }
     true
 }
@@ -397,34 +426,25 @@ pub fn invalid(sess: Session, reason: mail_core::Invalid) {
     count_error(sess);
 }
 
-/// The client said enough: keep its credentials and ask the auth server.
-pub fn authenticate(sess: Session, creds: &Credentials) -> Flow {
-    if store_credentials(sess, creds) {
-        crate::auth_http::client::start_login(sess, creds.method);
-    } else {
-        sess.internal_server_error();
+/// The client said enough: keep its credentials; the loop asks the auth
+/// server.
+pub fn authenticate(sess: Session, ctx: &mut MailCtx, creds: &Credentials) -> Next {
+    if !store_credentials(sess, creds) {
+        return Next::Error;
     }
-    Flow::Stop
+    ctx.method = creds.method;
+    Next::Login
 }
 
-/// The start of every auth-state read event: the timeout, reading what the
-/// client sent, and our session state. `None` when the handler must return.
-pub fn begin(
-    rev: *mut ngx_event_t,
-) -> Option<(Session, &'static [u8], &'static mut crate::session::MailCtx)> {
+/// The start of every auth-state read event: the timeout and reading what
+/// the client sent. `None` when the handler must return.
+fn begin(rev: *mut ngx_event_t) -> Option<(Session, &'static [u8])> {
     // SAFETY: the read event of a mail connection has the connection as data.
     let sess = unsafe { Session::of((*rev).data.cast::<ngx_connection_t>()) };
     if timed_out(rev, sess) {
         return None;
     }
-    let buf = read_command(sess)?;
-    match sess.ctx() {
-        Some(ctx) => Some((sess, buf, ctx)),
-        None => {
-            sess.internal_server_error();
-            None
-        }
-    }
+    Some((sess, read_command(sess)?))
 }
 
 /// What the session's protocol state needs to know of its server and

@@ -59,29 +59,35 @@ impl Session {
         unsafe { (*self.connection()).pool }
     }
 
-    /// The server conf of `module` for this session.
+    /// The server conf of `module` for this session: shared by every
+    /// session of the server and never written once the configuration is
+    /// loaded, so only ever lent shared.
     ///
     /// # Safety
     /// `T` must be the type of that module's server conf.
-    pub unsafe fn srv_conf<T>(self, module: *const ngx_module_t) -> &'static mut T {
-        // SAFETY: srv_conf has a slot for every mail module's ctx_index.
-        unsafe { &mut *(*(*self.0).srv_conf.add((*module).ctx_index)).cast::<T>() }
+    pub unsafe fn srv_conf<T>(self, module: *const ngx_module_t) -> &'static T {
+        // SAFETY: srv_conf has a slot for every mail module's ctx_index; the
+        // configuration outlives every session.
+        unsafe { &*(*(*self.0).srv_conf.add((*module).ctx_index)).cast::<T>() }
     }
 
-    pub fn core_conf(self) -> &'static mut ngx_mail_core_srv_conf_t {
+    pub fn core_conf(self) -> &'static ngx_mail_core_srv_conf_t {
         // SAFETY: the core module is always present and typed so.
         unsafe { self.srv_conf(ptr::addr_of!(ngx_mail_core_module)) }
     }
 
-    /// Our per-session state; `None` before `init_session` made it and
-    /// after login.
-    pub fn ctx(self) -> Option<&'static mut MailCtx> {
+    /// Runs `f` on our per-session state; `None` before `init_session` made
+    /// it and after login. The borrow ends with `f`: nothing in `f` may
+    /// close the session (which frees the state) or reach the state again.
+    pub fn with_ctx<R>(self, f: impl FnOnce(&mut MailCtx) -> R) -> Option<R> {
         // SAFETY: our slot in s->ctx is null or holds a live CtxBlock, made
-        // by create_ctx and emptied before the block goes.
-        unsafe {
+        // by create_ctx and emptied before the block goes; the borrow given
+        // to f is the only one, for as long as f runs.
+        let ctx = unsafe {
             let block = (*self.ctx_slot()).cast::<CtxBlock>();
             block.as_mut().map(|b| &mut *b.ctx)
-        }
+        }?;
+        Some(f(ctx))
     }
 
     fn ctx_slot(self) -> *mut *mut core::ffi::c_void {
@@ -92,7 +98,7 @@ impl Session {
     /// Makes our state, on the heap so that it can go at login. Until then
     /// a cleanup of the connection pool drops it if the session ends first;
     /// that cleanup's node lives in the same heap block, not in the pool.
-    pub fn create_ctx(self, protocol: ProtocolState) -> Option<&'static mut MailCtx> {
+    pub fn create_ctx(self, protocol: ProtocolState) -> bool {
         let slot = self.ctx_slot();
         let block = Box::into_raw(Box::new(CtxBlock {
             cleanup: ngx_pool_cleanup_t {
@@ -118,8 +124,8 @@ impl Session {
             (*block).cleanup.next = (*pool).cleanup;
             (*pool).cleanup = &raw mut (*block).cleanup;
             *slot = block.cast();
-            Some(&mut *(*block).ctx)
         }
+        true
     }
 
     /// Drops our state (at login, when the relay starts).

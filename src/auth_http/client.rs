@@ -52,7 +52,7 @@ impl AuthAttempt {
 }
 
 /// The client said enough: ask the auth server (`ngx_mail_auth`).
-pub fn start_login(sess: Session, _method: AuthMethod) {
+pub fn start_login(sess: Session) {
     let s = sess.raw();
     // SAFETY: s, its buffer and connection are live.
     unsafe {
@@ -144,7 +144,7 @@ fn build_request(sess: Session, pool: *mut ngx_pool_t) -> Vec<u8> {
     let c = sess.connection();
     let ahcf = module::conf(sess);
     let cscf = sess.core_conf();
-    let method = sess.ctx().map_or(AuthMethod::Plain, |ctx| ctx.method);
+    let method = sess.with_ctx(|ctx| ctx.method).unwrap_or(AuthMethod::Plain);
     let mut ssl = [ngx_str_t {
         len: 0,
         data: ptr::null_mut(),
@@ -216,18 +216,23 @@ fn start(sess: Session) {
         }
         let request = pool_str(pool, &build_request(sess, pool));
         let response = ngx_pnalloc(pool, RESPONSE_LIMIT).cast::<u8>();
-        let (Some(request), false, Some(ctx)) = (request, response.is_null(), sess.ctx()) else {
+        let (Some(request), false) = (request, response.is_null()) else {
             ngx_destroy_pool(pool);
             return sess.internal_server_error();
         };
-        ctx.auth = Some(AuthAttempt {
+        let attempt = AuthAttempt {
             pool,
             peer,
             request,
             sent: 0,
             response,
             received: 0,
-        });
+        };
+        // without our state the attempt is dropped with the closure, which
+        // frees its pool
+        if sess.with_ctx(|ctx| ctx.auth = Some(attempt)).is_none() {
+            return sess.internal_server_error();
+        }
 
         (*peer).sockaddr = (*ahcf.peer).sockaddr;
         (*peer).socklen = (*ahcf.peer).socklen;
@@ -273,9 +278,10 @@ impl Drop for AuthAttempt {
     }
 }
 
-/// Ends the attempt in flight, if any.
+/// Ends the attempt in flight, if any (dropped once our state is no
+/// longer borrowed: that closes its connection and frees its pool).
 fn finish(sess: Session) {
-    drop(sess.ctx().and_then(|ctx| ctx.auth.take()));
+    drop(sess.with_ctx(|ctx| ctx.auth.take()).flatten());
 }
 
 fn fail(sess: Session) {
@@ -338,22 +344,26 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
         };
         return fail(sess);
     }
-    let Some(attempt) = sess.ctx().and_then(|ctx| ctx.auth.as_mut()) else {
-        return;
-    };
-    let rest = attempt.request().get(attempt.sent..).unwrap_or_default();
-    // SAFETY: pc is live.
-    let Some(send) = (unsafe { (*pc).send }) else {
-        return fail(sess);
-    };
-    // SAFETY: pc is live; send reads rest.len() bytes.
-    let n = unsafe { send(pc, rest.as_ptr().cast_mut(), rest.len()) };
-    if n == NGX_ERROR {
-        return fail(sess);
-    }
-    if n > 0 {
-        attempt.sent += n as usize;
-        if attempt.sent == attempt.request.len {
+    // the send runs with the attempt borrowed; what may end the session
+    // runs after
+    let sent = sess
+        .with_ctx(|ctx| {
+            let attempt = ctx.auth.as_mut()?;
+            let rest = attempt.request().get(attempt.sent..).unwrap_or_default();
+            // SAFETY: pc is live.
+            let send = unsafe { (*pc).send }?;
+            // SAFETY: pc is live; send reads rest.len() bytes.
+            let n = unsafe { send(pc, rest.as_ptr().cast_mut(), rest.len()) };
+            if n == NGX_ERROR {
+                return None;
+            }
+            attempt.sent += n.max(0) as usize;
+            Some(attempt.sent == attempt.request.len)
+        })
+        .flatten();
+    match sent {
+        None => return fail(sess),
+        Some(true) => {
             // SAFETY: wev is live.
             unsafe {
                 (*wev).handler = Some(dummy_handler);
@@ -366,6 +376,7 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
             }
             return;
         }
+        Some(false) => {}
     }
     // SAFETY: wev is live.
     unsafe {
@@ -376,6 +387,15 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
 }
 
 unsafe extern "C" fn dummy_handler(_ev: *mut ngx_event_t) {}
+
+/// What one read of the auth response gave.
+enum Read {
+    Again,
+    Failed,
+    /// RESPONSE_LIMIT bytes and still no whole header.
+    Full,
+    Parsed(Result<Option<mail_core::auth_http::Response>, ParseError>),
+}
 
 unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
     // SAFETY: rev belongs to the auth connection, whose data is the session.
@@ -399,34 +419,48 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
         };
         return fail(sess);
     }
-    let Some(attempt) = sess.ctx().and_then(|ctx| ctx.auth.as_mut()) else {
-        return;
+    // the read and the parse run with the attempt borrowed; what may end
+    // the session runs after
+    let read = sess
+        .with_ctx(|ctx| {
+            let Some(attempt) = ctx.auth.as_mut() else {
+                return Read::Failed;
+            };
+            let room = RESPONSE_LIMIT - attempt.received;
+            if room == 0 {
+                return Read::Full;
+            }
+            // SAFETY: pc is live.
+            let Some(recv) = (unsafe { (*pc).recv }) else {
+                return Read::Failed;
+            };
+            // SAFETY: pc is live; recv writes at most room bytes after the
+            // received ones, inside the RESPONSE_LIMIT-byte buffer.
+            let n = unsafe { recv(pc, attempt.response.add(attempt.received), room) };
+            if n == NGX_AGAIN {
+                return Read::Again;
+            }
+            if n <= 0 {
+                return Read::Failed;
+            }
+            attempt.received += (n as usize).min(room);
+            Read::Parsed(parse_response(attempt.response()))
+        })
+        .unwrap_or(Read::Failed);
+    let parsed = match read {
+        Read::Again => return,
+        Read::Failed => return fail(sess),
+        Read::Full => {
+            mail_log!(
+                LOG_ERR,
+                sess.log(),
+                "auth http server {} sent invalid header in response",
+                peer_name(sess)
+            );
+            return fail(sess);
+        }
+        Read::Parsed(parsed) => parsed,
     };
-    let room = RESPONSE_LIMIT - attempt.received;
-    if room == 0 {
-        mail_log!(
-            LOG_ERR,
-            sess.log(),
-            "auth http server {} sent invalid header in response",
-            peer_name(sess)
-        );
-        return fail(sess);
-    }
-    // SAFETY: pc is live.
-    let Some(recv) = (unsafe { (*pc).recv }) else {
-        return fail(sess);
-    };
-    // SAFETY: pc is live; recv writes at most room bytes after the received
-    // ones, inside the RESPONSE_LIMIT-byte buffer.
-    let n = unsafe { recv(pc, attempt.response.add(attempt.received), room) };
-    if n == NGX_AGAIN {
-        return;
-    }
-    if n <= 0 {
-        return fail(sess);
-    }
-    attempt.received += (n as usize).min(room);
-    let parsed = parse_response(attempt.response());
     let resp = match parsed {
         Ok(None) => return,
         Ok(Some(resp)) => resp,
@@ -447,39 +481,45 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
     };
     finish(sess);
     let s = sess.raw();
-    let Some(ctx) = sess.ctx() else {
-        return sess.internal_server_error();
-    };
     // SAFETY: s is live.
     let have_password = unsafe { !(*s).passwd.data.is_null() };
-    match decide(resp, have_password, ctx.protocol.password_required()) {
-        Decision::Refused {
-            text,
-            error_code,
-            sleep,
-        } => {
+    // judged with the protocol state borrowed; acted on after
+    let judged = sess.with_ctx(|ctx| {
+        let decision = decide(resp, have_password, ctx.protocol.password_required());
+        let refusal = match &decision {
+            Decision::Refused {
+                text, error_code, ..
+            } => Some(ctx.protocol.auth_error_reply(text, error_code.as_deref())),
+            _ => None,
+        };
+        // what the sleep after this answer ends in (sleep_handler)
+        ctx.auth_wait = matches!(decision, Decision::Wait { .. });
+        (decision, refusal)
+    });
+    let Some((decision, refusal)) = judged else {
+        return sess.internal_server_error();
+    };
+    match decision {
+        Decision::Refused { text, sleep, .. } => {
             mail_log!(
                 LOG_INFO,
                 sess.log(),
                 "client login failed: \"{}\"",
                 shown(&text)
             );
-            let reply = ctx.protocol.auth_error_reply(&text, error_code.as_deref());
-            if !sess.set_out(&reply) {
+            if !sess.set_out(&refusal.unwrap_or_default()) {
                 return sess.internal_server_error();
             }
             if sleep == 0 {
                 sess.set_quit();
                 return sess.send();
             }
-            ctx.auth_wait = false;
             sleep_for(sess, sleep);
         }
         Decision::Wait { sleep } => {
             if sleep == 0 {
                 return start(sess);
             }
-            ctx.auth_wait = true;
             sleep_for(sess, sleep);
         }
         Decision::MissingServer => {
@@ -577,20 +617,25 @@ unsafe extern "C" fn sleep_handler(rev: *mut ngx_event_t) {
     }
     // SAFETY: as above.
     unsafe { (*rev).set_timedout(0) };
-    let Some(ctx) = sess.ctx() else {
-        return sess.close();
+    // None: ask the auth server again; Some: the client may try again
+    let retry = sess.with_ctx(|ctx| {
+        if core::mem::take(&mut ctx.auth_wait) {
+            return None;
+        }
+        ctx.protocol.reset();
+        ctx.method = AuthMethod::Plain;
+        Some(ctx.protocol.auth_state())
+    });
+    let auth_state = match retry {
+        None => return sess.close(),
+        Some(None) => return start(sess),
+        Some(Some(auth_state)) => auth_state,
     };
-    if ctx.auth_wait {
-        ctx.auth_wait = false;
-        return start(sess);
-    }
-    ctx.protocol.reset();
     // A retry starts from nothing: no password or digest of the refused
     // attempt may reach the next request (CVE-2026-27651 class).
     sess.forget_password();
-    ctx.method = AuthMethod::Plain;
     // SAFETY: rev is live.
-    unsafe { (*rev).handler = ctx.protocol.auth_state() };
+    unsafe { (*rev).handler = auth_state };
     sess.set_action(c"in auth state");
     sess.send();
     // SAFETY: c stays allocated; destroyed is set when it was closed.

@@ -54,7 +54,7 @@ pub fn ctx_index() -> usize {
     unsafe { (*addr_of!(ngx_mail_rs_auth_http_module)).ctx_index }
 }
 
-pub fn conf(s: Session) -> &'static mut AuthHttpConf {
+pub fn conf(s: Session) -> &'static AuthHttpConf {
     // SAFETY: this module's server conf is an AuthHttpConf.
     unsafe { s.srv_conf(addr_of!(ngx_mail_rs_auth_http_module)) }
 }

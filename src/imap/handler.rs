@@ -8,16 +8,13 @@ use nginx_sys::{ngx_connection_t, ngx_event_t};
 
 use super::module;
 use crate::bindings::ngx_mail_session_t;
-use crate::client::{self, Flow};
+use crate::client::{self, Next};
 use crate::protocol::ProtocolState;
 use crate::session::{MailCtx, Session};
 
 pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
     let sess = Session(s);
-    if sess
-        .create_ctx(ProtocolState::Imap(ImapSession::default()))
-        .is_none()
-    {
+    if !sess.create_ctx(ProtocolState::Imap(ImapSession::default())) {
         return sess.internal_server_error();
     }
     // stock makes the salt on the first AUTHENTICATE CRAM-MD5; its value is
@@ -41,15 +38,13 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
 
 /// One buffered command (or literal announcement) of the not-authenticated
 /// state.
-fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow {
+fn command(sess: Session, buf: &[u8], ctx: &mut MailCtx) -> Next {
     let ProtocolState::Imap(imap) = &mut ctx.protocol else {
-        sess.internal_server_error();
-        return Flow::Stop;
+        return Next::Error;
     };
     let iscf = module::conf(sess);
     let Some(replies) = iscf.replies() else {
-        sess.internal_server_error();
-        return Flow::Stop;
+        return Next::Error;
     };
     let cfg = client::config(sess, iscf.auth_methods, replies);
     let (consumed, action) = match imap.step(buf, &cfg) {
@@ -57,19 +52,18 @@ fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow
         Step::Continue => {
             // the literal's bytes stay buffered; the reply is untagged
             sess.set_out_static(imap::CONTINUE);
-            return client::reply(sess);
+            return Next::Reply;
         }
         Step::Incomplete => {
             if client::command_too_long(sess) {
                 let reply = [imap.tag_or_star(), b"BAD invalid command\r\n"].concat();
                 imap.reset();
                 if !sess.set_out(&reply) {
-                    sess.internal_server_error();
-                    return Flow::Stop;
+                    return Next::Error;
                 }
-                return client::reply(sess);
+                return Next::Reply;
             }
-            return client::wait_for_more(sess);
+            return Next::Wait;
         }
     };
     client::consume(sess, consumed);
@@ -94,11 +88,10 @@ fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow
             }
             reply
         }
-        Action::Authenticate(creds) => return client::authenticate(sess, &creds),
+        Action::Authenticate(creds) => return client::authenticate(sess, ctx, &creds),
     };
     if !sess.set_out(&reply) {
-        sess.internal_server_error();
-        return Flow::Stop;
+        return Next::Error;
     }
-    client::reply(sess)
+    Next::Reply
 }

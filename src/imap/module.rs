@@ -147,7 +147,7 @@ unsafe extern "C" fn take_over_guessed_servers(
     unsafe { crate::conf::take_over_guessed_servers(cf, addr_of_mut!(IMAP_PROTOCOL)) }
 }
 
-pub fn conf(s: Session) -> &'static mut ImapSrvConf {
+pub fn conf(s: Session) -> &'static ImapSrvConf {
     // SAFETY: this module's server conf is an ImapSrvConf.
     unsafe { s.srv_conf(addr_of!(ngx_mail_rs_imap_module)) }
 }

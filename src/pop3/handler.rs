@@ -10,16 +10,13 @@ use nginx_sys::{ngx_connection_t, ngx_event_t};
 
 use super::module::{self, BUFFER_SIZE};
 use crate::bindings::ngx_mail_session_t;
-use crate::client::{self, Flow};
+use crate::client::{self, Next};
 use crate::protocol::ProtocolState;
 use crate::session::{MailCtx, Session};
 
 pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
     let sess = Session(s);
-    if sess
-        .create_ctx(ProtocolState::Pop3(Pop3Session::default()))
-        .is_none()
-    {
+    if !sess.create_ctx(ProtocolState::Pop3(Pop3Session::default())) {
         return sess.internal_server_error();
     }
     if module::conf(sess).auth_methods & (auth_bits::APOP | auth_bits::CRAM_MD5) != 0 {
@@ -41,15 +38,13 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
 }
 
 /// One buffered command of the authorization state.
-fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow {
+fn command(sess: Session, buf: &[u8], ctx: &mut MailCtx) -> Next {
     let ProtocolState::Pop3(pop3) = &mut ctx.protocol else {
-        sess.internal_server_error();
-        return Flow::Stop;
+        return Next::Error;
     };
     let pscf = module::conf(sess);
     let Some(replies) = pscf.replies() else {
-        sess.internal_server_error();
-        return Flow::Stop;
+        return Next::Error;
     };
     let cfg = client::config(sess, pscf.auth_methods, replies);
     let (consumed, action) = match pop3.step(buf, &cfg) {
@@ -57,9 +52,9 @@ fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow
         Step::Incomplete => {
             if client::command_too_long(sess) {
                 sess.set_out_static(pop3::INVALID_COMMAND);
-                return client::reply(sess);
+                return Next::Reply;
             }
-            return client::wait_for_more(sess);
+            return Next::Wait;
         }
     };
     client::consume(sess, consumed);
@@ -68,8 +63,7 @@ fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow
         Action::Reply(Cow::Borrowed(bytes)) => sess.set_out_static(bytes),
         Action::Reply(Cow::Owned(bytes)) => {
             if !sess.set_out(&bytes) {
-                sess.internal_server_error();
-                return Flow::Stop;
+                return Next::Error;
             }
         }
         Action::Quit => {
@@ -84,7 +78,7 @@ fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow
             client::invalid(sess, reason);
             sess.set_out_static(pop3::INVALID_COMMAND);
         }
-        Action::Authenticate(creds) => return client::authenticate(sess, &creds),
+        Action::Authenticate(creds) => return client::authenticate(sess, ctx, &creds),
     }
-    client::reply(sess)
+    Next::Reply
 }

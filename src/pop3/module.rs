@@ -138,7 +138,7 @@ unsafe extern "C" fn take_over_guessed_servers(
     unsafe { crate::conf::take_over_guessed_servers(cf, addr_of_mut!(POP3_PROTOCOL)) }
 }
 
-pub fn conf(s: crate::session::Session) -> &'static mut Pop3SrvConf {
+pub fn conf(s: crate::session::Session) -> &'static Pop3SrvConf {
     // SAFETY: this module's server conf is a Pop3SrvConf.
     unsafe { s.srv_conf(addr_of!(ngx_mail_rs_pop3_module)) }
 }

@@ -68,7 +68,7 @@ pub fn ctx_index() -> usize {
     unsafe { (*addr_of!(ngx_mail_rs_proxy_module)).ctx_index }
 }
 
-pub fn conf(s: Session) -> &'static mut ProxyConf {
+pub fn conf(s: Session) -> &'static ProxyConf {
     // SAFETY: this module's server conf is a ProxyConf.
     unsafe { s.srv_conf(addr_of!(ngx_mail_rs_proxy_module)) }
 }

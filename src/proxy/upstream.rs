@@ -123,9 +123,6 @@ pub fn connect(sess: Session, addr: SocketAddr, name: &[u8]) {
     sess.set_action(c"connecting to upstream");
     let c = sess.connection();
     let pcf = module::conf(sess);
-    let Some(ctx) = sess.ctx() else {
-        return sess.internal_server_error();
-    };
     // SAFETY: s, c and the pool are live; everything allocated here lives in
     // the connection pool.
     unsafe {
@@ -148,7 +145,11 @@ pub fn connect(sess: Session, addr: SocketAddr, name: &[u8]) {
         (*p).upstream.log = (*c).log;
         (*p).upstream.set_log_error(1); // NGX_ERROR_ERR
 
-        ctx.dialogue = Some(ctx.protocol.dialogue(sess, ctx.method));
+        let made =
+            sess.with_ctx(|ctx| ctx.dialogue = Some(ctx.protocol.dialogue(sess, ctx.method)));
+        if made.is_none() {
+            return sess.internal_server_error();
+        }
 
         let rc = ngx_event_connect_peer(&mut (*p).upstream);
         if rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED {
@@ -324,10 +325,19 @@ unsafe extern "C" fn login_handler(rev: *mut ngx_event_t) {
             (*b).last == (*b).end,
         )
     };
-    let Some(dialogue) = sess.ctx().and_then(|ctx| ctx.dialogue.as_mut()) else {
+    // the step is taken with the dialogue borrowed; what may end the
+    // session runs after
+    let stepped = sess
+        .with_ctx(|ctx| {
+            let dialogue = ctx.dialogue.as_mut()?;
+            let step = dialogue.on_data(data, full);
+            Some((step, dialogue.action()))
+        })
+        .flatten();
+    let Some((step, action)) = stepped else {
         return internal_server_error(sess);
     };
-    match dialogue.on_data(data, full) {
+    match step {
         UpstreamStep::NeedMore => {
             // SAFETY: uc is live.
             if unsafe { ngx_handle_read_event((*uc).read, 0) } != 0 {
@@ -365,7 +375,7 @@ unsafe extern "C" fn login_handler(rev: *mut ngx_event_t) {
             upstream_error(sess);
         }
         UpstreamStep::Send(line) => {
-            sess.set_action(dialogue.action());
+            sess.set_action(action);
             // SAFETY: uc and the proxy buffer are live.
             unsafe {
                 let Some(send) = (*uc).send else {

@@ -11,7 +11,7 @@ use nginx_sys::{
 
 use super::{module, resolver};
 use crate::bindings::ngx_mail_session_t;
-use crate::client::{self, Flow};
+use crate::client::{self, Next};
 use crate::ffi::{bytes, pool_str, shown_rejected, LOG_INFO, NGX_AGAIN, NGX_ERROR};
 use crate::mail_log;
 use crate::protocol::ProtocolState;
@@ -21,10 +21,7 @@ const INVALID_PIPELINING: &[u8] = b"503 5.5.0 Improper use of SMTP command pipel
 
 pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
     let sess = Session(s);
-    if sess
-        .create_ctx(ProtocolState::Smtp(SmtpSession::default()))
-        .is_none()
-    {
+    if !sess.create_ctx(ProtocolState::Smtp(SmtpSession::default())) {
         return sess.internal_server_error();
     }
     // stock makes the salt on the first AUTH CRAM-MD5; its value is random
@@ -161,15 +158,13 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
 }
 
 /// One buffered command before the backend.
-fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow {
+fn command(sess: Session, buf: &[u8], ctx: &mut MailCtx) -> Next {
     let ProtocolState::Smtp(smtp) = &mut ctx.protocol else {
-        sess.internal_server_error();
-        return Flow::Stop;
+        return Next::Error;
     };
     let sscf = module::conf(sess);
     let Some(replies) = sscf.replies() else {
-        sess.internal_server_error();
-        return Flow::Stop;
+        return Next::Error;
     };
     let cfg = client::config(sess, sscf.auth_methods, replies);
     let (consumed, action) = match smtp.step(buf, &cfg) {
@@ -178,9 +173,9 @@ fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow
             if client::command_too_long(sess) {
                 smtp.reset();
                 sess.set_out_static(smtp::INVALID_COMMAND);
-                return client::reply(sess);
+                return Next::Reply;
             }
-            return client::wait_for_more(sess);
+            return Next::Wait;
         }
     };
     client::consume(sess, consumed);
@@ -188,8 +183,7 @@ fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow
         Action::Reply(reply) => sess.set_out_static(reply),
         Action::ReplyOwned(reply) => {
             if !sess.set_out(&reply) {
-                sess.internal_server_error();
-                return Flow::Stop;
+                return Next::Error;
             }
         }
         Action::Rejected { reply, .. } => {
@@ -214,18 +208,17 @@ fn command(sess: Session, buf: &'static [u8], ctx: &'static mut MailCtx) -> Flow
             client::invalid(sess, reason);
             sess.set_out_static(smtp::INVALID_COMMAND);
         }
-        Action::Authenticate(creds) => return client::authenticate(sess, &creds),
+        Action::Authenticate(creds) => return client::authenticate(sess, ctx, &creds),
         Action::Relay(envelope) => {
-            relay(sess, &envelope);
-            return Flow::Stop;
+            return relay(sess, ctx, &envelope);
         }
     }
-    client::reply(sess)
+    Next::Reply
 }
 
 /// `smtp_auth none`: the envelope goes to the auth server with no login or
 /// password at all, whatever an earlier AUTH left (CVE-2025-53859).
-fn relay(sess: Session, envelope: &Envelope) {
+fn relay(sess: Session, ctx: &mut MailCtx, envelope: &Envelope) -> Next {
     let s = sess.raw();
     let pool = sess.pool();
     // SAFETY: s and its pool are live.
@@ -235,7 +228,7 @@ fn relay(sess: Session, envelope: &Envelope) {
             pool_str(pool, &envelope.from),
             pool_str(pool, &envelope.to),
         ) else {
-            return sess.internal_server_error();
+            return Next::Error;
         };
         (*s).smtp_helo = helo;
         (*s).smtp_from = from;
@@ -247,10 +240,8 @@ fn relay(sess: Session, envelope: &Envelope) {
         (*s).login = empty;
         (*s).passwd = empty;
     }
-    if let Some(ctx) = sess.ctx() {
-        ctx.method = AuthMethod::None;
-    }
-    crate::auth_http::client::start_login(sess, AuthMethod::None);
+    ctx.method = AuthMethod::None;
+    Next::Login
 }
 
 /// What the backend dialogue needs: our name, the proxy switches, the

@@ -174,7 +174,7 @@ unsafe extern "C" fn take_over_guessed_servers(
     unsafe { crate::conf::take_over_guessed_servers(cf, addr_of_mut!(SMTP_PROTOCOL)) }
 }
 
-pub fn conf(s: Session) -> &'static mut SmtpSrvConf {
+pub fn conf(s: Session) -> &'static SmtpSrvConf {
     // SAFETY: this module's server conf is an SmtpSrvConf.
     unsafe { s.srv_conf(addr_of!(ngx_mail_rs_smtp_module)) }
 }

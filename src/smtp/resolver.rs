@@ -45,10 +45,12 @@ impl Drop for Lookup {
 /// Keeps the lookup in our session state (and in `s->resolver_ctx`, where
 /// stock keeps it); false when the session has no state.
 fn own(sess: Session, ctx: *mut ngx_resolver_ctx_t, reverse: bool) -> bool {
-    let Some(state) = sess.ctx() else {
+    if sess
+        .with_ctx(|state| state.lookup = Some(Lookup { ctx, reverse }))
+        .is_none()
+    {
         return false;
-    };
-    state.lookup = Some(Lookup { ctx, reverse });
+    }
     // SAFETY: s is live.
     unsafe { (*sess.raw()).resolver_ctx = ctx };
     true
@@ -56,7 +58,7 @@ fn own(sess: Session, ctx: *mut ngx_resolver_ctx_t, reverse: bool) -> bool {
 
 /// A start that failed freed its ctx itself: forget it unfinished.
 fn disown(sess: Session) {
-    if let Some(lookup) = sess.ctx().and_then(|state| state.lookup.take()) {
+    if let Some(lookup) = sess.with_ctx(|state| state.lookup.take()).flatten() {
         core::mem::forget(lookup);
     }
     // SAFETY: s is live.
@@ -65,7 +67,8 @@ fn disown(sess: Session) {
 
 /// The lookup answered: finish it (its data was copied out before).
 fn finish(sess: Session) {
-    drop(sess.ctx().and_then(|state| state.lookup.take()));
+    // dropped (and so finished) once the state is no longer borrowed
+    drop(sess.with_ctx(|state| state.lookup.take()).flatten());
     // SAFETY: s is live.
     unsafe { (*sess.raw()).resolver_ctx = ptr::null_mut() };
 }
