@@ -192,6 +192,19 @@ impl Session {
     /// login (PASS, LOGIN, AUTHENTICATE lines) are zeroed; only the bytes
     /// still to be relayed stay.
     pub fn forget_login(self) {
+        // no timer or timed-out flag of the login stages (an Auth-Wait
+        // sleep, a reply's send) may end the relayed session later as
+        // "client timed out": the relay arms its own proxy_timeout
+        // SAFETY: the connection and its events are live.
+        unsafe {
+            let c = self.connection();
+            for ev in [(*c).read, (*c).write] {
+                if (*ev).timer_set() != 0 {
+                    nginx_sys::ngx_del_timer(ev);
+                }
+                (*ev).set_timedout(0);
+            }
+        }
         self.forget_password();
         // SAFETY: s->buffer is null or a live temp buffer with
         // start <= pos <= last <= end.
