@@ -60,6 +60,31 @@ unsafe fn wipe(block: *mut u8, len: usize) {
     core::hint::black_box(block);
 }
 
+/// A chunk for the slabs. In debug mode (run under valgrind) it is mapped
+/// rather than malloc'd: nginx unloads this module at exit, taking the
+/// chunk list with it, and memcheck would count the chunks as leaks.
+fn new_chunk(debug: bool) -> *mut u8 {
+    if debug {
+        // SAFETY: an anonymous private mapping of CHUNK bytes.
+        let p = unsafe {
+            nginx_sys::mmap(
+                ptr::null_mut(),
+                CHUNK,
+                (nginx_sys::PROT_READ | nginx_sys::PROT_WRITE) as core::ffi::c_int,
+                (nginx_sys::MAP_PRIVATE | nginx_sys::MAP_ANONYMOUS) as core::ffi::c_int,
+                -1,
+                0,
+            )
+        };
+        if p as isize == -1 {
+            return ptr::null_mut();
+        }
+        return p.cast();
+    }
+    // SAFETY: a non-zero size and a valid alignment.
+    unsafe { System.alloc(Layout::from_size_align_unchecked(CHUNK, GRAIN)) }
+}
+
 /// The slabs are corrupt: say so and stop, without allocating.
 fn fatal(msg: &[u8]) -> ! {
     // SAFETY: writes a static message to stderr.
@@ -212,8 +237,7 @@ impl Slabs {
         let size = (class + 1) * GRAIN;
         if (self.end as usize) - (self.next as usize) < size {
             // the rest of the old chunk (less than one block) is left unused
-            // SAFETY: a non-zero size and a valid alignment.
-            let chunk = unsafe { System.alloc(Layout::from_size_align_unchecked(CHUNK, GRAIN)) };
+            let chunk = new_chunk(debug);
             if chunk.is_null() {
                 return ptr::null_mut();
             }
