@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the tests need, if missing:
 # clang for bindgen, nginx's build libraries, Perl TLS modules for the
-# tests, valgrind for scripts/memcheck.sh. Needs root (or sudo) only when
+# tests, valgrind for scripts/memcheck.sh, gdb (gcore) for t/secrets.t. Needs root (or sudo) only when
 # something is missing.
 set -euo pipefail
 need=(clang libclang-dev libpcre2-dev libssl-dev zlib1g-dev make gcc perl
-      libio-socket-ssl-perl libnet-ssleay-perl openssl python3 curl valgrind)
+      libio-socket-ssl-perl libnet-ssleay-perl openssl python3 curl valgrind gdb)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
