@@ -50,10 +50,14 @@ fn slot(sess: Session) -> *mut *mut c_void {
     unsafe { (*sess.raw()).ctx.add(crate::auth_http::module::ctx_index()) }
 }
 
-fn pipes(sess: Session) -> Option<&'static mut Pipes> {
+/// Runs `f` on the session's pipes, if it has had any; the borrow ends
+/// with `f`.
+fn with_pipes<R>(sess: Session, f: impl FnOnce(&mut Pipes) -> R) -> Option<R> {
     // SAFETY: the slot is null or was set by `start` to a Pipes in the
-    // session's pool, which lives as long as the session.
-    unsafe { (*slot(sess)).cast::<Pipes>().as_mut() }
+    // session's pool, which lives as long as the session. Nothing `f` is
+    // given reaches the slot, so this is the only reference while it runs.
+    let all = unsafe { (*slot(sess)).cast::<Pipes>().as_mut() }?;
+    Some(f(all))
 }
 
 fn index(from_upstream: bool) -> usize {
@@ -62,17 +66,23 @@ fn index(from_upstream: bool) -> usize {
 
 /// Bytes of this direction still in its pipe.
 pub fn held(sess: Session, from_upstream: bool) -> usize {
-    pipes(sess)
-        .and_then(|p| p.pipes.get(index(from_upstream)))
-        .and_then(Option::as_ref)
-        .map_or(0, |p| p.held)
+    with_pipes(sess, |all| {
+        all.pipes
+            .get(index(from_upstream))
+            .and_then(Option::as_ref)
+            .map_or(0, |p| p.held)
+    })
+    .unwrap_or(0)
 }
 
 /// Whether this direction moves by splice.
 pub fn active(sess: Session, from_upstream: bool) -> bool {
-    pipes(sess)
-        .and_then(|p| p.pipes.get(index(from_upstream)))
-        .is_some_and(Option::is_some)
+    with_pipes(sess, |all| {
+        all.pipes
+            .get(index(from_upstream))
+            .is_some_and(Option::is_some)
+    })
+    .unwrap_or(false)
 }
 
 /// A relay buffer filled up: move this direction to a pipe if both sides
@@ -87,26 +97,12 @@ pub fn start(
     if unsafe { !(*src).ssl.is_null() || !(*dst).ssl.is_null() } {
         return false;
     }
+    // SAFETY: the slot is null or holds the session's Pipes (see with_pipes).
+    if unsafe { (*slot(sess)).is_null() } && !make_pipes(sess) {
+        return false;
+    }
     let i = index(from_upstream);
-    let all = match pipes(sess) {
-        Some(p) => p,
-        None => {
-            // SAFETY: the pool is live; the Pipes and the cleanup that closes
-            // its pipes live and die with it.
-            unsafe {
-                let cln = ngx_pool_cleanup_add(sess.pool(), size_of::<Pipes>());
-                if cln.is_null() {
-                    return false;
-                }
-                let p = (*cln).data.cast::<Pipes>();
-                ptr::write(p, Pipes::default());
-                (*cln).handler = Some(close_pipes);
-                *slot(sess) = p.cast();
-                &mut *p
-            }
-        }
-    };
-    if all.unavailable.get(i).copied().unwrap_or(true) {
+    if with_pipes(sess, |all| all.unavailable.get(i).copied().unwrap_or(true)).unwrap_or(true) {
         return false;
     }
     let mut fds = [0 as c_int; 2];
@@ -117,19 +113,40 @@ pub fn start(
             (nginx_sys::O_NONBLOCK | nginx_sys::O_CLOEXEC) as c_int,
         )
     };
-    if rc != 0 {
-        // out of descriptors, say: this direction keeps its buffer
-        if let Some(u) = all.unavailable.get_mut(i) {
-            *u = true;
+    with_pipes(sess, |all| {
+        if rc != 0 {
+            // out of descriptors, say: this direction keeps its buffer
+            if let Some(u) = all.unavailable.get_mut(i) {
+                *u = true;
+            }
+            return false;
         }
-        return false;
-    }
-    if let Some(p) = all.pipes.get_mut(i) {
-        *p = Some(Pipe {
-            read_end: fds[0],
-            write_end: fds[1],
-            held: 0,
-        });
+        if let Some(p) = all.pipes.get_mut(i) {
+            *p = Some(Pipe {
+                read_end: fds[0],
+                write_end: fds[1],
+                held: 0,
+            });
+        }
+        true
+    })
+    .unwrap_or(false)
+}
+
+/// The session's first pipe: a Pipes in its pool, with a cleanup that
+/// closes what is still open when the pool goes.
+fn make_pipes(sess: Session) -> bool {
+    // SAFETY: the pool is live; the Pipes and the cleanup that closes its
+    // pipes live and die with it.
+    unsafe {
+        let cln = ngx_pool_cleanup_add(sess.pool(), size_of::<Pipes>());
+        if cln.is_null() {
+            return false;
+        }
+        let p = (*cln).data.cast::<Pipes>();
+        ptr::write(p, Pipes::default());
+        (*cln).handler = Some(close_pipes);
+        *slot(sess) = p.cast();
     }
     true
 }
@@ -142,12 +159,16 @@ pub fn step(
     src: *mut ngx_connection_t,
     dst: *mut ngx_connection_t,
 ) -> Step {
-    let Some(pipe) = pipes(sess).and_then(|p| p.pipes.get_mut(index(from_upstream))) else {
-        return Step::Failed;
-    };
-    let Some(pipe) = pipe.as_mut() else {
-        return Step::Failed;
-    };
+    with_pipes(sess, |all| {
+        all.pipes
+            .get_mut(index(from_upstream))
+            .and_then(Option::as_mut)
+            .map_or(Step::Failed, |pipe| step_pipe(pipe, src, dst))
+    })
+    .unwrap_or(Step::Failed)
+}
+
+fn step_pipe(pipe: &mut Pipe, src: *mut ngx_connection_t, dst: *mut ngx_connection_t) -> Step {
     // SAFETY: both connections and their events are live; the pipe's
     // descriptors are open until the pool's cleanup.
     unsafe {
