@@ -2,17 +2,24 @@
 //! fills its relay buffer, its bytes move socket -> pipe -> socket in the
 //! kernel, up to a pipe's worth (64 KiB) per pair of system calls instead
 //! of a buffer's worth (one page by default) per recv and send, and no copy
-//! through the worker. Sessions that only trade commands never get a pipe:
-//! an idle session holds no more than before.
+//! through the worker. Sessions that only trade commands never get a pipe.
+//!
+//! A pipe is lent, not kept: once it is empty and its source socket has
+//! nothing more for now (EAGAIN) or has ended, it is closed and the
+//! direction goes back to its buffer, so an idle session holds no more
+//! descriptors than a stock one, whatever it moved before. It gets a pipe
+//! again when its buffer fills again.
 //!
 //! Order is kept: a direction reads into its pipe only once its buffer has
-//! been sent, and never into its buffer again. A pipe is filled only when
-//! empty, so EAGAIN from the socket side means the socket is drained (a
-//! non-empty pipe could refuse too), which is what edge-triggered events
-//! need before the read flag is cleared.
+//! been sent, and into its buffer again only once its pipe is empty and
+//! given back. A pipe is filled only when empty, so EAGAIN from the socket
+//! side means the socket is drained (a non-empty pipe could refuse too),
+//! which is what edge-triggered events need before the read flag is
+//! cleared; the next edge then finds the direction on its buffer.
 
 use core::ffi::{c_int, c_void};
 use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use nginx_sys::{ngx_connection_t, ngx_pool_cleanup_add};
 
@@ -23,7 +30,7 @@ pub enum Step {
     /// Bytes moved; try again.
     Progress,
     /// Nothing more now: wait for an event, or the source reached its end
-    /// (its read event says which).
+    /// (its read event says which). The pipe may have been given back.
     Wait,
     /// The destination failed: the session must end.
     Failed,
@@ -40,9 +47,23 @@ struct Pipe {
 #[derive(Default)]
 struct Pipes {
     pipes: [Option<Pipe>; 2],
-    /// A direction whose pipe could not be made stays on its buffer.
-    unavailable: [bool; 2],
 }
+
+/// The most pipe pairs a worker holds at once; past it a direction stays on
+/// its buffer (slower, never wrong). A pair costs two descriptors and up to
+/// 64 KiB of kernel memory that cannot be swapped out. 1024 pairs is what
+/// Linux's default fs.pipe-user-pages-soft (16384 pages) lets a user hold
+/// at full size; past that the kernel hands out pipes of one or two pages,
+/// no better than the buffer, so more pairs would only take descriptors
+/// (2048 at this cap) that new connections need. That kernel limit counts
+/// all of the user's processes, so with several busy workers later pipes
+/// may still be small ones: correct, only slower. A worker whose descriptor
+/// limit is lower meets EMFILE first and falls back the same way.
+const MAX_PIPES: usize = 1024;
+
+/// Pipe pairs open in this worker. Workers are single-threaded; an atomic
+/// only spares a `static mut`.
+static PIPES_OPEN: AtomicUsize = AtomicUsize::new(0);
 
 fn slot(sess: Session) -> *mut *mut c_void {
     // SAFETY: s->ctx has a slot for every mail module; the auth_http
@@ -86,7 +107,8 @@ pub fn active(sess: Session, from_upstream: bool) -> bool {
 }
 
 /// A relay buffer filled up: move this direction to a pipe if both sides
-/// are plain sockets. False when it stays on its buffer.
+/// are plain sockets and a pipe can be had. False when it stays on its
+/// buffer: TLS, the worker's cap reached, or pipe2 failed (EMFILE, ENFILE).
 pub fn start(
     sess: Session,
     from_upstream: bool,
@@ -97,12 +119,16 @@ pub fn start(
     if unsafe { !(*src).ssl.is_null() || !(*dst).ssl.is_null() } {
         return false;
     }
+    if PIPES_OPEN.load(Ordering::Relaxed) >= MAX_PIPES {
+        return false;
+    }
     // SAFETY: the slot is null or holds the session's Pipes (see with_pipes).
     if unsafe { (*slot(sess)).is_null() } && !make_pipes(sess) {
         return false;
     }
     let i = index(from_upstream);
-    if with_pipes(sess, |all| all.unavailable.get(i).copied().unwrap_or(true)).unwrap_or(true) {
+    // a direction has one pipe at a time
+    if !with_pipes(sess, |all| matches!(all.pipes.get(i), Some(None))).unwrap_or(false) {
         return false;
     }
     let mut fds = [0 as c_int; 2];
@@ -113,14 +139,12 @@ pub fn start(
             (nginx_sys::O_NONBLOCK | nginx_sys::O_CLOEXEC) as c_int,
         )
     };
+    if rc != 0 {
+        // out of descriptors, say: this direction keeps its buffer for now
+        return false;
+    }
+    PIPES_OPEN.fetch_add(1, Ordering::Relaxed);
     with_pipes(sess, |all| {
-        if rc != 0 {
-            // out of descriptors, say: this direction keeps its buffer
-            if let Some(u) = all.unavailable.get_mut(i) {
-                *u = true;
-            }
-            return false;
-        }
         if let Some(p) = all.pipes.get_mut(i) {
             *p = Some(Pipe {
                 read_end: fds[0],
@@ -128,9 +152,8 @@ pub fn start(
                 held: 0,
             });
         }
-        true
-    })
-    .unwrap_or(false)
+    });
+    true
 }
 
 /// The session's first pipe: a Pipes in its pool, with a cleanup that
@@ -151,8 +174,21 @@ fn make_pipes(sess: Session) -> bool {
     true
 }
 
+/// Closes a direction's pipe, which goes back to its buffer.
+fn give_back(pipe: &mut Option<Pipe>) {
+    if let Some(p) = pipe.take() {
+        // SAFETY: the descriptors are this pipe's and closed once, here:
+        // take() left None behind.
+        unsafe {
+            nginx_sys::close(p.read_end);
+            nginx_sys::close(p.write_end);
+        }
+        PIPES_OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One step of a spliced direction: empty its pipe into `dst`, or, when
-/// empty, fill it from `src`.
+/// empty, fill it from `src`, or give it back when `src` has nothing more.
 pub fn step(
     sess: Session,
     from_upstream: bool,
@@ -162,15 +198,21 @@ pub fn step(
     with_pipes(sess, |all| {
         all.pipes
             .get_mut(index(from_upstream))
-            .and_then(Option::as_mut)
-            .map_or(Step::Failed, |pipe| step_pipe(pipe, src, dst))
+            .map_or(Step::Failed, |slot| step_pipe(slot, src, dst))
     })
     .unwrap_or(Step::Failed)
 }
 
-fn step_pipe(pipe: &mut Pipe, src: *mut ngx_connection_t, dst: *mut ngx_connection_t) -> Step {
+fn step_pipe(
+    slot: &mut Option<Pipe>,
+    src: *mut ngx_connection_t,
+    dst: *mut ngx_connection_t,
+) -> Step {
+    let Some(pipe) = slot.as_mut() else {
+        return Step::Failed;
+    };
     // SAFETY: both connections and their events are live; the pipe's
-    // descriptors are open until the pool's cleanup.
+    // descriptors are open until given back or the pool's cleanup.
     unsafe {
         if pipe.held > 0 {
             if (*(*dst).write).ready() == 0 {
@@ -194,6 +236,9 @@ fn step_pipe(pipe: &mut Pipe, src: *mut ngx_connection_t, dst: *mut ngx_connecti
         }
         let rev = (*src).read;
         if (*rev).ready() == 0 || (*rev).eof() != 0 {
+            // empty, and the source has nothing now: the next edge finds
+            // the direction on its buffer
+            give_back(slot);
             return Step::Wait;
         }
         let n = splice((*src).fd, pipe.write_end, PIPE_BYTES);
@@ -202,10 +247,14 @@ fn step_pipe(pipe: &mut Pipe, src: *mut ngx_connection_t, dst: *mut ngx_connecti
             return Step::Progress;
         }
         (*rev).set_ready(0);
-        if n < 0 && errno() == nginx_sys::EAGAIN as c_int {
+        let drained = n < 0 && errno() == nginx_sys::EAGAIN as c_int;
+        // the pipe is empty: EAGAIN means the socket is drained, 0 that the
+        // peer closed; either way the pipe is not needed now
+        give_back(slot);
+        if drained {
             return Step::Wait;
         }
-        // 0: the peer closed; an error ends reading as recv's does
+        // an error ends reading as recv's does
         (*rev).set_eof(1);
         if n < 0 {
             (*rev).set_error(1);
@@ -230,15 +279,10 @@ fn errno() -> c_int {
     unsafe { *nginx_sys::__errno_location() }
 }
 
-/// The session's pool goes: close the pipes.
+/// The session's pool goes: close the pipes still lent.
 unsafe extern "C" fn close_pipes(data: *mut c_void) {
-    // SAFETY: data is the Pipes this cleanup was made with.
+    // SAFETY: data is the Pipes this cleanup was made with; the session is
+    // being destroyed, so nothing else uses it now.
     let all = unsafe { &mut *data.cast::<Pipes>() };
-    for pipe in all.pipes.iter_mut().filter_map(Option::take) {
-        // SAFETY: the descriptors are ours and closed once, here.
-        unsafe {
-            nginx_sys::close(pipe.read_end);
-            nginx_sys::close(pipe.write_end);
-        }
-    }
+    all.pipes.iter_mut().for_each(give_back);
 }
