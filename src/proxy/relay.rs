@@ -1,12 +1,22 @@
 //! Pass-through after login (`ngx_mail_proxy_handler`): one buffer per
-//! direction, reads only into free space (back-pressure), and a side that
-//! closes only ends the session once what it sent has been delivered.
+//! direction, reads only into free space (back-pressure).
+//!
+//! Each direction ends on its own. When a side closes its write half (EOF
+//! on read), what it sent is delivered, then the socket towards the other
+//! side is shut for writing, and the other direction goes on until it ends
+//! too, fails, or `proxy_timeout` passes: a client may send its last
+//! command and shut down, a backend may end its output and still read.
+//! Stock closes the whole session once one side's data is delivered,
+//! losing what the other side still sends. An error reading a side still
+//! ends the session (once what it sent before is delivered), as does any
+//! error sending. Sessions with TLS keep stock's rule (see `half_close`).
 
+use core::ffi::c_int;
 use core::ptr;
 
 use nginx_sys::{
     ngx_add_timer, ngx_buf_t, ngx_connection_t, ngx_del_timer, ngx_event_t, ngx_handle_read_event,
-    ngx_handle_write_event, ngx_post_event, ngx_posted_events,
+    ngx_handle_write_event, ngx_int_t, ngx_post_event, ngx_posted_events, ngx_uint_t,
 };
 
 use super::module;
@@ -157,27 +167,89 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
             break;
         }
         sess.set_action(c"proxying");
-        let client_done =
+        // a direction is over once its source ended and all it sent is out
+        let client_over =
             (*(*client).read).eof() != 0 && empty((*s).buffer) && splice::held(sess, false) == 0;
-        let upstream_done = (*(*uc).read).eof() != 0
+        let upstream_over = (*(*uc).read).eof() != 0
             && empty((*(*s).proxy).buffer)
             && splice::held(sess, true) == 0;
-        let both_eof = (*(*client).read).eof() != 0 && (*(*uc).read).eof() != 0;
-        if client_done || upstream_done || both_eof {
+        let done = if half_close(client, uc) {
+            // both over, or one over that ended in an error
+            (client_over && (upstream_over || (*(*client).read).error() != 0))
+                || (upstream_over && (*(*uc).read).error() != 0)
+        } else {
+            client_over
+                || upstream_over
+                || ((*(*client).read).eof() != 0 && (*(*uc).read).eof() != 0)
+        };
+        if done {
             (*(*c).log).action = ptr::null_mut();
             mail_log!(LOG_INFO, (*c).log, "proxied session done");
             sess.set_action(c"proxying");
             return close(sess);
         }
+        // only reached with half_close(): pass each end on, once
+        if (client_over && !shut_write(uc)) || (upstream_over && !shut_write(client)) {
+            return close(sess);
+        }
         if ngx_handle_write_event((*dst).write, 0) != 0
-            || ngx_handle_read_event((*dst).read, 0) != 0
+            || handle_read_event((*dst).read) != 0
             || ngx_handle_write_event((*src).write, 0) != 0
-            || ngx_handle_read_event((*src).read, 0) != 0
+            || handle_read_event((*src).read) != 0
         {
             return close(sess);
         }
         if c == client {
             ngx_add_timer((*c).read, module::conf(sess).timeout);
+        }
+    }
+}
+
+/// Whether a side's end may be passed on as a half-close. Only when both
+/// connections are plain TCP: a TLS connection cannot be half-closed by
+/// shutdown(2), which would cut the record stream under TLS without a
+/// close_notify (a truncation to the peer), and nginx's TLS layer has no
+/// write-only close. A session with TLS on the client side (`listen ssl`,
+/// STARTTLS) keeps stock's rule: it ends once either side's data is
+/// delivered.
+unsafe fn half_close(client: *mut ngx_connection_t, uc: *mut ngx_connection_t) -> bool {
+    // SAFETY: both connections are live.
+    unsafe { (*client).ssl.is_null() && (*uc).ssl.is_null() }
+}
+
+/// Shuts `c`'s socket for writing, once: what was sent goes out, then a
+/// FIN. Its write event's eof flag, which nginx's send paths never look
+/// at, records that it was done. False when shutdown(2) failed (logged).
+unsafe fn shut_write(c: *mut ngx_connection_t) -> bool {
+    // SAFETY: c is live; its descriptor is open until the session closes.
+    unsafe {
+        let wev = (*c).write;
+        if (*wev).eof() != 0 {
+            return true;
+        }
+        if nginx_sys::shutdown((*c).fd, nginx_sys::SHUT_WR as c_int) == -1 {
+            let err = *nginx_sys::__errno_location();
+            nginx_sys::ngx_connection_error(c, err, c"shutdown() failed".as_ptr().cast_mut());
+            return false;
+        }
+        (*wev).set_eof(1);
+        true
+    }
+}
+
+/// `ngx_handle_read_event`, but a read that reached its end is only ever
+/// taken off the event method, never put back: a level-triggered one
+/// (poll, select) would report it for ever while the other direction goes
+/// on. With epoll's edge-triggered events it is the same call as before.
+unsafe fn handle_read_event(rev: *mut ngx_event_t) -> ngx_int_t {
+    // SAFETY: rev is the read event of one of the session's live connections.
+    unsafe {
+        if (*rev).eof() == 0 {
+            ngx_handle_read_event(rev, 0)
+        } else if (*rev).active() != 0 {
+            ngx_handle_read_event(rev, nginx_sys::NGX_CLOSE_EVENT as ngx_uint_t)
+        } else {
+            0
         }
     }
 }
