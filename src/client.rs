@@ -13,7 +13,8 @@ use nginx_sys::{
 
 use crate::ffi::{log, pool_str, shown, ETIMEDOUT, LOG_INFO, NGX_AGAIN, NGX_ERROR};
 use crate::mail_log;
-use crate::session::{MailCtx, Session};
+use crate::session::{Session, SessionState};
+use crate::state::{ClientDialogue, Handover};
 
 /// Handles a timed-out client event or a worker's shutdown timeout; true
 /// when the session is gone.
@@ -153,7 +154,7 @@ pub enum Next {
     /// Not a whole command yet: wait for more.
     Wait,
     /// The credentials (or SMTP envelope) are stored: ask the auth server.
-    Login,
+    Login(Handover),
     /// Out of memory or state: the protocol's internal error.
     Error,
 }
@@ -179,20 +180,20 @@ const COMMANDS_PER_EVENT: usize = 64;
 /// `ngx_mail_send` after every reply, so its stack grows with the number of
 /// pipelined commands (and since we compact the buffer instead of refusing
 /// a long batch, that number has no bound). Here it is constant.
-pub fn command_loop(
+pub fn command_loop<T: SessionState>(
     rev: *mut ngx_event_t,
-    mut command: impl for<'a> FnMut(Session, &'a [u8], &'a mut MailCtx) -> Next,
+    mut command: impl for<'a> FnMut(Session, &'a [u8], &'a mut T) -> Next,
 ) {
     for _ in 0..COMMANDS_PER_EVENT {
         let Some((sess, buf)) = begin(rev) else {
             return;
         };
-        let next = sess.with_ctx(|ctx| command(sess, buf, ctx));
+        let next = sess.with_state(|state: &mut T| command(sess, buf, state));
         let flow = match next {
             Some(Next::Reply) => reply(sess),
             Some(Next::Wait) => wait_for_more(sess),
-            Some(Next::Login) => {
-                crate::auth_http::client::start_login(sess);
+            Some(Next::Login(handover)) => {
+                crate::auth_http::client::start_login(sess, handover);
                 Flow::Stop
             }
             Some(Next::Error) | None => {
@@ -275,8 +276,7 @@ fn send_reply(sess: Session) -> Flow {
 
 #[cfg(ngx_mail_ssl)]
 fn ssl_conf(sess: Session) -> &'static crate::bindings::ngx_mail_ssl_conf_t {
-    // SAFETY: the ssl module's server conf has this type.
-    unsafe { sess.srv_conf(core::ptr::addr_of!(crate::bindings::ngx_mail_ssl_module)) }
+    sess.conf::<crate::bindings::ngx_mail_ssl_conf_t>()
 }
 
 pub fn starttls_mode(sess: Session) -> StartTls {
@@ -428,12 +428,11 @@ pub fn invalid(sess: Session, reason: mail_core::Invalid) {
 
 /// The client said enough: keep its credentials; the loop asks the auth
 /// server.
-pub fn authenticate(sess: Session, ctx: &mut MailCtx, creds: &Credentials) -> Next {
+pub fn authenticate(sess: Session, creds: &Credentials, client: ClientDialogue) -> Next {
     if !store_credentials(sess, creds) {
         return Next::Error;
     }
-    ctx.method = creds.method;
-    Next::Login
+    Next::Login(Handover::new(creds.method, client))
 }
 
 /// The start of every auth-state read event: the timeout and reading what

@@ -12,10 +12,11 @@ mod conf;
 mod ffi;
 mod imap;
 mod pop3;
-mod protocol;
 mod proxy;
 mod session;
+mod slots;
 mod smtp;
+mod state;
 
 use core::ffi::c_char;
 use core::ptr::{addr_of, null};

@@ -1,48 +1,57 @@
-//! The protocol-neutral part of a mail session: where our per-session state
-//! lives, typed access to confs, and the replies every protocol shares.
+//! The protocol-neutral part of a mail session: the one safe handle on
+//! nginx's session, typed access to confs and to each module's per-session
+//! state, and the replies and closes every stage shares.
 
-use core::mem::ManuallyDrop;
+use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
 
-use mail_core::AuthMethod;
-use nginx_sys::{
-    ngx_connection_t, ngx_handle_read_event, ngx_module_t, ngx_pool_cleanup_t, ngx_pool_t,
-};
+use nginx_sys::{ngx_connection_t, ngx_handle_read_event, ngx_module_t, ngx_pool_t};
 
 use crate::bindings::{
     ngx_mail_close_connection, ngx_mail_core_module, ngx_mail_core_srv_conf_t, ngx_mail_send,
     ngx_mail_session_internal_server_error, ngx_mail_session_t,
 };
 use crate::ffi::pool_str;
-use crate::protocol::ProtocolState;
+pub use crate::slots::SessionState;
 
-/// Our state for one client connection before login: on the heap, dropped
-/// when the relay starts or, if the session ends first, by a cleanup of the
-/// connection pool.
-pub struct MailCtx {
-    pub protocol: ProtocolState,
-    pub method: AuthMethod,
-    /// The auth request in flight, if any.
-    pub auth: Option<crate::auth_http::client::AuthAttempt>,
-    /// SMTP: the client-name lookup in flight, if any.
-    pub lookup: Option<crate::smtp::resolver::Lookup>,
-    /// True while the session sleeps on `Auth-Wait` before asking again
-    /// (false: it sleeps before telling the client of a refusal).
-    pub auth_wait: bool,
-    pub dialogue: Option<crate::protocol::Dialogue>,
+/// A server conf type and the module whose `srv_conf` slot holds it, named
+/// where the module tables are (the top layer).
+pub trait ModuleConf: 'static {
+    fn module() -> *const ngx_module_t;
 }
 
-/// The raw session pointer a handler was called for.
+#[cfg(ngx_mail_ssl)]
+impl ModuleConf for crate::bindings::ngx_mail_ssl_conf_t {
+    fn module() -> *const ngx_module_t {
+        ptr::addr_of!(crate::bindings::ngx_mail_ssl_module)
+    }
+}
+
+/// A live mail session. Made only by `from_raw`, in the entry points nginx
+/// calls; every method relies on the session being live, which holds for
+/// the handler that was called for it until it closes the session (and
+/// every handler returns right after a close).
+#[repr(transparent)]
 #[derive(Clone, Copy)]
-pub struct Session(pub *mut ngx_mail_session_t);
+pub struct Session(*mut ngx_mail_session_t);
 
 impl Session {
     /// # Safety
-    /// `c` must be a live mail client connection whose `data` is its session.
+    /// `s` is a live mail session of a server this module serves, and stays
+    /// live while the handle is used (until the session is closed).
+    pub unsafe fn from_raw(s: *mut ngx_mail_session_t) -> Session {
+        Session(s)
+    }
+
+    /// The session a connection of it serves: the client's, or the auth
+    /// server's or backend's, whose `data` the session is too.
+    ///
+    /// # Safety
+    /// `c` is a live connection of a live mail session, as for `from_raw`.
     pub unsafe fn of(c: *mut ngx_connection_t) -> Session {
-        // SAFETY: the mail core stores the session in c->data.
-        Session(unsafe { (*c).data.cast() })
+        // SAFETY: as the caller promises; the mail core and our stages keep
+        // the session in each of its connections' data.
+        unsafe { Session::from_raw((*c).data.cast()) }
     }
 
     pub fn raw(self) -> *mut ngx_mail_session_t {
@@ -59,95 +68,60 @@ impl Session {
         unsafe { (*self.connection()).pool }
     }
 
-    /// The server conf of `module` for this session: shared by every
-    /// session of the server and never written once the configuration is
-    /// loaded, so only ever lent shared.
-    ///
-    /// # Safety
-    /// `T` must be the type of that module's server conf.
-    pub unsafe fn srv_conf<T>(self, module: *const ngx_module_t) -> &'static T {
-        // SAFETY: srv_conf has a slot for every mail module's ctx_index; the
+    /// The server conf of type `T`: shared by every session of the server
+    /// and never written once the configuration is loaded, so lent shared.
+    pub fn conf<T: ModuleConf>(self) -> &'static T {
+        // SAFETY: srv_conf has a slot for every mail module's ctx_index,
+        // and ModuleConf names the module whose slot holds a T; the
         // configuration outlives every session.
-        unsafe { &*(*(*self.0).srv_conf.add((*module).ctx_index)).cast::<T>() }
+        unsafe { &*(*(*self.0).srv_conf.add((*T::module()).ctx_index)).cast::<T>() }
     }
 
     pub fn core_conf(self) -> &'static ngx_mail_core_srv_conf_t {
-        // SAFETY: the core module is always present and typed so.
-        unsafe { self.srv_conf(ptr::addr_of!(ngx_mail_core_module)) }
-    }
-
-    /// Runs `f` on our per-session state; `None` before `init_session` made
-    /// it and after login. The borrow ends with `f`: nothing in `f` may
-    /// close the session (which frees the state) or reach the state again.
-    pub fn with_ctx<R>(self, f: impl FnOnce(&mut MailCtx) -> R) -> Option<R> {
-        // SAFETY: our slot in s->ctx is null or holds a live CtxBlock, made
-        // by create_ctx and emptied before the block goes; the borrow given
-        // to f is the only one, for as long as f runs.
-        let ctx = unsafe {
-            let block = (*self.ctx_slot()).cast::<CtxBlock>();
-            block.as_mut().map(|b| &mut *b.ctx)
-        }?;
-        Some(f(ctx))
-    }
-
-    fn ctx_slot(self) -> *mut *mut core::ffi::c_void {
-        // SAFETY: s->ctx has ngx_mail_max_module slots, ours among them.
-        unsafe { (*self.0).ctx.add(crate::proxy::module::ctx_index()) }
-    }
-
-    /// Makes our state, on the heap so that it can go at login. Until then
-    /// a cleanup of the connection pool drops it if the session ends first;
-    /// that cleanup's node lives in the same heap block, not in the pool.
-    pub fn create_ctx(self, protocol: ProtocolState) -> bool {
-        let slot = self.ctx_slot();
-        let block = Box::into_raw(Box::new(CtxBlock {
-            cleanup: ngx_pool_cleanup_t {
-                handler: Some(ctx_pool_cleanup),
-                data: ptr::null_mut(),
-                next: ptr::null_mut(),
-            },
-            slot,
-            ctx: ManuallyDrop::new(MailCtx {
-                protocol,
-                method: AuthMethod::Plain,
-                auth: None,
-                lookup: None,
-                auth_wait: false,
-                dialogue: None,
-            }),
-        }));
-        // SAFETY: the pool and the slot are live; the node stays linked
-        // until drop_ctx unlinks it or the pool runs it.
+        // SAFETY: the core module is always present and its server conf is
+        // of this type.
         unsafe {
-            let pool = self.pool();
-            (*block).cleanup.data = block.cast();
-            (*block).cleanup.next = (*pool).cleanup;
-            (*pool).cleanup = &raw mut (*block).cleanup;
-            *slot = block.cast();
+            &*(*(*self.0).srv_conf.add(ngx_mail_core_module.ctx_index))
+                .cast::<ngx_mail_core_srv_conf_t>()
         }
-        true
     }
 
-    /// Drops our state (at login, when the relay starts).
-    pub fn drop_ctx(self) {
-        // SAFETY: the slot belongs to this live session and holds null or a
-        // block from create_ctx whose node is in this pool's cleanup list.
+    fn slot<T: SessionState>(self) -> *mut *mut c_void {
+        // SAFETY: s->ctx has a slot for every mail module's ctx_index.
+        unsafe { (*self.0).ctx.add((*T::module()).ctx_index) }
+    }
+
+    /// Gives `value` to its module's slot, dropping what the slot held.
+    pub fn set_state<T: SessionState>(self, value: T) {
+        let slot = self.slot::<T>();
+        // SAFETY: the slot and pool are this live session's; no borrow of
+        // the slot's old value is live (with_state lends it only to f).
         unsafe {
-            let block = ptr::replace(self.ctx_slot(), ptr::null_mut()).cast::<CtxBlock>();
-            if block.is_null() {
-                return;
-            }
-            let mut link = &raw mut (*self.pool()).cleanup;
-            while !(*link).is_null() {
-                if *link == &raw mut (*block).cleanup {
-                    *link = (*block).cleanup.next;
-                    break;
-                }
-                link = &raw mut (**link).next;
-            }
-            ManuallyDrop::drop(&mut (*block).ctx);
-            drop(Box::from_raw(block));
+            crate::slots::clear(self.pool(), slot);
+            crate::slots::put(self.pool(), slot, value);
         }
+    }
+
+    /// Runs `f` on the `T` in its module's slot; `None` when the slot holds
+    /// no `T`. The borrow ends with `f`: nothing in `f` may close the
+    /// session (which frees its states) or reach the same slot again.
+    pub fn with_state<T: SessionState, R>(self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        // SAFETY: the slot is this live session's; the borrow is f's only.
+        unsafe { crate::slots::get::<T>(self.slot::<T>()) }.map(f)
+    }
+
+    /// Moves the `T` out of its module's slot (its stage is over).
+    pub fn take_state<T: SessionState>(self) -> Option<T> {
+        // SAFETY: the slot and pool are this live session's; no borrow of
+        // the value is live.
+        unsafe { crate::slots::take::<T>(self.pool(), self.slot::<T>()) }
+    }
+
+    /// Logged in: every state of the stages before is dropped, whatever
+    /// module keeps it.
+    pub fn clear_states(self) {
+        // SAFETY: the pool is this live session's; no borrow is live.
+        unsafe { crate::slots::clear_all(self.pool()) }
     }
 
     /// Points `s->out` at bytes that outlive the session (static or conf).
@@ -273,51 +247,5 @@ impl Session {
     pub fn log(self) -> *mut nginx_sys::ngx_log_t {
         // SAFETY: the connection is live.
         unsafe { (*self.connection()).log }
-    }
-}
-
-/// A session's MailCtx and the pool-cleanup node that drops it if the
-/// session ends before login. An idle proxied session keeps nothing of it:
-/// a node allocated in the pool would stay there (24 bytes, which in a POP3
-/// session's 256-byte pool blocks can cost a whole extra block).
-struct CtxBlock {
-    cleanup: ngx_pool_cleanup_t,
-    /// The session's slot in `s->ctx` that points here.
-    slot: *mut *mut core::ffi::c_void,
-    ctx: ManuallyDrop<MailCtx>,
-}
-
-/// A block whose cleanup ran: `ngx_destroy_pool` still reads the node's
-/// `next` after the handler returns, so the memory goes at the next cleanup.
-static RETIRED: AtomicPtr<CtxBlock> = AtomicPtr::new(ptr::null_mut());
-
-/// Frees the last retired block (at process exit: no pool is being
-/// destroyed then).
-pub fn free_retired() {
-    let block = RETIRED.swap(ptr::null_mut(), Ordering::Relaxed);
-    if !block.is_null() {
-        // SAFETY: a retired block's state was dropped and its pool's
-        // cleanups are over; only its memory is left.
-        drop(unsafe { Box::from_raw(block) });
-    }
-}
-
-/// The pool's cleanup of a session that ended before login.
-///
-/// # Safety
-/// `data` is a block from `create_ctx` whose node is being run by
-/// `ngx_destroy_pool` of the session's pool.
-unsafe extern "C" fn ctx_pool_cleanup(data: *mut core::ffi::c_void) {
-    let block = data.cast::<CtxBlock>();
-    // SAFETY: as the caller promises; the slot is emptied before the drop so
-    // that nothing can reach the state while it goes. The previous retired
-    // block's pool finished its cleanups before this one started.
-    unsafe {
-        *(*block).slot = ptr::null_mut();
-        ManuallyDrop::drop(&mut (*block).ctx);
-        let previous = RETIRED.swap(block, Ordering::Relaxed);
-        if !previous.is_null() {
-            drop(Box::from_raw(previous));
-        }
     }
 }

@@ -21,6 +21,7 @@ use crate::ffi::{
 };
 use crate::mail_log;
 use crate::session::Session;
+use crate::state::Handover;
 
 /// nginx reads at most this much of an auth response, as stock does.
 const RESPONSE_LIMIT: usize = 1024;
@@ -51,8 +52,23 @@ impl AuthAttempt {
     }
 }
 
+/// The auth stage's per-session state, in the auth_http module's slot: the
+/// login asked for, the request in flight, and what a sleep ends in.
+pub struct AuthState {
+    handover: Handover,
+    attempt: Option<AuthAttempt>,
+    /// True while the session sleeps on `Auth-Wait` before asking again
+    /// (false: it sleeps before telling the client of a refusal).
+    wait: bool,
+}
+
 /// The client said enough: ask the auth server (`ngx_mail_auth`).
-pub fn start_login(sess: Session) {
+pub fn start_login(sess: Session, handover: Handover) {
+    sess.set_state(AuthState {
+        handover,
+        attempt: None,
+        wait: false,
+    });
     let s = sess.raw();
     // SAFETY: s, its buffer and connection are live.
     unsafe {
@@ -109,7 +125,7 @@ fn ssl_info(sess: Session, pool: *mut ngx_pool_t, out: &mut [ngx_str_t; 8]) -> b
             }
         }
         let sslcf: &crate::bindings::ngx_mail_ssl_conf_t =
-            sess.srv_conf(ptr::addr_of!(crate::bindings::ngx_mail_ssl_module));
+            sess.conf::<crate::bindings::ngx_mail_ssl_conf_t>();
         if sslcf.verify != 0 {
             get(ngx_ssl_get_client_verify, verify);
             get(ngx_ssl_get_subject_dn, subject);
@@ -144,7 +160,9 @@ fn build_request(sess: Session, pool: *mut ngx_pool_t) -> Vec<u8> {
     let c = sess.connection();
     let ahcf = module::conf(sess);
     let cscf = sess.core_conf();
-    let method = sess.with_ctx(|ctx| ctx.method).unwrap_or(AuthMethod::Plain);
+    let method = sess
+        .with_state(|auth: &mut AuthState| auth.handover.method)
+        .unwrap_or(AuthMethod::Plain);
     let mut ssl = [ngx_str_t {
         len: 0,
         data: ptr::null_mut(),
@@ -230,7 +248,10 @@ fn start(sess: Session) {
         };
         // without our state the attempt is dropped with the closure, which
         // frees its pool
-        if sess.with_ctx(|ctx| ctx.auth = Some(attempt)).is_none() {
+        if sess
+            .with_state(|auth: &mut AuthState| auth.attempt = Some(attempt))
+            .is_none()
+        {
             return sess.internal_server_error();
         }
 
@@ -281,7 +302,10 @@ impl Drop for AuthAttempt {
 /// Ends the attempt in flight, if any (dropped once our state is no
 /// longer borrowed: that closes its connection and frees its pool).
 fn finish(sess: Session) {
-    drop(sess.with_ctx(|ctx| ctx.auth.take()).flatten());
+    drop(
+        sess.with_state(|auth: &mut AuthState| auth.attempt.take())
+            .flatten(),
+    );
 }
 
 fn fail(sess: Session) {
@@ -326,7 +350,7 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
     // SAFETY: wev belongs to the auth connection, whose data is the session.
     let (pc, sess) = unsafe {
         let pc = (*wev).data.cast::<ngx_connection_t>();
-        (pc, Session((*pc).data.cast()))
+        (pc, Session::of(pc))
     };
     if ends_at_shutdown(pc, sess) {
         return;
@@ -347,8 +371,8 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
     // the send runs with the attempt borrowed; what may end the session
     // runs after
     let sent = sess
-        .with_ctx(|ctx| {
-            let attempt = ctx.auth.as_mut()?;
+        .with_state(|auth: &mut AuthState| {
+            let attempt = auth.attempt.as_mut()?;
             let rest = attempt.request().get(attempt.sent..).unwrap_or_default();
             // SAFETY: pc is live.
             let send = unsafe { (*pc).send }?;
@@ -401,7 +425,7 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
     // SAFETY: rev belongs to the auth connection, whose data is the session.
     let (pc, sess) = unsafe {
         let pc = (*rev).data.cast::<ngx_connection_t>();
-        (pc, Session((*pc).data.cast()))
+        (pc, Session::of(pc))
     };
     if ends_at_shutdown(pc, sess) {
         return;
@@ -422,8 +446,8 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
     // the read and the parse run with the attempt borrowed; what may end
     // the session runs after
     let read = sess
-        .with_ctx(|ctx| {
-            let Some(attempt) = ctx.auth.as_mut() else {
+        .with_state(|auth: &mut AuthState| {
+            let Some(attempt) = auth.attempt.as_mut() else {
                 return Read::Failed;
             };
             let room = RESPONSE_LIMIT - attempt.received;
@@ -484,16 +508,16 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
     // SAFETY: s is live.
     let have_password = unsafe { !(*s).passwd.data.is_null() };
     // judged with the protocol state borrowed; acted on after
-    let judged = sess.with_ctx(|ctx| {
-        let decision = decide(resp, have_password, ctx.protocol.password_required());
+    let judged = sess.with_state(|auth: &mut AuthState| {
+        let decision = decide(resp, have_password, auth.handover.password_required());
         let refusal = match &decision {
             Decision::Refused {
                 text, error_code, ..
-            } => Some(ctx.protocol.auth_error_reply(text, error_code.as_deref())),
+            } => Some(auth.handover.refusal(text, error_code.as_deref())),
             _ => None,
         };
         // what the sleep after this answer ends in (sleep_handler)
-        ctx.auth_wait = matches!(decision, Decision::Wait { .. });
+        auth.wait = matches!(decision, Decision::Wait { .. });
         (decision, refusal)
     });
     let Some((decision, refusal)) = judged else {
@@ -581,7 +605,11 @@ unsafe extern "C" fn read_handler(rev: *mut ngx_event_t) {
                     }
                 }
             }
-            crate::proxy::upstream::connect(sess, addr, &name);
+            // the auth stage is over; the login goes on to the proxy
+            let Some(auth) = sess.take_state::<AuthState>() else {
+                return sess.internal_server_error();
+            };
+            crate::proxy::upstream::connect(sess, addr, &name, auth.handover);
         }
     }
 }
@@ -617,20 +645,19 @@ unsafe extern "C" fn sleep_handler(rev: *mut ngx_event_t) {
     }
     // SAFETY: as above.
     unsafe { (*rev).set_timedout(0) };
-    // None: ask the auth server again; Some: the client may try again
-    let retry = sess.with_ctx(|ctx| {
-        if core::mem::take(&mut ctx.auth_wait) {
-            return None;
-        }
-        ctx.protocol.reset();
-        ctx.method = AuthMethod::Plain;
-        Some(ctx.protocol.auth_state())
-    });
-    let auth_state = match retry {
-        None => return sess.close(),
-        Some(None) => return start(sess),
-        Some(Some(auth_state)) => auth_state,
+    // true: ask the auth server again; false: the refusal goes out and the
+    // client may try again, so the auth stage is over
+    let Some(ask_again) = sess.with_state(|auth: &mut AuthState| auth.wait) else {
+        return sess.close();
     };
+    if ask_again {
+        return start(sess);
+    }
+    drop(sess.take_state::<AuthState>());
+    // back to the protocol's auth state, through nginx's own table
+    // SAFETY: a server's protocol is set when its configuration is read,
+    // and lives as long as it.
+    let auth_state = unsafe { (*sess.core_conf().protocol).auth_state };
     // A retry starts from nothing: no password or digest of the refused
     // attempt may reach the next request (CVE-2026-27651 class).
     sess.forget_password();

@@ -14,7 +14,6 @@ use nginx_sys::{
 use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF};
 use crate::conf::{conf_error, mail_module, merge, ngx_str, srv_ctx};
 use crate::ffi::{bytes, pool_str, CONF_ERROR, CONF_OK};
-use crate::session::Session;
 
 #[repr(C)]
 pub struct AuthHttpConf {
@@ -48,15 +47,14 @@ static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
 pub static mut ngx_mail_rs_auth_http_module: ngx_module_t =
     mail_module(addr_of_mut!(CTX), addr_of_mut!(COMMANDS).cast());
 
-pub fn ctx_index() -> usize {
-    // SAFETY: ctx_index is set when the mail{} block is parsed, before any
-    // session exists.
-    unsafe { (*addr_of!(ngx_mail_rs_auth_http_module)).ctx_index }
+impl crate::session::ModuleConf for AuthHttpConf {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_auth_http_module)
+    }
 }
 
-pub fn conf(s: Session) -> &'static AuthHttpConf {
-    // SAFETY: this module's server conf is an AuthHttpConf.
-    unsafe { s.srv_conf(addr_of!(ngx_mail_rs_auth_http_module)) }
+pub fn conf(s: crate::session::Session) -> &'static AuthHttpConf {
+    s.conf::<AuthHttpConf>()
 }
 
 unsafe extern "C" fn create_conf(cf: *mut ngx_conf_t) -> *mut c_void {
@@ -204,4 +202,10 @@ unsafe extern "C" fn set_auth_http_header(
         (*kv).value = *value.add(2);
     }
     CONF_OK
+}
+
+impl crate::session::SessionState for super::client::AuthState {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_auth_http_module)
+    }
 }

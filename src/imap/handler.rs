@@ -9,14 +9,13 @@ use nginx_sys::{ngx_connection_t, ngx_event_t};
 use super::module;
 use crate::bindings::ngx_mail_session_t;
 use crate::client::{self, Next};
-use crate::protocol::ProtocolState;
-use crate::session::{MailCtx, Session};
+use crate::session::Session;
+use crate::state::imap_dialogue;
 
 pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
-    let sess = Session(s);
-    if !sess.create_ctx(ProtocolState::Imap(ImapSession::default())) {
-        return sess.internal_server_error();
-    }
+    // SAFETY: nginx calls init_session with a live session of this server.
+    let sess = unsafe { Session::from_raw(s) };
+    sess.set_state(ImapState(ImapSession::default()));
     // stock makes the salt on the first AUTHENTICATE CRAM-MD5; its value is
     // random either way
     if module::conf(sess).auth_methods & auth_bits::CRAM_MD5 != 0 && !client::make_salt(sess) {
@@ -32,16 +31,17 @@ pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
     client::init_protocol(rev, module::conf(sess).client_buffer_size, auth_state);
 }
 
+/// The imap module's per-session state: the not-authenticated state.
+pub struct ImapState(pub ImapSession);
+
 pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
     client::command_loop(rev, command);
 }
 
 /// One buffered command (or literal announcement) of the not-authenticated
 /// state.
-fn command(sess: Session, buf: &[u8], ctx: &mut MailCtx) -> Next {
-    let ProtocolState::Imap(imap) = &mut ctx.protocol else {
-        return Next::Error;
-    };
+fn command(sess: Session, buf: &[u8], state: &mut ImapState) -> Next {
+    let imap = &mut state.0;
     let iscf = module::conf(sess);
     let Some(replies) = iscf.replies() else {
         return Next::Error;
@@ -88,7 +88,11 @@ fn command(sess: Session, buf: &[u8], ctx: &mut MailCtx) -> Next {
             }
             reply
         }
-        Action::Authenticate(creds) => return client::authenticate(sess, ctx, &creds),
+        Action::Authenticate(creds) => {
+            let client = imap_dialogue(imap);
+            imap.reset();
+            return client::authenticate(sess, &creds, client);
+        }
     };
     if !sess.set_out(&reply) {
         return Next::Error;

@@ -21,7 +21,6 @@ use crate::conf::{
     merge_capabilities, ngx_str, NULL_BITMASK,
 };
 use crate::ffi::{CONF_ERROR, CONF_OK};
-use crate::session::Session;
 
 /// Our imap server conf; unset values are those nginx's merges expect.
 #[repr(C)]
@@ -147,7 +146,18 @@ unsafe extern "C" fn take_over_guessed_servers(
     unsafe { crate::conf::take_over_guessed_servers(cf, addr_of_mut!(IMAP_PROTOCOL)) }
 }
 
-pub fn conf(s: Session) -> &'static ImapSrvConf {
-    // SAFETY: this module's server conf is an ImapSrvConf.
-    unsafe { s.srv_conf(addr_of!(ngx_mail_rs_imap_module)) }
+impl crate::session::ModuleConf for ImapSrvConf {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_imap_module)
+    }
+}
+
+pub fn conf(s: crate::session::Session) -> &'static ImapSrvConf {
+    s.conf::<ImapSrvConf>()
+}
+
+impl crate::session::SessionState for super::handler::ImapState {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_imap_module)
+    }
 }

@@ -11,14 +11,13 @@ use nginx_sys::{ngx_connection_t, ngx_event_t};
 use super::module::{self, BUFFER_SIZE};
 use crate::bindings::ngx_mail_session_t;
 use crate::client::{self, Next};
-use crate::protocol::ProtocolState;
-use crate::session::{MailCtx, Session};
+use crate::session::Session;
+use crate::state::ClientDialogue;
 
 pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
-    let sess = Session(s);
-    if !sess.create_ctx(ProtocolState::Pop3(Pop3Session::default())) {
-        return sess.internal_server_error();
-    }
+    // SAFETY: nginx calls init_session with a live session of this server.
+    let sess = unsafe { Session::from_raw(s) };
+    sess.set_state(Pop3State(Pop3Session::default()));
     if module::conf(sess).auth_methods & (auth_bits::APOP | auth_bits::CRAM_MD5) != 0 {
         if !client::make_salt(sess) || !sess.set_out(&pop3::greeting(client::salt(sess))) {
             return sess.internal_server_error();
@@ -33,15 +32,16 @@ pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
     client::init_protocol(rev, BUFFER_SIZE, auth_state);
 }
 
+/// The pop3 module's per-session state: the authorization state.
+pub struct Pop3State(pub Pop3Session);
+
 pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
     client::command_loop(rev, command);
 }
 
 /// One buffered command of the authorization state.
-fn command(sess: Session, buf: &[u8], ctx: &mut MailCtx) -> Next {
-    let ProtocolState::Pop3(pop3) = &mut ctx.protocol else {
-        return Next::Error;
-    };
+fn command(sess: Session, buf: &[u8], state: &mut Pop3State) -> Next {
+    let pop3 = &mut state.0;
     let pscf = module::conf(sess);
     let Some(replies) = pscf.replies() else {
         return Next::Error;
@@ -78,7 +78,10 @@ fn command(sess: Session, buf: &[u8], ctx: &mut MailCtx) -> Next {
             client::invalid(sess, reason);
             sess.set_out_static(pop3::INVALID_COMMAND);
         }
-        Action::Authenticate(creds) => return client::authenticate(sess, ctx, &creds),
+        Action::Authenticate(creds) => {
+            pop3.reset();
+            return client::authenticate(sess, &creds, ClientDialogue::Pop3);
+        }
     }
     Next::Reply
 }

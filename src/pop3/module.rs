@@ -138,9 +138,20 @@ unsafe extern "C" fn take_over_guessed_servers(
     unsafe { crate::conf::take_over_guessed_servers(cf, addr_of_mut!(POP3_PROTOCOL)) }
 }
 
+impl crate::session::ModuleConf for Pop3SrvConf {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_pop3_module)
+    }
+}
+
 pub fn conf(s: crate::session::Session) -> &'static Pop3SrvConf {
-    // SAFETY: this module's server conf is a Pop3SrvConf.
-    unsafe { s.srv_conf(addr_of!(ngx_mail_rs_pop3_module)) }
+    s.conf::<Pop3SrvConf>()
 }
 
 pub const BUFFER_SIZE: usize = pop3::COMMAND_BUFFER;
+
+impl crate::session::SessionState for super::handler::Pop3State {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_pop3_module)
+    }
+}

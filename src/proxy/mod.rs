@@ -1,3 +1,4 @@
+mod login;
 pub mod module;
 pub mod relay;
 pub mod splice;

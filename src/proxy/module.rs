@@ -12,7 +12,6 @@ use nginx_sys::{
 use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF};
 use crate::conf::{mail_module, merge, srv_ctx};
 use crate::ffi::CONF_OK;
-use crate::session::Session;
 
 #[repr(C)]
 pub struct ProxyConf {
@@ -59,18 +58,17 @@ pub static mut ngx_mail_rs_proxy_module: ngx_module_t = ngx_module_t {
 /// A worker (or a single-process nginx) ends: nginx unloads this module
 /// right after, so nothing of ours may be left behind in its statics.
 unsafe extern "C" fn exit_process(_cycle: *mut nginx_sys::ngx_cycle_t) {
-    crate::session::free_retired();
+    crate::slots::free_retired();
 }
 
-pub fn ctx_index() -> usize {
-    // SAFETY: ctx_index is set when the mail{} block is parsed, before any
-    // session exists.
-    unsafe { (*addr_of!(ngx_mail_rs_proxy_module)).ctx_index }
+impl crate::session::ModuleConf for ProxyConf {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_proxy_module)
+    }
 }
 
-pub fn conf(s: Session) -> &'static ProxyConf {
-    // SAFETY: this module's server conf is a ProxyConf.
-    unsafe { s.srv_conf(addr_of!(ngx_mail_rs_proxy_module)) }
+pub fn conf(s: crate::session::Session) -> &'static ProxyConf {
+    s.conf::<ProxyConf>()
 }
 
 const UNSET: ngx_flag_t = -1;
@@ -130,4 +128,16 @@ unsafe extern "C" fn merge_conf(
         24 * 60 * 60000,
     );
     CONF_OK
+}
+
+impl crate::session::SessionState for super::login::LoginState {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_proxy_module)
+    }
+}
+
+impl crate::session::SessionState for super::splice::Pipes {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_proxy_module)
+    }
 }

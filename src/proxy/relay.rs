@@ -36,7 +36,7 @@ pub fn start(sess: Session) {
         let uc = (*(*s).proxy).upstream.connection;
         // nothing of the login is needed any more: an idle proxied session
         // holds what a stock one does
-        sess.drop_ctx();
+        sess.clear_states();
         // As stock: the client's command buffer carries the client's side
         // (with anything it pipelined), so an idle session holds no more
         // memory than a stock one (128 bytes for POP3, a page for IMAP/SMTP).
@@ -68,7 +68,7 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
     // SAFETY: ev belongs to one of the two connections; both hold the session.
     let c = unsafe { (*ev).data.cast::<ngx_connection_t>() };
     // SAFETY: as above.
-    let sess = unsafe { Session((*c).data.cast()) };
+    let sess = unsafe { Session::of(c) };
     let s = sess.raw();
     let client = sess.connection();
     // SAFETY: all pointers below are live until close() is called, after

@@ -17,11 +17,11 @@
 //! which is what edge-triggered events need before the read flag is
 //! cleared; the next edge then finds the direction on its buffer.
 
-use core::ffi::{c_int, c_void};
+use core::ffi::c_int;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use nginx_sys::{ngx_connection_t, ngx_pool_cleanup_add};
+use nginx_sys::ngx_connection_t;
 
 use crate::session::Session;
 
@@ -43,10 +43,18 @@ struct Pipe {
     held: usize,
 }
 
-/// Both directions of a session: [from upstream, from client].
+/// Both directions of a session: [from upstream, from client]. The proxy
+/// module's per-session state once the session relays; dropped (its pipes
+/// closed) with the session.
 #[derive(Default)]
-struct Pipes {
+pub struct Pipes {
     pipes: [Option<Pipe>; 2],
+}
+
+impl Drop for Pipes {
+    fn drop(&mut self) {
+        self.pipes.iter_mut().for_each(give_back);
+    }
 }
 
 /// The most pipe pairs a worker holds at once; past it a direction stays on
@@ -65,20 +73,10 @@ const MAX_PIPES: usize = 1024;
 /// only spares a `static mut`.
 static PIPES_OPEN: AtomicUsize = AtomicUsize::new(0);
 
-fn slot(sess: Session) -> *mut *mut c_void {
-    // SAFETY: s->ctx has a slot for every mail module; the auth_http
-    // module's is unused once the session is logged in.
-    unsafe { (*sess.raw()).ctx.add(crate::auth_http::module::ctx_index()) }
-}
-
 /// Runs `f` on the session's pipes, if it has had any; the borrow ends
 /// with `f`.
 fn with_pipes<R>(sess: Session, f: impl FnOnce(&mut Pipes) -> R) -> Option<R> {
-    // SAFETY: the slot is null or was set by `start` to a Pipes in the
-    // session's pool, which lives as long as the session. Nothing `f` is
-    // given reaches the slot, so this is the only reference while it runs.
-    let all = unsafe { (*slot(sess)).cast::<Pipes>().as_mut() }?;
-    Some(f(all))
+    sess.with_state(f)
 }
 
 fn index(from_upstream: bool) -> usize {
@@ -122,9 +120,8 @@ pub fn start(
     if PIPES_OPEN.load(Ordering::Relaxed) >= MAX_PIPES {
         return false;
     }
-    // SAFETY: the slot is null or holds the session's Pipes (see with_pipes).
-    if unsafe { (*slot(sess)).is_null() } && !make_pipes(sess) {
-        return false;
+    if with_pipes(sess, |_| ()).is_none() {
+        sess.set_state(Pipes::default());
     }
     let i = index(from_upstream);
     // a direction has one pipe at a time
@@ -153,24 +150,6 @@ pub fn start(
             });
         }
     });
-    true
-}
-
-/// The session's first pipe: a Pipes in its pool, with a cleanup that
-/// closes what is still open when the pool goes.
-fn make_pipes(sess: Session) -> bool {
-    // SAFETY: the pool is live; the Pipes and the cleanup that closes its
-    // pipes live and die with it.
-    unsafe {
-        let cln = ngx_pool_cleanup_add(sess.pool(), size_of::<Pipes>());
-        if cln.is_null() {
-            return false;
-        }
-        let p = (*cln).data.cast::<Pipes>();
-        ptr::write(p, Pipes::default());
-        (*cln).handler = Some(close_pipes);
-        *slot(sess) = p.cast();
-    }
     true
 }
 
@@ -277,12 +256,4 @@ unsafe fn splice(from: c_int, to: c_int, len: usize) -> isize {
 fn errno() -> c_int {
     // SAFETY: the calling thread's errno.
     unsafe { *nginx_sys::__errno_location() }
-}
-
-/// The session's pool goes: close the pipes still lent.
-unsafe extern "C" fn close_pipes(data: *mut c_void) {
-    // SAFETY: data is the Pipes this cleanup was made with; the session is
-    // being destroyed, so nothing else uses it now.
-    let all = unsafe { &mut *data.cast::<Pipes>() };
-    all.pipes.iter_mut().for_each(give_back);
 }

@@ -5,6 +5,9 @@ use core::ptr;
 use std::net::SocketAddr;
 
 use mail_core::pop3::UpstreamStep;
+
+use super::login::LoginState;
+use crate::state::Handover;
 use nginx_sys::{
     ngx_add_timer, ngx_close_connection, ngx_connection_t, ngx_create_temp_buf,
     ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_handle_read_event,
@@ -119,7 +122,7 @@ fn peer_addr(
 }
 
 /// `ngx_mail_proxy_init`: connect to `addr`, then run the login dialogue.
-pub fn connect(sess: Session, addr: SocketAddr, name: &[u8]) {
+pub fn connect(sess: Session, addr: SocketAddr, name: &[u8], handover: Handover) {
     sess.set_action(c"connecting to upstream");
     let c = sess.connection();
     let pcf = module::conf(sess);
@@ -145,11 +148,7 @@ pub fn connect(sess: Session, addr: SocketAddr, name: &[u8]) {
         (*p).upstream.log = (*c).log;
         (*p).upstream.set_log_error(1); // NGX_ERROR_ERR
 
-        let made =
-            sess.with_ctx(|ctx| ctx.dialogue = Some(ctx.protocol.dialogue(sess, ctx.method)));
-        if made.is_none() {
-            return sess.internal_server_error();
-        }
+        sess.set_state(LoginState::new(sess, &handover));
 
         let rc = ngx_event_connect_peer(&mut (*p).upstream);
         if rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED {
@@ -208,7 +207,7 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
     // SAFETY: wev is the upstream's write event; its data is the session.
     let (uc, sess) = unsafe {
         let uc = (*wev).data.cast::<ngx_connection_t>();
-        (uc, Session((*uc).data.cast()))
+        (uc, Session::of(uc))
     };
     if ends_at_shutdown(uc, sess) {
         return;
@@ -278,7 +277,7 @@ unsafe extern "C" fn login_handler(rev: *mut ngx_event_t) {
     // SAFETY: rev is the upstream's read event; its data is the session.
     let (uc, sess) = unsafe {
         let uc = (*rev).data.cast::<ngx_connection_t>();
-        (uc, Session((*uc).data.cast()))
+        (uc, Session::of(uc))
     };
     if ends_at_shutdown(uc, sess) {
         return;
@@ -327,13 +326,10 @@ unsafe extern "C" fn login_handler(rev: *mut ngx_event_t) {
     };
     // the step is taken with the dialogue borrowed; what may end the
     // session runs after
-    let stepped = sess
-        .with_ctx(|ctx| {
-            let dialogue = ctx.dialogue.as_mut()?;
-            let step = dialogue.on_data(data, full);
-            Some((step, dialogue.action()))
-        })
-        .flatten();
+    let stepped = sess.with_state(|dialogue: &mut LoginState| {
+        let step = dialogue.on_data(data, full);
+        (step, dialogue.action())
+    });
     let Some((step, action)) = stepped else {
         return internal_server_error(sess);
     };

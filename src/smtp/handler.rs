@@ -12,29 +12,28 @@ use nginx_sys::{
 use super::{module, resolver};
 use crate::bindings::ngx_mail_session_t;
 use crate::client::{self, Next};
-use crate::ffi::{bytes, pool_str, shown_rejected, LOG_INFO, NGX_AGAIN, NGX_ERROR};
+use crate::ffi::{pool_str, shown_rejected, LOG_INFO, NGX_AGAIN, NGX_ERROR};
 use crate::mail_log;
-use crate::protocol::ProtocolState;
-use crate::session::{MailCtx, Session};
+use crate::session::Session;
+use crate::state::{smtp_dialogue, ClientDialogue, Handover};
 
 const INVALID_PIPELINING: &[u8] = b"503 5.5.0 Improper use of SMTP command pipelining\r\n";
 
 pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
-    let sess = Session(s);
-    if !sess.create_ctx(ProtocolState::Smtp(SmtpSession::default())) {
-        return sess.internal_server_error();
-    }
+    // SAFETY: nginx calls init_session with a live session of this server.
+    let sess = unsafe { Session::from_raw(s) };
     // stock makes the salt on the first AUTH CRAM-MD5; its value is random
     // either way
     if module::conf(sess).auth_methods & auth_bits::CRAM_MD5 != 0 && !client::make_salt(sess) {
         return sess.internal_server_error();
     }
-    resolver::resolve_client(sess);
+    resolver::resolve_client(sess, greeting);
 }
 
 /// Once the client's name is known: the banner now, or after
 /// `smtp_greeting_delay`, refusing a client that talks first.
-pub fn greeting(sess: Session) {
+fn greeting(sess: Session) {
+    sess.set_state(SmtpState(SmtpSession::default()));
     let c = sess.connection();
     let sscf = module::conf(sess);
     let timeout = if sscf.greeting_delay != 0 {
@@ -153,15 +152,17 @@ pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
     client::init_protocol(rev, module::conf(sess).client_buffer_size, auth_state);
 }
 
+/// The smtp module's per-session state once greeted: the session before
+/// the backend. (Until the greeting the slot holds the client-name lookup.)
+pub struct SmtpState(pub SmtpSession);
+
 pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
     client::command_loop(rev, command);
 }
 
 /// One buffered command before the backend.
-fn command(sess: Session, buf: &[u8], ctx: &mut MailCtx) -> Next {
-    let ProtocolState::Smtp(smtp) = &mut ctx.protocol else {
-        return Next::Error;
-    };
+fn command(sess: Session, buf: &[u8], state: &mut SmtpState) -> Next {
+    let smtp = &mut state.0;
     let sscf = module::conf(sess);
     let Some(replies) = sscf.replies() else {
         return Next::Error;
@@ -208,9 +209,15 @@ fn command(sess: Session, buf: &[u8], ctx: &mut MailCtx) -> Next {
             client::invalid(sess, reason);
             sess.set_out_static(smtp::INVALID_COMMAND);
         }
-        Action::Authenticate(creds) => return client::authenticate(sess, ctx, &creds),
+        Action::Authenticate(creds) => {
+            let client = smtp_dialogue(smtp);
+            smtp.reset();
+            return client::authenticate(sess, &creds, client);
+        }
         Action::Relay(envelope) => {
-            return relay(sess, ctx, &envelope);
+            let client = smtp_dialogue(smtp);
+            smtp.reset();
+            return relay(sess, &envelope, client);
         }
     }
     Next::Reply
@@ -218,7 +225,7 @@ fn command(sess: Session, buf: &[u8], ctx: &mut MailCtx) -> Next {
 
 /// `smtp_auth none`: the envelope goes to the auth server with no login or
 /// password at all, whatever an earlier AUTH left (CVE-2025-53859).
-fn relay(sess: Session, ctx: &mut MailCtx, envelope: &Envelope) -> Next {
+fn relay(sess: Session, envelope: &Envelope, client: ClientDialogue) -> Next {
     let s = sess.raw();
     let pool = sess.pool();
     // SAFETY: s and its pool are live.
@@ -240,36 +247,5 @@ fn relay(sess: Session, ctx: &mut MailCtx, envelope: &Envelope) -> Next {
         (*s).login = empty;
         (*s).passwd = empty;
     }
-    ctx.method = AuthMethod::None;
-    Next::Login
-}
-
-/// What the backend dialogue needs: our name, the proxy switches, the
-/// client's address, name and greeting, and the login or (`relay`, for
-/// `smtp_auth none`) the envelope.
-pub fn login(sess: Session, smtp: &SmtpSession, relay: bool) -> smtp::Login {
-    let s = sess.raw();
-    let c = sess.connection();
-    let pcf = crate::proxy::module::conf(sess);
-    // SAFETY: s, c and the strings read are live pool or config strings.
-    unsafe {
-        smtp::Login {
-            server_name: bytes(&sess.core_conf().server_name).to_vec(),
-            xclient: pcf.xclient != 0,
-            smtp_auth: pcf.smtp_auth != 0,
-            client_addr: bytes(&(*c).addr_text).to_vec(),
-            client_ipv6: u32::from((*(*c).sockaddr).sa_family) == nginx_sys::AF_INET6,
-            client_host: bytes(&(*s).host).to_vec(),
-            helo: smtp.helo().to_vec(),
-            esmtp: smtp.esmtp,
-            login: bytes(&(*s).login).to_vec(),
-            passwd: (!(*s).passwd.data.is_null()).then(|| bytes(&(*s).passwd).to_vec()),
-            envelope: relay.then(|| {
-                (
-                    bytes(&(*s).smtp_from).to_vec(),
-                    bytes(&(*s).smtp_to).to_vec(),
-                )
-            }),
-        }
-    }
+    Next::Login(Handover::new(AuthMethod::None, client))
 }

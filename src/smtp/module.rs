@@ -23,7 +23,6 @@ use crate::conf::{
     ngx_str, NULL_BITMASK,
 };
 use crate::ffi::{bytes, CONF_ERROR, CONF_OK};
-use crate::session::Session;
 
 /// Our smtp server conf; unset values are those nginx's merges expect.
 #[repr(C)]
@@ -174,7 +173,24 @@ unsafe extern "C" fn take_over_guessed_servers(
     unsafe { crate::conf::take_over_guessed_servers(cf, addr_of_mut!(SMTP_PROTOCOL)) }
 }
 
-pub fn conf(s: Session) -> &'static SmtpSrvConf {
-    // SAFETY: this module's server conf is an SmtpSrvConf.
-    unsafe { s.srv_conf(addr_of!(ngx_mail_rs_smtp_module)) }
+impl crate::session::ModuleConf for SmtpSrvConf {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_smtp_module)
+    }
+}
+
+pub fn conf(s: crate::session::Session) -> &'static SmtpSrvConf {
+    s.conf::<SmtpSrvConf>()
+}
+
+impl crate::session::SessionState for super::handler::SmtpState {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_smtp_module)
+    }
+}
+
+impl crate::session::SessionState for super::resolver::Lookup {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_smtp_module)
+    }
 }

@@ -13,7 +13,6 @@ use nginx_sys::{
     NGX_RESOLVE_NXDOMAIN,
 };
 
-use super::handler::greeting;
 use crate::ffi::{bytes, pool_str, shown, LOG_ERR};
 use crate::mail_log;
 use crate::session::Session;
@@ -26,10 +25,32 @@ use crate::session::Session;
 pub struct Lookup {
     ctx: *mut ngx_resolver_ctx_t,
     reverse: bool,
+    /// Where the session goes once its name is known (the greeting).
+    then: fn(Session),
+}
+
+impl Lookup {
+    /// Finishes this lookup's ctx and keeps where the session goes next,
+    /// for the lookup after it.
+    fn done(mut self) -> fn(Session) {
+        let then = self.then;
+        drop(core::mem::replace(
+            &mut self,
+            Lookup {
+                ctx: ptr::null_mut(),
+                reverse: false,
+                then,
+            },
+        ));
+        then
+    }
 }
 
 impl Drop for Lookup {
     fn drop(&mut self) {
+        if self.ctx.is_null() {
+            return;
+        }
         // SAFETY: the ctx came from ngx_resolve_start, its lookup was
         // started, and only this owner finishes it, once.
         unsafe {
@@ -42,35 +63,34 @@ impl Drop for Lookup {
     }
 }
 
-/// Keeps the lookup in our session state (and in `s->resolver_ctx`, where
-/// stock keeps it); false when the session has no state.
-fn own(sess: Session, ctx: *mut ngx_resolver_ctx_t, reverse: bool) -> bool {
-    if sess
-        .with_ctx(|state| state.lookup = Some(Lookup { ctx, reverse }))
-        .is_none()
-    {
-        return false;
-    }
+/// Keeps the lookup in the smtp module's slot (and in `s->resolver_ctx`,
+/// where stock keeps it).
+fn own(sess: Session, lookup: Lookup) {
     // SAFETY: s is live.
-    unsafe { (*sess.raw()).resolver_ctx = ctx };
-    true
+    unsafe { (*sess.raw()).resolver_ctx = lookup.ctx };
+    sess.set_state(lookup);
 }
 
 /// A start that failed freed its ctx itself: forget it unfinished.
 fn disown(sess: Session) {
-    if let Some(lookup) = sess.with_ctx(|state| state.lookup.take()).flatten() {
+    if let Some(lookup) = sess.take_state::<Lookup>() {
         core::mem::forget(lookup);
     }
     // SAFETY: s is live.
     unsafe { (*sess.raw()).resolver_ctx = ptr::null_mut() };
 }
 
-/// The lookup answered: finish it (its data was copied out before).
-fn finish(sess: Session) {
-    // dropped (and so finished) once the state is no longer borrowed
-    drop(sess.with_ctx(|state| state.lookup.take()).flatten());
+/// The lookup answered: finish it (its data was copied out before) and
+/// say where the session goes next.
+fn finish(sess: Session) -> fn(Session) {
     // SAFETY: s is live.
     unsafe { (*sess.raw()).resolver_ctx = ptr::null_mut() };
+    sess.take_state::<Lookup>()
+        .map_or(close as fn(Session), Lookup::done)
+}
+
+fn close(sess: Session) {
+    sess.close();
 }
 
 /// A static host value (`[UNAVAILABLE]`, `[TEMPUNAVAIL]`).
@@ -85,17 +105,17 @@ fn set_host(sess: Session, host: &'static [u8]) {
 }
 
 /// Starts with the client's address; the greeting follows when done.
-pub fn resolve_client(sess: Session) {
+pub fn resolve_client(sess: Session, then: fn(Session)) {
     let c = sess.connection();
     let cscf = sess.core_conf();
     if cscf.resolver.is_null() {
         set_host(sess, UNAVAILABLE);
-        return greeting(sess);
+        return then(sess);
     }
     // SAFETY: c is live; a unix socket has no address to look up.
     if unsafe { (*(*c).sockaddr).sa_family } == nginx_sys::AF_UNIX as u16 {
         set_host(sess, TEMPUNAVAIL);
-        return greeting(sess);
+        return then(sess);
     }
     sess.set_action(c"in resolving client address");
     // SAFETY: the resolver lives as long as the cycle; the ctx is finished
@@ -112,10 +132,14 @@ pub fn resolve_client(sess: Session) {
         (*ctx).timeout = cscf.resolver_timeout;
         // owned before the start: an answer from the cache comes back
         // inside ngx_resolve_addr
-        if !own(sess, ctx, true) {
-            drop(Lookup { ctx, reverse: true });
-            return sess.close();
-        }
+        own(
+            sess,
+            Lookup {
+                ctx,
+                reverse: true,
+                then,
+            },
+        );
         (*(*c).read).handler = Some(block_reading);
         if ngx_resolve_addr(ctx) != 0 {
             disown(sess);
@@ -145,7 +169,7 @@ fn strerror(ctx: *mut ngx_resolver_ctx_t) -> String {
 
 unsafe extern "C" fn addr_resolved(ctx: *mut ngx_resolver_ctx_t) {
     // SAFETY: ctx->data is the session that started this lookup.
-    let sess = unsafe { Session((*ctx).data.cast()) };
+    let sess = unsafe { Session::from_raw((*ctx).data.cast()) };
     let c = sess.connection();
     // SAFETY: c is live.
     let addr_text = unsafe { shown(bytes(&(*c).addr_text)) };
@@ -184,16 +208,22 @@ unsafe extern "C" fn addr_resolved(ctx: *mut ngx_resolver_ctx_t) {
             match unsafe { pool_str(sess.pool(), name) } {
                 Some(name) => Some(name),
                 None => {
-                    finish(sess);
+                    let _ = finish(sess);
                     return sess.close();
                 }
             }
         }
     };
-    finish(sess);
+    let then = finish(sess);
     let Some(name) = host else {
-        return greeting(sess);
+        return then(sess);
     };
+    // the next lookup finds where to go in the slot
+    sess.set_state(Lookup {
+        ctx: ptr::null_mut(),
+        reverse: false,
+        then,
+    });
     // SAFETY: s and c are live; the posted event runs lookup_name.
     unsafe {
         (*sess.raw()).host = name;
@@ -207,6 +237,9 @@ unsafe extern "C" fn lookup_name(rev: *mut ngx_event_t) {
     // SAFETY: the read event of a mail connection has the connection as data.
     let sess = unsafe { Session::of((*rev).data.cast::<ngx_connection_t>()) };
     let cscf = sess.core_conf();
+    let Some(then) = sess.take_state::<Lookup>().map(Lookup::done) else {
+        return sess.close();
+    };
     // SAFETY: as in resolve_client.
     unsafe {
         let ctx = ngx_resolve_start(cscf.resolver, ptr::null_mut());
@@ -217,13 +250,14 @@ unsafe extern "C" fn lookup_name(rev: *mut ngx_event_t) {
         (*ctx).handler = Some(name_resolved);
         (*ctx).data = sess.raw().cast();
         (*ctx).timeout = cscf.resolver_timeout;
-        if !own(sess, ctx, false) {
-            drop(Lookup {
+        own(
+            sess,
+            Lookup {
                 ctx,
                 reverse: false,
-            });
-            return sess.close();
-        }
+                then,
+            },
+        );
         (*rev).handler = Some(block_reading);
         if ngx_resolve_name(ctx) != 0 {
             disown(sess);
@@ -257,7 +291,7 @@ unsafe fn ip_of(sa: *const sockaddr, len: socklen_t) -> Option<IpAddr> {
 
 unsafe extern "C" fn name_resolved(ctx: *mut ngx_resolver_ctx_t) {
     // SAFETY: ctx->data is the session that started this lookup.
-    let sess = unsafe { Session((*ctx).data.cast()) };
+    let sess = unsafe { Session::from_raw((*ctx).data.cast()) };
     let c = sess.connection();
     // SAFETY: ctx and c are live until finish() below.
     unsafe {
@@ -298,8 +332,8 @@ unsafe extern "C" fn name_resolved(ctx: *mut ngx_resolver_ctx_t) {
             );
         }
     }
-    finish(sess);
-    greeting(sess);
+    let then = finish(sess);
+    then(sess);
 }
 
 /// While a lookup runs, the client's input waits in the socket.
