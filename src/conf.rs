@@ -6,7 +6,9 @@
 use core::ffi::{c_char, c_void, CStr};
 use core::ptr;
 
-use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_module_t, ngx_str_t, ngx_uint_t};
+use nginx_sys::{
+    ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_module_t, ngx_str_t, ngx_uint_t,
+};
 
 use crate::bindings::{
     ngx_mail_core_main_conf_t, ngx_mail_core_module, ngx_mail_core_srv_conf_t, ngx_mail_module_t,
@@ -303,4 +305,15 @@ pub unsafe fn keep_in_conf_pool<T>(cf: *mut ngx_conf_t, value: T) -> Option<*con
     // SAFETY: the pool is live; Pool::allocate registers the drop.
     let p = unsafe { ngx::core::Pool::from_ngx_pool((*cf).pool).allocate(value) };
     (!p.is_null()).then_some(p.cast_const())
+}
+
+/// Logs once per configuration load which protocols this module serves.
+pub unsafe extern "C" fn announce(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    let msg = format!(
+        "ngx-mail-rs {}: serving pop3, imap, smtp (auth_http, proxy)",
+        env!("CARGO_PKG_VERSION")
+    );
+    // SAFETY: the cycle log is live during init_module.
+    unsafe { crate::ffi::log(crate::ffi::LOG_NOTICE, (*cycle).log, 0, msg.as_bytes()) };
+    0
 }

@@ -21,7 +21,7 @@ mod state;
 use core::ffi::c_char;
 use core::ptr::{addr_of, null};
 
-use nginx_sys::{ngx_cycle_t, ngx_int_t, ngx_module_t};
+use nginx_sys::ngx_module_t;
 
 pub use auth_http::module::ngx_mail_rs_auth_http_module;
 pub use imap::module::ngx_mail_rs_imap_module;
@@ -31,17 +31,6 @@ pub use smtp::module::ngx_mail_rs_smtp_module;
 
 #[global_allocator]
 static ALLOCATOR: alloc::WorkerAlloc = alloc::WorkerAlloc::new();
-
-/// Logs once per configuration load which protocols this module serves.
-unsafe extern "C" fn announce(cycle: *mut ngx_cycle_t) -> ngx_int_t {
-    let msg = format!(
-        "ngx-mail-rs {}: serving pop3, imap, smtp (auth_http, proxy)",
-        env!("CARGO_PKG_VERSION")
-    );
-    // SAFETY: the cycle log is live during init_module.
-    unsafe { ffi::log(ffi::LOG_NOTICE, (*cycle).log, 0, msg.as_bytes()) };
-    0
-}
 
 #[no_mangle]
 pub static mut ngx_modules: [*const ngx_module_t; 6] = [

@@ -192,6 +192,19 @@ impl Session {
         }
     }
 
+    /// Closes the backend connection, if one is open.
+    pub fn close_upstream(self) {
+        // SAFETY: s->proxy is null or the session's live proxy ctx, whose
+        // connection is null or live until closed here.
+        unsafe {
+            let p = (*self.0).proxy;
+            if !p.is_null() && !(*p).upstream.connection.is_null() {
+                nginx_sys::ngx_close_connection((*p).upstream.connection);
+                (*p).upstream.connection = ptr::null_mut();
+            }
+        }
+    }
+
     pub fn set_quit(self) {
         // SAFETY: s is live.
         unsafe { (*self.0).set_quit(1) };

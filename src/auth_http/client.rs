@@ -14,7 +14,7 @@ use nginx_sys::{
     ngx_pnalloc, ngx_pool_t, ngx_str_t,
 };
 
-use super::module;
+use super::conf;
 use crate::ffi::{
     bytes, log_fmt, pool_str, shown, ETIMEDOUT, LOG_ERR, LOG_INFO, NGX_AGAIN, NGX_BUSY,
     NGX_DECLINED, NGX_ERROR,
@@ -132,7 +132,7 @@ fn ssl_info(sess: Session, pool: *mut ngx_pool_t, out: &mut [ngx_str_t; 8]) -> b
             get(ngx_ssl_get_issuer_dn, issuer);
             get(ngx_ssl_get_serial_number, serial);
             get(ngx_ssl_get_fingerprint, fingerprint);
-            if module::conf(sess).pass_client_cert != 0 {
+            if conf::conf(sess).pass_client_cert != 0 {
                 let mut raw = ngx_str_t {
                     len: 0,
                     data: ptr::null_mut(),
@@ -158,7 +158,7 @@ fn ssl_info(sess: Session, pool: *mut ngx_pool_t, out: &mut [ngx_str_t; 8]) -> b
 fn build_request(sess: Session, pool: *mut ngx_pool_t) -> Vec<u8> {
     let s = sess.raw();
     let c = sess.connection();
-    let ahcf = module::conf(sess);
+    let ahcf = conf::conf(sess);
     let cscf = sess.core_conf();
     let method = sess
         .with_state(|auth: &mut AuthState| auth.handover.method)
@@ -218,7 +218,7 @@ fn build_request(sess: Session, pool: *mut ngx_pool_t) -> Vec<u8> {
 fn start(sess: Session) {
     sess.set_action(c"in http auth state");
     let c = sess.connection();
-    let ahcf = module::conf(sess);
+    let ahcf = conf::conf(sess);
     // SAFETY: the client connection and its log are live; the new pool and
     // peer struct belong to this attempt and are freed by finish().
     unsafe {
@@ -314,7 +314,7 @@ fn fail(sess: Session) {
 }
 
 fn peer_name(sess: Session) -> crate::ffi::Shown<'static> {
-    let ahcf = module::conf(sess);
+    let ahcf = conf::conf(sess);
     // SAFETY: the peer name is a config string.
     shown(unsafe { bytes(&(*ahcf.peer).name) })
 }
@@ -405,7 +405,7 @@ unsafe extern "C" fn write_handler(wev: *mut ngx_event_t) {
     // SAFETY: wev is live.
     unsafe {
         if (*wev).timer_set() == 0 {
-            ngx_add_timer(wev, module::conf(sess).timeout);
+            ngx_add_timer(wev, conf::conf(sess).timeout);
         }
     }
 }

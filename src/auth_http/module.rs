@@ -5,29 +5,15 @@ use core::mem::offset_of;
 use core::ptr::{self, addr_of, addr_of_mut};
 
 use nginx_sys::{
-    ngx_addr_t, ngx_array_create, ngx_array_push, ngx_array_t, ngx_command_t,
-    ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_t, ngx_flag_t, ngx_keyval_t,
-    ngx_module_t, ngx_msec_t, ngx_parse_url, ngx_pcalloc, ngx_str_t, ngx_uint_t, ngx_url_t,
-    NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE2,
+    ngx_array_create, ngx_array_push, ngx_command_t, ngx_conf_set_flag_slot,
+    ngx_conf_set_msec_slot, ngx_conf_t, ngx_keyval_t, ngx_module_t, ngx_msec_t, ngx_parse_url,
+    ngx_pcalloc, ngx_str_t, ngx_url_t, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE2,
 };
 
+use super::conf::AuthHttpConf;
 use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF};
 use crate::conf::{conf_error, mail_module, merge, ngx_str, srv_ctx};
 use crate::ffi::{bytes, pool_str, CONF_ERROR, CONF_OK};
-
-#[repr(C)]
-pub struct AuthHttpConf {
-    pub peer: *mut ngx_addr_t,
-    pub host_header: ngx_str_t,
-    pub uri: ngx_str_t,
-    /// `auth_http_header` lines, joined at merge time.
-    pub header: ngx_str_t,
-    pub headers: *mut ngx_array_t,
-    pub timeout: ngx_msec_t,
-    pub pass_client_cert: ngx_flag_t,
-    pub file: *mut u8,
-    pub line: ngx_uint_t,
-}
 
 const SRV: u32 = NGX_MAIL_MAIN_CONF | NGX_MAIL_SRV_CONF;
 
@@ -51,10 +37,6 @@ impl crate::session::ModuleConf for AuthHttpConf {
     fn module() -> *const ngx_module_t {
         addr_of!(ngx_mail_rs_auth_http_module)
     }
-}
-
-pub fn conf(s: crate::session::Session) -> &'static AuthHttpConf {
-    s.conf::<AuthHttpConf>()
 }
 
 unsafe extern "C" fn create_conf(cf: *mut ngx_conf_t) -> *mut c_void {

@@ -6,7 +6,7 @@ use mail_core::auth_bits;
 use mail_core::imap::{self, Action, ImapSession, Step};
 use nginx_sys::{ngx_connection_t, ngx_event_t};
 
-use super::module;
+use super::conf;
 use crate::bindings::ngx_mail_session_t;
 use crate::client::{self, Next};
 use crate::session::Session;
@@ -18,7 +18,7 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
     sess.set_state(ImapState(ImapSession::default()));
     // stock makes the salt on the first AUTHENTICATE CRAM-MD5; its value is
     // random either way
-    if module::conf(sess).auth_methods & auth_bits::CRAM_MD5 != 0 && !client::make_salt(sess) {
+    if conf::conf(sess).auth_methods & auth_bits::CRAM_MD5 != 0 && !client::make_salt(sess) {
         return sess.internal_server_error();
     }
     sess.set_out_static(imap::GREETING);
@@ -28,7 +28,7 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
 pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
     // SAFETY: the read event of a mail connection has the connection as data.
     let sess = unsafe { Session::of((*rev).data.cast()) };
-    client::init_protocol(rev, module::conf(sess).client_buffer_size, auth_state);
+    client::init_protocol(rev, conf::conf(sess).client_buffer_size, auth_state);
 }
 
 /// The imap module's per-session state: the not-authenticated state.
@@ -42,7 +42,7 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
 /// state.
 fn command(sess: Session, buf: &[u8], state: &mut ImapState) -> Next {
     let imap = &mut state.0;
-    let iscf = module::conf(sess);
+    let iscf = conf::conf(sess);
     let Some(replies) = iscf.replies() else {
         return Next::Error;
     };

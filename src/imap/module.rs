@@ -7,10 +7,11 @@ use core::ptr::{self, addr_of, addr_of_mut};
 use mail_core::auth_bits;
 use mail_core::imap::{Capabilities, DEFAULT_CAPABILITIES};
 use nginx_sys::{
-    ngx_array_t, ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot, ngx_conf_set_size_slot, ngx_conf_t,
+    ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot, ngx_conf_set_size_slot, ngx_conf_t,
     ngx_module_t, ngx_pcalloc, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_TAKE1,
 };
 
+use super::conf::ImapSrvConf;
 use super::handler;
 use crate::bindings::{
     ngx_mail_capabilities, ngx_mail_module_t, ngx_mail_protocol_t, NGX_MAIL_IMAP_PROTOCOL,
@@ -21,22 +22,6 @@ use crate::conf::{
     merge_capabilities, ngx_str, NULL_BITMASK,
 };
 use crate::ffi::{CONF_ERROR, CONF_OK};
-
-/// Our imap server conf; unset values are those nginx's merges expect.
-#[repr(C)]
-pub struct ImapSrvConf {
-    pub client_buffer_size: usize,
-    pub auth_methods: ngx_uint_t,
-    pub capabilities: ngx_array_t,
-    pub replies: *const Capabilities,
-}
-
-impl ImapSrvConf {
-    pub fn replies(&self) -> Option<&'static Capabilities> {
-        // SAFETY: set once in merge to a value owned by the cycle pool.
-        unsafe { self.replies.as_ref() }
-    }
-}
 
 pub static mut IMAP_PROTOCOL: ngx_mail_protocol_t = ngx_mail_protocol_t {
     name: ngx_str(c"imap"),
@@ -150,10 +135,6 @@ impl crate::session::ModuleConf for ImapSrvConf {
     fn module() -> *const ngx_module_t {
         addr_of!(ngx_mail_rs_imap_module)
     }
-}
-
-pub fn conf(s: crate::session::Session) -> &'static ImapSrvConf {
-    s.conf::<ImapSrvConf>()
 }
 
 impl crate::session::SessionState for super::handler::ImapState {

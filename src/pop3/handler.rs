@@ -8,7 +8,7 @@ use mail_core::auth_bits;
 use mail_core::pop3::{self, Action, Pop3Session, Step};
 use nginx_sys::{ngx_connection_t, ngx_event_t};
 
-use super::module::{self, BUFFER_SIZE};
+use super::conf::{self, BUFFER_SIZE};
 use crate::bindings::ngx_mail_session_t;
 use crate::client::{self, Next};
 use crate::session::Session;
@@ -18,7 +18,7 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
     // SAFETY: nginx calls init_session with a live session of this server.
     let sess = unsafe { Session::from_raw(s) };
     sess.set_state(Pop3State(Pop3Session::default()));
-    if module::conf(sess).auth_methods & (auth_bits::APOP | auth_bits::CRAM_MD5) != 0 {
+    if conf::conf(sess).auth_methods & (auth_bits::APOP | auth_bits::CRAM_MD5) != 0 {
         if !client::make_salt(sess) || !sess.set_out(&pop3::greeting(client::salt(sess))) {
             return sess.internal_server_error();
         }
@@ -42,7 +42,7 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
 /// One buffered command of the authorization state.
 fn command(sess: Session, buf: &[u8], state: &mut Pop3State) -> Next {
     let pop3 = &mut state.0;
-    let pscf = module::conf(sess);
+    let pscf = conf::conf(sess);
     let Some(replies) = pscf.replies() else {
         return Next::Error;
     };

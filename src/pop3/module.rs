@@ -5,12 +5,13 @@ use core::mem::offset_of;
 use core::ptr::{self, addr_of, addr_of_mut};
 
 use mail_core::auth_bits;
-use mail_core::pop3::{self, Capabilities, DEFAULT_CAPABILITIES};
+use mail_core::pop3::{Capabilities, DEFAULT_CAPABILITIES};
 use nginx_sys::{
-    ngx_array_t, ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot, ngx_conf_t, ngx_module_t,
-    ngx_pcalloc, ngx_uint_t, NGX_CONF_1MORE,
+    ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot, ngx_conf_t, ngx_module_t, ngx_pcalloc,
+    ngx_uint_t, NGX_CONF_1MORE,
 };
 
+use super::conf::Pop3SrvConf;
 use super::handler;
 use crate::bindings::{
     ngx_mail_capabilities, ngx_mail_module_t, ngx_mail_protocol_t, NGX_MAIL_MAIN_CONF,
@@ -21,21 +22,6 @@ use crate::conf::{
     merge_capabilities, ngx_str, NULL_BITMASK,
 };
 use crate::ffi::{CONF_ERROR, CONF_OK};
-
-/// Our pop3 server conf. `auth_methods` 0 means unset, as nginx's bitmask merge wants.
-#[repr(C)]
-pub struct Pop3SrvConf {
-    pub auth_methods: ngx_uint_t,
-    pub capabilities: ngx_array_t,
-    pub replies: *const Capabilities,
-}
-
-impl Pop3SrvConf {
-    pub fn replies(&self) -> Option<&'static Capabilities> {
-        // SAFETY: set once in merge to a value owned by the cycle pool.
-        unsafe { self.replies.as_ref() }
-    }
-}
 
 pub static mut POP3_PROTOCOL: ngx_mail_protocol_t = ngx_mail_protocol_t {
     name: ngx_str(c"pop3"),
@@ -80,7 +66,7 @@ static mut CTX: ngx_mail_module_t = ngx_mail_module_t {
 
 #[no_mangle]
 pub static mut ngx_mail_rs_pop3_module: ngx_module_t = ngx_module_t {
-    init_module: Some(crate::announce),
+    init_module: Some(crate::conf::announce),
     ..mail_module(addr_of_mut!(CTX), addr_of_mut!(COMMANDS).cast())
 };
 
@@ -143,12 +129,6 @@ impl crate::session::ModuleConf for Pop3SrvConf {
         addr_of!(ngx_mail_rs_pop3_module)
     }
 }
-
-pub fn conf(s: crate::session::Session) -> &'static Pop3SrvConf {
-    s.conf::<Pop3SrvConf>()
-}
-
-pub const BUFFER_SIZE: usize = pop3::COMMAND_BUFFER;
 
 impl crate::session::SessionState for super::handler::Pop3State {
     fn module() -> *const ngx_module_t {

@@ -8,7 +8,7 @@ use core::ffi::CStr;
 use mail_core::pop3::UpstreamStep;
 use mail_core::{imap, pop3, smtp, AuthMethod};
 
-use super::module;
+use super::conf;
 use crate::ffi::bytes;
 use crate::session::Session;
 use crate::state::{ClientDialogue, Handover};
@@ -62,7 +62,7 @@ impl LoginState {
 fn smtp_login(sess: Session, helo: &[u8], esmtp: bool, relay: bool) -> smtp::Login {
     let s = sess.raw();
     let c = sess.connection();
-    let pcf = module::conf(sess);
+    let pcf = conf::conf(sess);
     // SAFETY: s, c and the strings read are live pool or config strings.
     unsafe {
         smtp::Login {

@@ -1,3 +1,4 @@
+pub mod conf;
 mod login;
 pub mod module;
 pub mod relay;

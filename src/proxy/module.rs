@@ -9,20 +9,10 @@ use nginx_sys::{
     ngx_module_t, ngx_msec_t, ngx_pcalloc, NGX_CONF_FLAG, NGX_CONF_TAKE1,
 };
 
+use super::conf::ProxyConf;
 use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF};
 use crate::conf::{mail_module, merge, srv_ctx};
 use crate::ffi::CONF_OK;
-
-#[repr(C)]
-pub struct ProxyConf {
-    pub enable: ngx_flag_t,
-    pub pass_error_message: ngx_flag_t,
-    pub xclient: ngx_flag_t,
-    pub smtp_auth: ngx_flag_t,
-    pub proxy_protocol: ngx_flag_t,
-    pub buffer_size: usize,
-    pub timeout: ngx_msec_t,
-}
 
 const STOCK: &core::ffi::CStr = c"ngx_mail_proxy_module";
 
@@ -65,10 +55,6 @@ impl crate::session::ModuleConf for ProxyConf {
     fn module() -> *const ngx_module_t {
         addr_of!(ngx_mail_rs_proxy_module)
     }
-}
-
-pub fn conf(s: crate::session::Session) -> &'static ProxyConf {
-    s.conf::<ProxyConf>()
 }
 
 const UNSET: ngx_flag_t = -1;

@@ -19,9 +19,8 @@ use nginx_sys::{
     ngx_handle_write_event, ngx_int_t, ngx_post_event, ngx_posted_events, ngx_uint_t,
 };
 
-use super::module;
+use super::conf;
 use super::splice;
-use super::upstream::close_upstream;
 use crate::ffi::{log, ETIMEDOUT, LOG_INFO, NGX_AGAIN, NGX_ERROR};
 use crate::mail_log;
 use crate::session::Session;
@@ -30,7 +29,7 @@ use crate::session::Session;
 pub fn start(sess: Session) {
     let s = sess.raw();
     let c = sess.connection();
-    let pcf = module::conf(sess);
+    let pcf = conf::conf(sess);
     // SAFETY: s, c, s->proxy and both buffers are live.
     unsafe {
         let uc = (*(*s).proxy).upstream.connection;
@@ -200,7 +199,7 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
             return close(sess);
         }
         if c == client {
-            ngx_add_timer((*c).read, module::conf(sess).timeout);
+            ngx_add_timer((*c).read, conf::conf(sess).timeout);
         }
     }
 }
@@ -283,6 +282,6 @@ unsafe fn bulk_nodelay(sess: Session, dst: *mut ngx_connection_t) {
 }
 
 fn close(sess: Session) {
-    close_upstream(sess);
+    sess.close_upstream();
     sess.close();
 }

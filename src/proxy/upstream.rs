@@ -9,10 +9,10 @@ use mail_core::pop3::UpstreamStep;
 use super::login::LoginState;
 use crate::state::Handover;
 use nginx_sys::{
-    ngx_add_timer, ngx_close_connection, ngx_connection_t, ngx_create_temp_buf,
-    ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_handle_read_event,
-    ngx_handle_write_event, ngx_pcalloc, ngx_post_event, ngx_posted_events,
-    ngx_proxy_protocol_write, ngx_str_t, sockaddr, sockaddr_in, sockaddr_in6, socklen_t,
+    ngx_add_timer, ngx_connection_t, ngx_create_temp_buf, ngx_event_connect_peer,
+    ngx_event_get_peer, ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_pcalloc,
+    ngx_post_event, ngx_posted_events, ngx_proxy_protocol_write, ngx_str_t, sockaddr, sockaddr_in,
+    sockaddr_in6, socklen_t,
 };
 
 #[cfg(not(ngx_proxy_protocol_v1_max))]
@@ -20,7 +20,7 @@ use nginx_sys::NGX_PROXY_PROTOCOL_MAX_HEADER as PROXY_V1_MAX_HEADER;
 #[cfg(ngx_proxy_protocol_v1_max)]
 use nginx_sys::NGX_PROXY_PROTOCOL_V1_MAX_HEADER as PROXY_V1_MAX_HEADER;
 
-use super::module;
+use super::conf;
 use crate::bindings::ngx_mail_proxy_ctx_t;
 use crate::ffi::{
     log, shown, ETIMEDOUT, LOG_ERR, LOG_INFO, NGX_AGAIN, NGX_BUSY, NGX_DECLINED, NGX_ERROR,
@@ -42,27 +42,15 @@ fn upstream(sess: Session) -> *mut ngx_connection_t {
     unsafe { (*p).upstream.connection }
 }
 
-/// Closes the backend connection, if open.
-pub fn close_upstream(sess: Session) {
-    let p = proxy(sess);
-    // SAFETY: p and its connection are live until closed here.
-    unsafe {
-        if !p.is_null() && !(*p).upstream.connection.is_null() {
-            ngx_close_connection((*p).upstream.connection);
-            (*p).upstream.connection = ptr::null_mut();
-        }
-    }
-}
-
 pub fn internal_server_error(sess: Session) {
-    close_upstream(sess);
+    sess.close_upstream();
     sess.internal_server_error();
 }
 
 /// The backend failed during login: the client gets `s->out` if the
 /// backend's own error was kept, else the protocol's internal error.
 fn upstream_error(sess: Session) {
-    close_upstream(sess);
+    sess.close_upstream();
     // SAFETY: s is live.
     if unsafe { (*sess.raw()).out.len } == 0 {
         return sess.internal_server_error();
@@ -125,7 +113,7 @@ fn peer_addr(
 pub fn connect(sess: Session, addr: SocketAddr, name: &[u8], handover: Handover) {
     sess.set_action(c"connecting to upstream");
     let c = sess.connection();
-    let pcf = module::conf(sess);
+    let pcf = conf::conf(sess);
     // SAFETY: s, c and the pool are live; everything allocated here lives in
     // the connection pool.
     unsafe {
@@ -179,13 +167,13 @@ unsafe extern "C" fn block_read(rev: *mut ngx_event_t) {
     let sess = unsafe { Session::of((*rev).data.cast()) };
     // SAFETY: the client connection is live.
     if unsafe { (*sess.connection()).close() } != 0 {
-        close_upstream(sess);
+        sess.close_upstream();
         let _ = sess.ends_at_shutdown();
         return;
     }
     // SAFETY: rev is the client's read event.
     if unsafe { ngx_handle_read_event(rev, 0) } != 0 {
-        close_upstream(sess);
+        sess.close_upstream();
         sess.close();
     }
 }
@@ -197,7 +185,7 @@ fn ends_at_shutdown(uc: *mut ngx_connection_t, sess: Session) -> bool {
     if unsafe { (*uc).close() } == 0 {
         return false;
     }
-    close_upstream(sess);
+    sess.close_upstream();
     // SAFETY: the client connection is live.
     unsafe { (*sess.connection()).set_close(1) };
     sess.ends_at_shutdown()
@@ -350,7 +338,7 @@ unsafe extern "C" fn login_handler(rev: *mut ngx_event_t) {
             upstream_error(sess);
         }
         UpstreamStep::Refused { line } => {
-            if module::conf(sess).pass_error_message == 0 {
+            if conf::conf(sess).pass_error_message == 0 {
                 mail_log!(
                     LOG_ERR,
                     sess.log(),

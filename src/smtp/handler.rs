@@ -9,7 +9,7 @@ use nginx_sys::{
     ngx_posted_events, ngx_str_t,
 };
 
-use super::{module, resolver};
+use super::{conf, resolver};
 use crate::bindings::ngx_mail_session_t;
 use crate::client::{self, Next};
 use crate::ffi::{pool_str, shown_rejected, LOG_INFO, NGX_AGAIN, NGX_ERROR};
@@ -24,7 +24,7 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
     let sess = unsafe { Session::from_raw(s) };
     // stock makes the salt on the first AUTH CRAM-MD5; its value is random
     // either way
-    if module::conf(sess).auth_methods & auth_bits::CRAM_MD5 != 0 && !client::make_salt(sess) {
+    if conf::conf(sess).auth_methods & auth_bits::CRAM_MD5 != 0 && !client::make_salt(sess) {
         return sess.internal_server_error();
     }
     resolver::resolve_client(sess, greeting);
@@ -35,7 +35,7 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
 fn greeting(sess: Session) {
     sess.set_state(SmtpState(SmtpSession::default()));
     let c = sess.connection();
-    let sscf = module::conf(sess);
+    let sscf = conf::conf(sess);
     let timeout = if sscf.greeting_delay != 0 {
         sscf.greeting_delay
     } else {
@@ -73,7 +73,7 @@ unsafe extern "C" fn invalid_pipelining(rev: *mut ngx_event_t) {
     if sess.ends_at_shutdown() {
         return;
     }
-    let Some(replies) = module::conf(sess).replies() else {
+    let Some(replies) = conf::conf(sess).replies() else {
         return sess.internal_server_error();
     };
     // SAFETY: rev, c and s are live.
@@ -89,7 +89,7 @@ unsafe extern "C" fn invalid_pipelining(rev: *mut ngx_event_t) {
             return sess.send();
         }
     }
-    if !client::create_buffer(sess, module::conf(sess).client_buffer_size) {
+    if !client::create_buffer(sess, conf::conf(sess).client_buffer_size) {
         return;
     }
     match discard_input(sess) {
@@ -149,7 +149,7 @@ fn discard_input(sess: Session) -> Discard {
 pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
     // SAFETY: the read event of a mail connection has the connection as data.
     let sess = unsafe { Session::of((*rev).data.cast()) };
-    client::init_protocol(rev, module::conf(sess).client_buffer_size, auth_state);
+    client::init_protocol(rev, conf::conf(sess).client_buffer_size, auth_state);
 }
 
 /// The smtp module's per-session state once greeted: the session before
@@ -163,7 +163,7 @@ pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
 /// One buffered command before the backend.
 fn command(sess: Session, buf: &[u8], state: &mut SmtpState) -> Next {
     let smtp = &mut state.0;
-    let sscf = module::conf(sess);
+    let sscf = conf::conf(sess);
     let Some(replies) = sscf.replies() else {
         return Next::Error;
     };

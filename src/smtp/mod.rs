@@ -1,3 +1,4 @@
+pub mod conf;
 pub mod handler;
 pub mod module;
 pub mod resolver;

@@ -7,11 +7,11 @@ use core::ptr::{self, addr_of, addr_of_mut};
 use mail_core::auth_bits;
 use mail_core::smtp::Replies;
 use nginx_sys::{
-    ngx_array_t, ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot, ngx_conf_set_msec_slot,
-    ngx_conf_set_size_slot, ngx_conf_t, ngx_module_t, ngx_msec_t, ngx_pcalloc, ngx_uint_t,
-    NGX_CONF_1MORE, NGX_CONF_TAKE1,
+    ngx_conf_bitmask_t, ngx_conf_set_bitmask_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot,
+    ngx_conf_t, ngx_module_t, ngx_msec_t, ngx_pcalloc, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_TAKE1,
 };
 
+use super::conf::SmtpSrvConf;
 use super::handler;
 use crate::bindings::{
     ngx_mail_capabilities, ngx_mail_conf_ctx_t, ngx_mail_core_module, ngx_mail_core_srv_conf_t,
@@ -23,23 +23,6 @@ use crate::conf::{
     ngx_str, NULL_BITMASK,
 };
 use crate::ffi::{bytes, CONF_ERROR, CONF_OK};
-
-/// Our smtp server conf; unset values are those nginx's merges expect.
-#[repr(C)]
-pub struct SmtpSrvConf {
-    pub client_buffer_size: usize,
-    pub greeting_delay: ngx_msec_t,
-    pub auth_methods: ngx_uint_t,
-    pub capabilities: ngx_array_t,
-    pub replies: *const Replies,
-}
-
-impl SmtpSrvConf {
-    pub fn replies(&self) -> Option<&'static Replies> {
-        // SAFETY: set once in merge to a value owned by the cycle pool.
-        unsafe { self.replies.as_ref() }
-    }
-}
 
 pub static mut SMTP_PROTOCOL: ngx_mail_protocol_t = ngx_mail_protocol_t {
     name: ngx_str(c"smtp"),
@@ -177,10 +160,6 @@ impl crate::session::ModuleConf for SmtpSrvConf {
     fn module() -> *const ngx_module_t {
         addr_of!(ngx_mail_rs_smtp_module)
     }
-}
-
-pub fn conf(s: crate::session::Session) -> &'static SmtpSrvConf {
-    s.conf::<SmtpSrvConf>()
 }
 
 impl crate::session::SessionState for super::handler::SmtpState {

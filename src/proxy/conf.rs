@@ -1,0 +1,20 @@
+//! The proxy module's server conf, as its stage reads it. The directives
+//! that fill it and the module tables are in `module.rs`.
+
+use nginx_sys::{ngx_flag_t, ngx_msec_t};
+
+#[repr(C)]
+pub struct ProxyConf {
+    pub enable: ngx_flag_t,
+    pub pass_error_message: ngx_flag_t,
+    pub xclient: ngx_flag_t,
+    pub smtp_auth: ngx_flag_t,
+    pub proxy_protocol: ngx_flag_t,
+    pub buffer_size: usize,
+    pub timeout: ngx_msec_t,
+}
+
+/// This server's conf.
+pub fn conf(s: crate::session::Session) -> &'static ProxyConf {
+    s.conf::<ProxyConf>()
+}
