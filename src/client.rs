@@ -2,35 +2,27 @@
 //! the `ngx_mail_read_command` + `s->out` + `ngx_mail_send` pattern, with
 //! the buffer compacted instead of reset so pipelined input is never lost.
 
-use core::ptr;
-
 use mail_core::StartTls;
 use mail_core::{AuthMethod, Credentials};
-use nginx_sys::{
-    ngx_add_timer, ngx_connection_t, ngx_del_timer, ngx_event_t, ngx_handle_write_event,
-    ngx_post_event, ngx_posted_events,
-};
 
-use crate::ffi::{log, pool_str, shown, ETIMEDOUT, LOG_INFO, NGX_AGAIN, NGX_ERROR};
+use crate::ffi::{shown, ETIMEDOUT, LOG_INFO};
 use crate::mail_log;
+use crate::nginx::{Event, Handler, Io};
 use crate::session::{Session, SessionState};
+use crate::session_fields::Sent;
 use crate::state::{ClientDialogue, Handover};
 
 /// Handles a timed-out client event or a worker's shutdown timeout; true
 /// when the session is gone.
-pub fn timed_out(ev: *mut ngx_event_t, sess: Session) -> bool {
+pub fn timed_out(ev: Event, sess: Session) -> bool {
     if sess.ends_at_shutdown() {
         return true;
     }
-    // SAFETY: ev is a live event of the client connection.
-    if unsafe { (*ev).timedout() } == 0 {
+    if !ev.timedout() {
         return false;
     }
-    // SAFETY: the log and connection are live until closed below.
-    unsafe {
-        log(LOG_INFO, sess.log(), ETIMEDOUT, b"client timed out");
-        (*sess.connection()).set_timedout(1);
-    }
+    mail_log!(LOG_INFO, sess.log(), errno = ETIMEDOUT; "client timed out");
+    sess.client().set_timedout();
     sess.close();
     true
 }
@@ -38,72 +30,46 @@ pub fn timed_out(ev: *mut ngx_event_t, sess: Session) -> bool {
 /// Reads what the client sent into `s->buffer` and returns the unparsed
 /// bytes, or `None` when the handler must return (busy, waiting, closed).
 pub fn read_command(sess: Session) -> Option<&'static [u8]> {
-    let s = sess.raw();
-    let c = sess.connection();
-    // SAFETY: s, c and s->buffer are live; recv writes at most end - last.
-    unsafe {
-        if (*s).out.len != 0 {
-            // a reply is still being sent: ngx_mail_send calls us again
-            (*s).set_blocked(1);
-            sess.handle_read_event();
+    if sess.sending() {
+        // a reply is still being sent: ngx_mail_send calls us again
+        sess.set_blocked(true);
+        let _ = wait_for_more(sess);
+        return None;
+    }
+    sess.set_blocked(false);
+    let Some(b) = sess.buffer() else {
+        sess.internal_server_error();
+        return None;
+    };
+    b.compact();
+    match b.read_from(sess.client()) {
+        Io::Error | Io::Closed => {
+            sess.close();
             return None;
         }
-        (*s).set_blocked(0);
-        let b = (*s).buffer;
-        if (*b).pos == (*b).last {
-            (*b).pos = (*b).start;
-            (*b).last = (*b).start;
-        } else if (*b).pos > (*b).start {
-            let len = (*b).last.offset_from((*b).pos) as usize;
-            ptr::copy((*b).pos, (*b).start, len);
-            (*b).pos = (*b).start;
-            (*b).last = (*b).start.add(len);
+        Io::Again if b.is_empty() => {
+            let _ = wait_for_more(sess);
+            return None;
         }
-        if (*b).last < (*b).end {
-            let room = (*b).end.offset_from((*b).last) as usize;
-            let Some(recv) = (*c).recv else {
-                sess.close();
-                return None;
-            };
-            let n = recv(c, (*b).last, room);
-            if n == NGX_ERROR || n == 0 {
-                sess.close();
-                return None;
-            }
-            if n > 0 {
-                (*b).last = (*b).last.add(n as usize);
-            }
-            if n == NGX_AGAIN && (*b).pos == (*b).last {
-                let _ = wait_for_more(sess);
-                return None;
-            }
-        }
-        let len = (*b).last.offset_from((*b).pos) as usize;
-        Some(core::slice::from_raw_parts((*b).pos, len))
+        Io::Again | Io::Done(_) => {}
     }
+    Some(b.pending())
 }
 
 /// An incomplete command that fills the whole buffer is refused and the
 /// session ends after the reply, as stock does.
 pub fn command_too_long(sess: Session) -> bool {
-    let s = sess.raw();
-    // SAFETY: s and its buffer are live.
-    unsafe {
-        let b = (*s).buffer;
-        if (*b).last < (*b).end {
-            return false;
-        }
-        let all =
-            core::slice::from_raw_parts((*b).start, (*b).last.offset_from((*b).start) as usize);
-        mail_log!(
-            LOG_INFO,
-            sess.log(),
-            "client sent too long command \"{}\"",
-            shown(all)
-        );
-        sess.set_quit();
-        (*b).pos = (*b).last;
-    }
+    let Some(b) = sess.buffer().filter(|b| b.is_full()) else {
+        return false;
+    };
+    mail_log!(
+        LOG_INFO,
+        sess.log(),
+        "client sent too long command \"{}\"",
+        shown(b.all())
+    );
+    sess.set_quit();
+    b.consume_all();
     true
 }
 
@@ -117,29 +83,20 @@ pub fn wait_for_more(sess: Session) -> Flow {
 /// Marks `n` bytes of the command buffer used; clamped to what it holds, so
 /// a wrong count from the core can never move `pos` past `last`.
 pub fn consume(sess: Session, n: usize) {
-    // SAFETY: s->buffer is live with pos <= last.
-    unsafe {
-        let b = (*sess.raw()).buffer;
-        let held = (*b).last.offset_from((*b).pos) as usize;
-        (*b).pos = (*b).pos.add(n.min(held));
+    if let Some(b) = sess.buffer() {
+        b.consume(n);
     }
 }
 
 /// Counts an invalid command toward `max_errors`.
 pub fn count_error(sess: Session) {
-    let s = sess.raw();
-    let max = sess.core_conf().max_errors;
-    // SAFETY: s is live.
-    unsafe {
-        (*s).errors += 1;
-        if (*s).errors >= max {
-            mail_log!(
-                LOG_INFO,
-                sess.log(),
-                "client sent too many invalid commands"
-            );
-            sess.set_quit();
-        }
+    if sess.count_error() {
+        mail_log!(
+            LOG_INFO,
+            sess.log(),
+            "client sent too many invalid commands"
+        );
+        sess.set_quit();
     }
 }
 
@@ -181,11 +138,15 @@ const COMMANDS_PER_EVENT: usize = 64;
 /// pipelined commands (and since we compact the buffer instead of refusing
 /// a long batch, that number has no bound). Here it is constant.
 pub fn command_loop<T: SessionState>(
-    rev: *mut ngx_event_t,
+    sess: Session,
+    rev: Event,
     mut command: impl for<'a> FnMut(Session, &'a [u8], &'a mut T) -> Next,
 ) {
     for _ in 0..COMMANDS_PER_EVENT {
-        let Some((sess, buf)) = begin(rev) else {
+        if timed_out(rev, sess) {
+            return;
+        }
+        let Some(buf) = read_command(sess) else {
             return;
         };
         let next = sess.with_state(|state: &mut T| command(sess, buf, state));
@@ -205,21 +166,15 @@ pub fn command_loop<T: SessionState>(
             return;
         }
     }
-    // SAFETY: the session answered its last command and is open, so rev is
-    // its live read event; closing the connection unposts it.
-    unsafe { ngx_post_event(rev, ptr::addr_of_mut!(ngx_posted_events)) };
+    // the session answered its last command and is open; closing it would
+    // take the event off the queue again
+    rev.post();
 }
 
 /// Sends `s->out` and says whether the loop may go on to the next command.
 pub fn reply(sess: Session) -> Flow {
-    let s = sess.raw();
-    // SAFETY: s and its buffer are live.
-    unsafe {
-        let b = (*s).buffer;
-        if (*b).pos == (*b).last {
-            (*b).pos = (*b).start;
-            (*b).last = (*b).start;
-        }
+    if let Some(b) = sess.buffer().filter(|b| b.is_empty()) {
+        b.reset();
     }
     if !sess.handle_read_event() {
         return Flow::Stop;
@@ -233,44 +188,25 @@ pub fn reply(sess: Session) -> Flow {
 /// write event (`ngx_mail_send`), which re-runs the read handler once the
 /// reply is out because the session is marked blocked.
 fn send_reply(sess: Session) -> Flow {
-    let s = sess.raw();
-    let c = sess.connection();
-    // SAFETY: s, c and its write event are live until closed here, and
-    // nothing is touched after a close.
-    unsafe {
-        let wev = (*c).write;
-        if (*s).out.len > 0 {
-            let Some(send) = (*c).send else {
-                sess.close();
-                return Flow::Stop;
-            };
-            let n = send(c, (*s).out.data, (*s).out.len);
-            if n == NGX_ERROR {
+    let wev = sess.write_event();
+    match sess.send_out() {
+        Sent::Closed => Flow::Stop,
+        Sent::All => {
+            wev.del_timer();
+            if sess.quitting() {
                 sess.close();
                 return Flow::Stop;
             }
-            if n > 0 {
-                let n = (n as usize).min((*s).out.len);
-                (*s).out.data = (*s).out.data.add(n);
-                (*s).out.len -= n;
-            }
+            Flow::Next
         }
-        if (*s).out.len == 0 {
-            if (*wev).timer_set() != 0 {
-                ngx_del_timer(wev);
-            }
-            if (*s).quit() != 0 {
+        Sent::Partly => {
+            sess.set_blocked(true);
+            wev.add_timer(sess.core_conf().timeout);
+            if !wev.handle_write() {
                 sess.close();
-                return Flow::Stop;
             }
-            return Flow::Next;
+            Flow::Stop
         }
-        (*s).set_blocked(1);
-        ngx_add_timer(wev, sess.core_conf().timeout);
-        if ngx_handle_write_event(wev, 0) != 0 {
-            sess.close();
-        }
-        Flow::Stop
     }
 }
 
@@ -298,81 +234,36 @@ pub fn starttls_mode(sess: Session) -> StartTls {
 /// STLS/STARTTLS accepted: whatever the client pipelined after it is dropped
 /// (CVE-2014-3556), and the next read starts the handshake.
 pub fn start_tls(sess: Session) {
-    // SAFETY: s, its buffer and the connection are live.
-    unsafe {
-        let b = (*sess.raw()).buffer;
-        (*b).pos = (*b).start;
-        (*b).last = (*b).start;
-        #[cfg(ngx_mail_ssl)]
-        {
-            let c: *mut ngx_connection_t = sess.connection();
-            (*(*c).read).handler = Some(crate::bindings::ngx_mail_starttls_handler);
-        }
+    if let Some(b) = sess.buffer() {
+        b.reset();
     }
+    #[cfg(ngx_mail_ssl)]
+    sess.read_event()
+        .set_handler(crate::bindings::ngx_mail_starttls_handler);
 }
 
 /// Keeps the client's login and secret in `s->login`/`s->passwd`, where the
 /// error log and the auth request find them.
 fn store_credentials(sess: Session, creds: &Credentials) -> bool {
-    let s = sess.raw();
-    let pool = sess.pool();
-    // SAFETY: s and the pool are live.
-    unsafe {
-        let Some(login) = pool_str(pool, &creds.login) else {
-            return false;
-        };
-        (*s).login = login;
-        (*s).passwd = if creds.method == AuthMethod::External {
-            nginx_sys::ngx_str_t {
-                len: 0,
-                data: ptr::null_mut(),
-            }
-        } else {
-            let Some(p) = pool_str(pool, &creds.passwd) else {
-                return false;
-            };
-            p
-        };
-    }
-    true
+    let passwd = (creds.method != AuthMethod::External).then_some(&creds.passwd[..]);
+    sess.set_credentials(&creds.login, passwd)
 }
 
 /// Makes the APOP/CRAM-MD5 salt `<random.time@server_name>` CRLF in
 /// `s->salt`, as `ngx_mail_salt` does; false when out of memory.
 pub fn make_salt(sess: Session) -> bool {
-    let cscf = sess.core_conf();
-    // SAFETY: server_name is a config string.
-    let server_name = unsafe { crate::ffi::bytes(&cscf.server_name) };
     let mut salt = format!("<{}.{}@", nginx_sys::ngx_random(), nginx_sys::ngx_time()).into_bytes();
-    salt.extend_from_slice(server_name);
+    salt.extend_from_slice(sess.server_name());
     salt.extend_from_slice(b">\r\n");
-    // SAFETY: the pool is live.
-    match unsafe { pool_str(sess.pool(), &salt) } {
-        Some(s) => {
-            // SAFETY: s is live.
-            unsafe { (*sess.raw()).salt = s };
-            true
-        }
-        None => false,
-    }
-}
-
-/// The salt of this session, if one was made.
-pub fn salt(sess: Session) -> Option<&'static [u8]> {
-    // SAFETY: s->salt is empty or a pool string.
-    let salt = unsafe { crate::ffi::bytes(&(*sess.raw()).salt) };
-    (!salt.is_empty()).then_some(salt)
+    sess.set_salt(&salt)
 }
 
 /// Sends the greeting in `s->out` and waits for the first command with
 /// `init_protocol` (`ngx_mail_*_init_session`'s common tail).
-pub fn greet(sess: Session, init_protocol: unsafe extern "C" fn(*mut ngx_event_t)) {
-    let c = sess.connection();
-    // SAFETY: c and its events are live.
-    unsafe {
-        (*(*c).read).handler = Some(init_protocol);
-        nginx_sys::ngx_add_timer((*c).read, sess.core_conf().timeout);
-    }
+pub fn greet(sess: Session, init_protocol: Handler) {
+    let rev = sess.read_event();
+    rev.set_handler(init_protocol);
+    rev.add_timer(sess.core_conf().timeout);
     if sess.handle_read_event() {
         sess.send();
     }
@@ -380,13 +271,7 @@ pub fn greet(sess: Session, init_protocol: unsafe extern "C" fn(*mut ngx_event_t
 
 /// The first read event (`ngx_mail_*_init_protocol`): makes the command
 /// buffer once, then hands over to `auth_state`.
-pub fn init_protocol(
-    rev: *mut ngx_event_t,
-    buffer_size: usize,
-    auth_state: unsafe extern "C" fn(*mut ngx_event_t),
-) {
-    // SAFETY: the read event of a mail connection has the connection as data.
-    let sess = unsafe { Session::of((*rev).data.cast::<ngx_connection_t>()) };
+pub fn init_protocol(sess: Session, rev: Event, buffer_size: usize, auth_state: Handler) {
     sess.set_action(c"in auth state");
     if timed_out(rev, sess) {
         return;
@@ -394,28 +279,18 @@ pub fn init_protocol(
     if !create_buffer(sess, buffer_size) {
         return;
     }
-    // SAFETY: rev is the live read event this handler was called for.
-    unsafe {
-        (*rev).handler = Some(auth_state);
-        auth_state(rev);
-    }
+    rev.set_handler(auth_state);
+    rev.call();
 }
 
 /// Makes the command buffer once per session; false (the session answered
 /// with the protocol's internal error) when out of memory.
 pub fn create_buffer(sess: Session, size: usize) -> bool {
-    // SAFETY: s and its pool are live.
-    unsafe {
-        let s = sess.raw();
-        if (*s).buffer.is_null() {
-            (*s).buffer = nginx_sys::ngx_create_temp_buf(sess.pool(), size);
-            if (*s).buffer.is_null() {
-                sess.internal_server_error();
-                return false;
-            }
-        }
+    if sess.create_buffer(size) {
+        return true;
     }
-    true
+    sess.internal_server_error();
+    false
 }
 
 /// An invalid command: its reason logged at info, counted toward max_errors.
@@ -435,17 +310,6 @@ pub fn authenticate(sess: Session, creds: &Credentials, client: ClientDialogue) 
     Next::Login(Handover::new(creds.method, client))
 }
 
-/// The start of every auth-state read event: the timeout and reading what
-/// the client sent. `None` when the handler must return.
-fn begin(rev: *mut ngx_event_t) -> Option<(Session, &'static [u8])> {
-    // SAFETY: the read event of a mail connection has the connection as data.
-    let sess = unsafe { Session::of((*rev).data.cast::<ngx_connection_t>()) };
-    if timed_out(rev, sess) {
-        return None;
-    }
-    Some((sess, read_command(sess)?))
-}
-
 /// What the session's protocol state needs to know of its server and
 /// connection.
 pub fn config<C>(sess: Session, auth_methods: usize, capabilities: &C) -> mail_core::Config<'_, C> {
@@ -453,8 +317,7 @@ pub fn config<C>(sess: Session, auth_methods: usize, capabilities: &C) -> mail_c
         auth_methods,
         capabilities,
         starttls: starttls_mode(sess),
-        // SAFETY: the connection is live.
-        tls: unsafe { !(*sess.connection()).ssl.is_null() },
-        salt: salt(sess),
+        tls: sess.client().is_tls(),
+        salt: sess.salt(),
     }
 }

@@ -155,6 +155,20 @@ pub unsafe fn log_fmt(
 /// passes several info lines that production configs never write.
 #[macro_export]
 macro_rules! mail_log {
+    ($level:expr, $log:expr, errno = $err:expr; $($arg:tt)+) => {{
+        let level = $level;
+        let log = $log;
+        let err = $err;
+        // SAFETY: callers pass a live connection, configuration or cycle log.
+        #[allow(unused_unsafe)]
+        if unsafe { $crate::ffi::log_enabled(level, log) } {
+            // a match keeps the arguments' temporaries alive for the call
+            match format_args!($($arg)+) {
+                #[allow(unused_unsafe)]
+                args => unsafe { $crate::ffi::log_fmt(level, log, err, args) },
+            }
+        }
+    }};
     ($level:expr, $log:expr, $($arg:tt)+) => {{
         let level = $level;
         let log = $log;

@@ -54,6 +54,20 @@ impl Session {
         unsafe { Session::from_raw((*c).data.cast()) }
     }
 
+    /// The one door from an nginx event of a session's connection (the
+    /// client's, the auth server's or the backend's) to a safe handler.
+    ///
+    /// # Safety
+    /// `ev` is a live event whose connection's `data` is a live session, as
+    /// for `from_raw`; nginx calls every event handler of ours so.
+    pub unsafe fn of_event(ev: *mut nginx_sys::ngx_event_t) -> (Session, crate::nginx::Event) {
+        // SAFETY: as the caller promises.
+        unsafe {
+            let ev = crate::nginx::Event::from_raw(ev);
+            (Session::of(ev.connection().raw()), ev)
+        }
+    }
+
     pub fn raw(self) -> *mut ngx_mail_session_t {
         self.0
     }
@@ -261,4 +275,20 @@ impl Session {
         // SAFETY: the connection is live.
         unsafe { (*self.connection()).log }
     }
+}
+
+/// Defines the `extern "C"` event handler `$name` that nginx calls, as the
+/// one place where its raw event becomes a `Session` and an `Event`, and
+/// runs the safe `$body` with them.
+#[macro_export]
+macro_rules! event_handler {
+    ($(#[$meta:meta])* $vis:vis $name:ident => $body:path) => {
+        $(#[$meta])*
+        $vis unsafe extern "C" fn $name(ev: *mut nginx_sys::ngx_event_t) {
+            // SAFETY: nginx calls event handlers with a live event of a
+            // connection whose data is its live mail session.
+            let (sess, ev) = unsafe { $crate::session::Session::of_event(ev) };
+            $body(sess, ev)
+        }
+    };
 }

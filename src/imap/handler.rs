@@ -4,11 +4,12 @@
 
 use mail_core::auth_bits;
 use mail_core::imap::{self, Action, ImapSession, Step};
-use nginx_sys::{ngx_connection_t, ngx_event_t};
+use nginx_sys::ngx_connection_t;
 
 use super::conf;
 use crate::bindings::ngx_mail_session_t;
 use crate::client::{self, Next};
+use crate::nginx::Event;
 use crate::session::Session;
 use crate::state::imap_dialogue;
 
@@ -25,17 +26,19 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
     client::greet(sess, init_protocol);
 }
 
-pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
-    // SAFETY: the read event of a mail connection has the connection as data.
-    let sess = unsafe { Session::of((*rev).data.cast()) };
-    client::init_protocol(rev, conf::conf(sess).client_buffer_size, auth_state);
+crate::event_handler!(pub init_protocol => first_command);
+
+fn first_command(sess: Session, rev: Event) {
+    client::init_protocol(sess, rev, conf::conf(sess).client_buffer_size, auth_state);
 }
 
 /// The imap module's per-session state: the not-authenticated state.
 pub struct ImapState(pub ImapSession);
 
-pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
-    client::command_loop(rev, command);
+crate::event_handler!(pub auth_state => commands);
+
+fn commands(sess: Session, rev: Event) {
+    client::command_loop(sess, rev, command);
 }
 
 /// One buffered command (or literal announcement) of the not-authenticated

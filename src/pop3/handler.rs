@@ -6,11 +6,12 @@ use std::borrow::Cow;
 
 use mail_core::auth_bits;
 use mail_core::pop3::{self, Action, Pop3Session, Step};
-use nginx_sys::{ngx_connection_t, ngx_event_t};
+use nginx_sys::ngx_connection_t;
 
 use super::conf::{self, BUFFER_SIZE};
 use crate::bindings::ngx_mail_session_t;
 use crate::client::{self, Next};
+use crate::nginx::Event;
 use crate::session::Session;
 use crate::state::ClientDialogue;
 
@@ -19,7 +20,7 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
     let sess = unsafe { Session::from_raw(s) };
     sess.set_state(Pop3State(Pop3Session::default()));
     if conf::conf(sess).auth_methods & (auth_bits::APOP | auth_bits::CRAM_MD5) != 0 {
-        if !client::make_salt(sess) || !sess.set_out(&pop3::greeting(client::salt(sess))) {
+        if !client::make_salt(sess) || !sess.set_out(&pop3::greeting(sess.salt())) {
             return sess.internal_server_error();
         }
     } else {
@@ -28,15 +29,19 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
     client::greet(sess, init_protocol);
 }
 
-pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
-    client::init_protocol(rev, BUFFER_SIZE, auth_state);
+crate::event_handler!(pub init_protocol => first_command);
+
+fn first_command(sess: Session, rev: Event) {
+    client::init_protocol(sess, rev, BUFFER_SIZE, auth_state);
 }
 
 /// The pop3 module's per-session state: the authorization state.
 pub struct Pop3State(pub Pop3Session);
 
-pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
-    client::command_loop(rev, command);
+crate::event_handler!(pub auth_state => commands);
+
+fn commands(sess: Session, rev: Event) {
+    client::command_loop(sess, rev, command);
 }
 
 /// One buffered command of the authorization state.

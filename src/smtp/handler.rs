@@ -4,16 +4,14 @@
 
 use mail_core::smtp::{self, Action, Envelope, SmtpSession, Step};
 use mail_core::{auth_bits, AuthMethod};
-use nginx_sys::{
-    ngx_add_timer, ngx_connection_t, ngx_event_t, ngx_handle_read_event, ngx_post_event,
-    ngx_posted_events, ngx_str_t,
-};
+use nginx_sys::ngx_connection_t;
 
 use super::{conf, resolver};
 use crate::bindings::ngx_mail_session_t;
 use crate::client::{self, Next};
-use crate::ffi::{pool_str, shown_rejected, LOG_INFO, NGX_AGAIN, NGX_ERROR};
+use crate::ffi::{shown_rejected, LOG_INFO};
 use crate::mail_log;
+use crate::nginx::{Event, Io};
 use crate::session::Session;
 use crate::state::{smtp_dialogue, ClientDialogue, Handover};
 
@@ -34,29 +32,26 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
 /// `smtp_greeting_delay`, refusing a client that talks first.
 fn greeting(sess: Session) {
     sess.set_state(SmtpState(SmtpSession::default()));
-    let c = sess.connection();
+    let rev = sess.read_event();
     let sscf = conf::conf(sess);
     let timeout = if sscf.greeting_delay != 0 {
         sscf.greeting_delay
     } else {
         sess.core_conf().timeout
     };
-    // SAFETY: c and its events are live.
-    unsafe {
-        ngx_add_timer((*c).read, timeout);
-        if ngx_handle_read_event((*c).read, 0) != 0 {
-            return sess.close();
-        }
-        // what the client sent while we resolved is read now
-        if (*(*c).read).ready() != 0 {
-            ngx_post_event((*c).read, core::ptr::addr_of_mut!(ngx_posted_events));
-        }
-        if sscf.greeting_delay != 0 {
-            (*(*c).read).handler = Some(invalid_pipelining);
-            return;
-        }
-        (*(*c).read).handler = Some(init_protocol);
+    rev.add_timer(timeout);
+    if !rev.handle_read() {
+        return sess.close();
     }
+    // what the client sent while we resolved is read now
+    if rev.ready() {
+        rev.post();
+    }
+    if sscf.greeting_delay != 0 {
+        rev.set_handler(invalid_pipelining);
+        return;
+    }
+    rev.set_handler(init_protocol);
     let Some(replies) = sscf.replies() else {
         return sess.internal_server_error();
     };
@@ -64,11 +59,13 @@ fn greeting(sess: Session) {
     sess.send();
 }
 
-/// During `smtp_greeting_delay`: the delay's end sends the banner; a client
-/// that talks before it is refused and disconnected.
-unsafe extern "C" fn invalid_pipelining(rev: *mut ngx_event_t) {
-    // SAFETY: the read event of a mail connection has the connection as data.
-    let sess = unsafe { Session::of((*rev).data.cast()) };
+crate::event_handler!(
+    /// During `smtp_greeting_delay`: the delay's end sends the banner; a
+    /// client that talks before it is refused and disconnected.
+    invalid_pipelining => delay_event
+);
+
+fn delay_event(sess: Session, rev: Event) {
     sess.set_action(c"in delay pipelining state");
     if sess.ends_at_shutdown() {
         return;
@@ -76,18 +73,15 @@ unsafe extern "C" fn invalid_pipelining(rev: *mut ngx_event_t) {
     let Some(replies) = conf::conf(sess).replies() else {
         return sess.internal_server_error();
     };
-    // SAFETY: rev, c and s are live.
-    unsafe {
-        if (*rev).timedout() != 0 {
-            (*rev).set_timedout(0);
-            (*rev).handler = Some(init_protocol);
-            ngx_add_timer(rev, sess.core_conf().timeout);
-            if ngx_handle_read_event(rev, 0) != 0 {
-                return sess.close();
-            }
-            sess.set_out_static(&replies.greeting);
-            return sess.send();
+    if rev.timedout() {
+        rev.set_timedout(false);
+        rev.set_handler(init_protocol);
+        rev.add_timer(sess.core_conf().timeout);
+        if !rev.handle_read() {
+            return sess.close();
         }
+        sess.set_out_static(&replies.greeting);
+        return sess.send();
     }
     if !client::create_buffer(sess, conf::conf(sess).client_buffer_size) {
         return;
@@ -115,49 +109,42 @@ enum Discard {
 
 /// Reads what the client sent and drops it (`ngx_mail_smtp_discard_command`).
 fn discard_input(sess: Session) -> Discard {
-    let c = sess.connection();
-    // SAFETY: c and s->buffer are live; recv writes at most end - last.
-    unsafe {
-        let b = (*sess.raw()).buffer;
-        let Some(recv) = (*c).recv else {
-            sess.close();
-            return Discard::Gone;
-        };
-        let n = recv(c, (*b).last, (*b).end.offset_from((*b).last) as usize);
-        if n == NGX_ERROR || n == 0 {
+    let Some(b) = sess.buffer() else {
+        sess.close();
+        return Discard::Gone;
+    };
+    match b.read_from(sess.client()) {
+        Io::Error | Io::Closed => {
             sess.close();
             return Discard::Gone;
         }
-        if n == NGX_AGAIN {
-            return Discard::Again;
-        }
-        (*b).last = (*b).last.add(n as usize);
-        let read =
-            core::slice::from_raw_parts((*b).start, (*b).last.offset_from((*b).start) as usize);
-        mail_log!(
-            LOG_INFO,
-            sess.log(),
-            "client was rejected before greeting: \"{}\"",
-            shown_rejected(read)
-        );
-        (*b).pos = (*b).start;
-        (*b).last = (*b).start;
-        Discard::Dropped
+        Io::Again => return Discard::Again,
+        Io::Done(_) => {}
     }
+    mail_log!(
+        LOG_INFO,
+        sess.log(),
+        "client was rejected before greeting: \"{}\"",
+        shown_rejected(b.all())
+    );
+    b.reset();
+    Discard::Dropped
 }
 
-pub unsafe extern "C" fn init_protocol(rev: *mut ngx_event_t) {
-    // SAFETY: the read event of a mail connection has the connection as data.
-    let sess = unsafe { Session::of((*rev).data.cast()) };
-    client::init_protocol(rev, conf::conf(sess).client_buffer_size, auth_state);
+crate::event_handler!(pub init_protocol => first_command);
+
+fn first_command(sess: Session, rev: Event) {
+    client::init_protocol(sess, rev, conf::conf(sess).client_buffer_size, auth_state);
 }
 
 /// The smtp module's per-session state once greeted: the session before
 /// the backend. (Until the greeting the slot holds the client-name lookup.)
 pub struct SmtpState(pub SmtpSession);
 
-pub unsafe extern "C" fn auth_state(rev: *mut ngx_event_t) {
-    client::command_loop(rev, command);
+crate::event_handler!(pub auth_state => commands);
+
+fn commands(sess: Session, rev: Event) {
+    client::command_loop(sess, rev, command);
 }
 
 /// One buffered command before the backend.
@@ -226,26 +213,8 @@ fn command(sess: Session, buf: &[u8], state: &mut SmtpState) -> Next {
 /// `smtp_auth none`: the envelope goes to the auth server with no login or
 /// password at all, whatever an earlier AUTH left (CVE-2025-53859).
 fn relay(sess: Session, envelope: &Envelope, client: ClientDialogue) -> Next {
-    let s = sess.raw();
-    let pool = sess.pool();
-    // SAFETY: s and its pool are live.
-    unsafe {
-        let (Some(helo), Some(from), Some(to)) = (
-            pool_str(pool, &envelope.helo),
-            pool_str(pool, &envelope.from),
-            pool_str(pool, &envelope.to),
-        ) else {
-            return Next::Error;
-        };
-        (*s).smtp_helo = helo;
-        (*s).smtp_from = from;
-        (*s).smtp_to = to;
-        let empty = ngx_str_t {
-            len: 0,
-            data: core::ptr::null_mut(),
-        };
-        (*s).login = empty;
-        (*s).passwd = empty;
+    if !sess.set_envelope(&envelope.helo, &envelope.from, &envelope.to) {
+        return Next::Error;
     }
     Next::Login(Handover::new(AuthMethod::None, client))
 }
