@@ -273,6 +273,12 @@ impl Conn {
         unsafe { (*self.0).data = data }
     }
 
+    /// Lends a peer connection its session's pool, as stock does.
+    pub fn set_pool(self, pool: Pool) {
+        // SAFETY: the connection is live; the pool outlives it.
+        unsafe { (*self.0).pool = pool.raw() }
+    }
+
     /// Closes a connection this module opened (auth server, backend).
     pub fn close(self) {
         // SAFETY: the connection is live; callers drop the handle after.

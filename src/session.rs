@@ -194,15 +194,8 @@ impl Session {
             }
         }
         self.forget_password();
-        // SAFETY: s->buffer is null or a live temp buffer with
-        // start <= pos <= last <= end.
-        unsafe {
-            let b = (*self.0).buffer;
-            if b.is_null() {
-                return;
-            }
-            ptr::write_bytes((*b).start, 0, (*b).pos.offset_from((*b).start) as usize);
-            ptr::write_bytes((*b).last, 0, (*b).end.offset_from((*b).last) as usize);
+        if let Some(b) = self.buffer() {
+            b.wipe_spent();
         }
     }
 

@@ -274,6 +274,49 @@ impl Session {
         unsafe { bytes(&self.core_conf().server_name) }
     }
 
+    /// The client's address as text (`Client-IP`, XCLIENT `ADDR`).
+    pub fn client_addr(self) -> &'static [u8] {
+        // SAFETY: the connection's address text lives in its pool.
+        unsafe { bytes(&(*self.connection()).addr_text) }
+    }
+
+    pub fn client_is_ipv6(self) -> bool {
+        // SAFETY: a live connection has its peer's address.
+        unsafe { u32::from((*(*self.connection()).sockaddr).sa_family) == nginx_sys::AF_INET6 }
+    }
+
+    pub fn client_is_unix(self) -> bool {
+        // SAFETY: as above.
+        unsafe { u32::from((*(*self.connection()).sockaddr).sa_family) == nginx_sys::AF_UNIX }
+    }
+
+    /// The server's protocol name (`Auth-Protocol`).
+    pub fn protocol_name(self) -> &'static [u8] {
+        // SAFETY: a served server's protocol is set at configuration and
+        // lives as long as it.
+        unsafe { bytes(&(*self.core_conf().protocol).name) }
+    }
+
+    /// The protocol's auth-state handler: the way back after a refusal.
+    pub fn protocol_auth_state(self) -> Option<crate::nginx::Handler> {
+        // SAFETY: as above.
+        unsafe { (*self.core_conf().protocol).auth_state }
+    }
+
+    /// What the client's PROXY header said, if it sent one.
+    pub fn proxy_protocol(self) -> Option<mail_core::auth_http::ProxyProtocolInfo<'static>> {
+        // SAFETY: c->proxy_protocol is null or lives in the connection's pool.
+        unsafe {
+            let pp = (*self.connection()).proxy_protocol;
+            (!pp.is_null()).then(|| mail_core::auth_http::ProxyProtocolInfo {
+                src_addr: bytes(&(*pp).src_addr),
+                src_port: (*pp).src_port,
+                dst_addr: bytes(&(*pp).dst_addr),
+                dst_port: (*pp).dst_port,
+            })
+        }
+    }
+
     /// The client's read event.
     pub fn read_event(self) -> Event {
         self.client().read()
@@ -282,5 +325,88 @@ impl Session {
     /// The client's write event.
     pub fn write_event(self) -> Event {
         self.client().write()
+    }
+}
+
+impl Session {
+    /// The `Auth-SSL-*` facts of a TLS client, their strings in `pool` (the
+    /// auth request's); `None` for a plain one.
+    #[cfg(ngx_mail_ssl)]
+    pub fn client_tls(
+        self,
+        pool: Pool,
+        pass_cert: bool,
+    ) -> Option<mail_core::auth_http::SslInfo<'static>> {
+        use nginx_sys::{
+            ngx_connection_t, ngx_int_t, ngx_pool_t, ngx_ssl_get_cipher_name,
+            ngx_ssl_get_client_verify, ngx_ssl_get_fingerprint, ngx_ssl_get_issuer_dn,
+            ngx_ssl_get_protocol, ngx_ssl_get_raw_certificate, ngx_ssl_get_serial_number,
+            ngx_ssl_get_subject_dn,
+        };
+        type Getter = unsafe extern "C" fn(
+            *mut ngx_connection_t,
+            *mut ngx_pool_t,
+            *mut ngx_str_t,
+        ) -> ngx_int_t;
+
+        let c = self.connection();
+        if !self.client().is_tls() {
+            return None;
+        }
+        let get = |f: Getter| -> &'static [u8] {
+            let mut s = ABSENT;
+            // SAFETY: c is a live TLS connection; the getter allocates the
+            // string in the auth request's pool, which outlives its use.
+            unsafe {
+                if f(c, pool.raw(), &mut s) != 0 {
+                    return &[];
+                }
+                bytes(&s)
+            }
+        };
+        // these two return a static C string and leave the length unset
+        let c_string = |f: Getter| -> &'static [u8] {
+            let mut s = ABSENT;
+            // SAFETY: as above; the string is static and NUL-terminated.
+            unsafe {
+                if f(c, pool.raw(), &mut s) != 0 || s.data.is_null() {
+                    return &[];
+                }
+                core::ffi::CStr::from_ptr(s.data.cast()).to_bytes()
+            }
+        };
+        let mut info = mail_core::auth_http::SslInfo {
+            protocol: c_string(ngx_ssl_get_protocol),
+            cipher: c_string(ngx_ssl_get_cipher_name),
+            ..Default::default()
+        };
+        if self.conf::<crate::bindings::ngx_mail_ssl_conf_t>().verify != 0 {
+            info.verify = get(ngx_ssl_get_client_verify);
+            info.subject = get(ngx_ssl_get_subject_dn);
+            info.issuer = get(ngx_ssl_get_issuer_dn);
+            info.serial = get(ngx_ssl_get_serial_number);
+            info.fingerprint = get(ngx_ssl_get_fingerprint);
+            if pass_cert {
+                let raw = get(ngx_ssl_get_raw_certificate);
+                if !raw.is_empty() {
+                    let mut escaped = Vec::new();
+                    mail_core::auth_http::escape(raw, &mut escaped);
+                    if let Some(e) = pool.str(&escaped) {
+                        // SAFETY: the copy lives in the request's pool.
+                        info.cert = unsafe { bytes(&e) };
+                    }
+                }
+            }
+        }
+        Some(info)
+    }
+
+    #[cfg(not(ngx_mail_ssl))]
+    pub fn client_tls(
+        self,
+        _pool: Pool,
+        _pass_cert: bool,
+    ) -> Option<mail_core::auth_http::SslInfo<'static>> {
+        None
     }
 }
