@@ -29,7 +29,7 @@ pub mod line;
 pub mod pop3;
 pub mod sasl;
 pub mod smtp;
-mod upstream;
+pub mod upstream;
 
 pub use config::{Config, StartTls};
 

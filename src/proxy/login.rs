@@ -5,7 +5,7 @@
 
 use core::ffi::CStr;
 
-use mail_core::pop3::UpstreamStep;
+use mail_core::upstream::UpstreamStep;
 use mail_core::{imap, pop3, smtp, AuthMethod};
 
 use super::conf;

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use mail_core::pop3::UpstreamStep;
+use mail_core::upstream::UpstreamStep;
 
 use super::conf;
 use super::login::LoginState;

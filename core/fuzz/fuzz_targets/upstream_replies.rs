@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mail_core::pop3::{LoginDialogue, UpstreamStep};
+use mail_core::pop3::LoginDialogue;
+use mail_core::upstream::UpstreamStep;
 use mail_core::{imap, smtp};
 
 fn check(step: UpstreamStep) {

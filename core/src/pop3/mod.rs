@@ -10,7 +10,7 @@ mod upstream;
 pub use capabilities::{Capabilities, DEFAULT_CAPABILITIES};
 pub use parser::{parse_line, Parsed, Verb};
 pub use session::{reply_bytes, Action, Config, Pop3Session, Step};
-pub use upstream::{LoginDialogue, UpstreamStep};
+pub use upstream::LoginDialogue;
 
 pub const GREETING: &[u8] = b"+OK POP3 ready\r\n";
 pub const OK: &[u8] = b"+OK\r\n";

@@ -3,8 +3,7 @@
 
 use core::ffi::CStr;
 
-use crate::upstream::reply_line;
-pub use crate::upstream::UpstreamStep;
+use crate::upstream::{reply_line, UpstreamStep};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
