@@ -310,6 +310,15 @@ pub fn authenticate(sess: Session, creds: &Credentials, client: ClientDialogue) 
     Next::Login(Handover::new(creds.method, client))
 }
 
+/// `smtp_auth none`: the envelope goes to the auth server with no login or
+/// password at all, whatever an earlier AUTH left (CVE-2025-53859).
+pub fn relay(sess: Session, envelope: &mail_core::smtp::Envelope, client: ClientDialogue) -> Next {
+    if !sess.set_envelope(&envelope.helo, &envelope.from, &envelope.to) {
+        return Next::Error;
+    }
+    Next::Login(Handover::new(AuthMethod::None, client))
+}
+
 /// What the session's protocol state needs to know of its server and
 /// connection.
 pub fn config<C>(sess: Session, auth_methods: usize, capabilities: &C) -> mail_core::Config<'_, C> {

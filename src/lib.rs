@@ -5,6 +5,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod alloc;
+mod apply;
 mod auth_http;
 mod bindings;
 mod client;

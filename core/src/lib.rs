@@ -20,6 +20,7 @@
     )
 )]
 
+mod action;
 pub mod auth_http;
 pub mod base64;
 mod command;
@@ -31,6 +32,7 @@ pub mod sasl;
 pub mod smtp;
 pub mod upstream;
 
+pub use action::{Action, Reply, Step};
 pub use config::{Config, StartTls};
 
 /// An authentication method, numbered as nginx numbers `s->auth_method`.

@@ -2,13 +2,12 @@
 //! greeting, then one client command per read event, answered through
 //! `s->out` and `ngx_mail_send`.
 
-use std::borrow::Cow;
-
 use mail_core::auth_bits;
-use mail_core::pop3::{self, Action, Pop3Session, Step};
+use mail_core::pop3::{self, Pop3Session};
 use nginx_sys::ngx_connection_t;
 
 use super::conf::{self, BUFFER_SIZE};
+use crate::apply::{apply, ClientProtocol};
 use crate::bindings::ngx_mail_session_t;
 use crate::client::{self, Next};
 use crate::nginx::Event;
@@ -38,55 +37,33 @@ fn first_command(sess: Session, rev: Event) {
 /// The pop3 module's per-session state: the authorization state.
 pub struct Pop3State(pub Pop3Session);
 
+impl ClientProtocol for Pop3State {
+    fn handover(&self) -> ClientDialogue {
+        ClientDialogue::Pop3
+    }
+
+    fn reset(&mut self) {
+        self.0.reset();
+    }
+
+    fn too_long(&mut self) -> mail_core::Action<'static> {
+        self.0.too_long()
+    }
+}
+
 crate::event_handler!(pub auth_state => commands);
 
 fn commands(sess: Session, rev: Event) {
     client::command_loop(sess, rev, command);
 }
 
-/// One buffered command of the authorization state.
+/// One buffered command: the session's step, applied.
 fn command(sess: Session, buf: &[u8], state: &mut Pop3State) -> Next {
-    let pop3 = &mut state.0;
     let pscf = conf::conf(sess);
     let Some(replies) = pscf.replies() else {
         return Next::Error;
     };
     let cfg = client::config(sess, pscf.auth_methods, replies);
-    let (consumed, action) = match pop3.step(buf, &cfg) {
-        Step::Done { consumed, action } => (consumed, action),
-        Step::Incomplete => {
-            if client::command_too_long(sess) {
-                sess.set_out_static(pop3::INVALID_COMMAND);
-                return Next::Reply;
-            }
-            return Next::Wait;
-        }
-    };
-    client::consume(sess, consumed);
-    match action {
-        // static replies, or the server's replies in the cycle's config pool
-        Action::Reply(Cow::Borrowed(bytes)) => sess.set_out_static(bytes),
-        Action::Reply(Cow::Owned(bytes)) => {
-            if !sess.set_out(&bytes) {
-                return Next::Error;
-            }
-        }
-        Action::Quit => {
-            sess.set_out_static(pop3::OK);
-            sess.set_quit();
-        }
-        Action::StartTls => {
-            sess.set_out_static(pop3::OK);
-            client::start_tls(sess);
-        }
-        Action::Invalid(reason) => {
-            client::invalid(sess, reason);
-            sess.set_out_static(pop3::INVALID_COMMAND);
-        }
-        Action::Authenticate(creds) => {
-            pop3.reset();
-            return client::authenticate(sess, &creds, ClientDialogue::Pop3);
-        }
-    }
-    Next::Reply
+    let step = state.0.step(buf, &cfg);
+    apply(sess, state, buf, step)
 }

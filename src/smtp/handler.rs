@@ -2,18 +2,19 @@
 //! the greeting (after the resolver and any `smtp_greeting_delay`), then one
 //! client command per read event, answered through `s->out`.
 
-use mail_core::smtp::{self, Action, Envelope, SmtpSession, Step};
-use mail_core::{auth_bits, AuthMethod};
+use mail_core::auth_bits;
+use mail_core::smtp::SmtpSession;
 use nginx_sys::ngx_connection_t;
 
 use super::{conf, resolver};
+use crate::apply::{apply, ClientProtocol};
 use crate::bindings::ngx_mail_session_t;
 use crate::client::{self, Next};
 use crate::ffi::{shown_rejected, LOG_INFO};
 use crate::mail_log;
 use crate::nginx::{Event, Io};
 use crate::session::Session;
-use crate::state::{smtp_dialogue, ClientDialogue, Handover};
+use crate::state::{smtp_dialogue, ClientDialogue};
 
 const INVALID_PIPELINING: &[u8] = b"503 5.5.0 Improper use of SMTP command pipelining\r\n";
 
@@ -141,80 +142,33 @@ fn first_command(sess: Session, rev: Event) {
 /// the backend. (Until the greeting the slot holds the client-name lookup.)
 pub struct SmtpState(pub SmtpSession);
 
+impl ClientProtocol for SmtpState {
+    fn handover(&self) -> ClientDialogue {
+        smtp_dialogue(&self.0)
+    }
+
+    fn reset(&mut self) {
+        self.0.reset();
+    }
+
+    fn too_long(&mut self) -> mail_core::Action<'static> {
+        self.0.too_long()
+    }
+}
+
 crate::event_handler!(pub auth_state => commands);
 
 fn commands(sess: Session, rev: Event) {
     client::command_loop(sess, rev, command);
 }
 
-/// One buffered command before the backend.
+/// One buffered command: the session's step, applied.
 fn command(sess: Session, buf: &[u8], state: &mut SmtpState) -> Next {
-    let smtp = &mut state.0;
     let sscf = conf::conf(sess);
     let Some(replies) = sscf.replies() else {
         return Next::Error;
     };
     let cfg = client::config(sess, sscf.auth_methods, replies);
-    let (consumed, action) = match smtp.step(buf, &cfg) {
-        Step::Done { consumed, action } => (consumed, action),
-        Step::Incomplete => {
-            if client::command_too_long(sess) {
-                smtp.reset();
-                sess.set_out_static(smtp::INVALID_COMMAND);
-                return Next::Reply;
-            }
-            return Next::Wait;
-        }
-    };
-    client::consume(sess, consumed);
-    match action {
-        Action::Reply(reply) => sess.set_out_static(reply),
-        Action::ReplyOwned(reply) => {
-            if !sess.set_out(&reply) {
-                return Next::Error;
-            }
-        }
-        Action::Rejected { reply, .. } => {
-            // stock logs the whole buffer, pipelined commands included
-            mail_log!(
-                LOG_INFO,
-                sess.log(),
-                "client was rejected: \"{}\"",
-                shown_rejected(buf)
-            );
-            sess.set_out_static(reply);
-        }
-        Action::Quit(reply) => {
-            sess.set_out_static(reply);
-            sess.set_quit();
-        }
-        Action::StartTls(reply) => {
-            sess.set_out_static(reply);
-            client::start_tls(sess);
-        }
-        Action::Invalid(reason) => {
-            client::invalid(sess, reason);
-            sess.set_out_static(smtp::INVALID_COMMAND);
-        }
-        Action::Authenticate(creds) => {
-            let client = smtp_dialogue(smtp);
-            smtp.reset();
-            return client::authenticate(sess, &creds, client);
-        }
-        Action::Relay(envelope) => {
-            let client = smtp_dialogue(smtp);
-            smtp.reset();
-            return relay(sess, &envelope, client);
-        }
-    }
-    Next::Reply
-}
-
-/// `smtp_auth none`: the envelope goes to the auth server with no login or
-/// password at all, whatever an earlier AUTH left (CVE-2025-53859).
-fn relay(sess: Session, envelope: &Envelope, client: ClientDialogue) -> Next {
-    if !sess.set_envelope(&envelope.helo, &envelope.from, &envelope.to) {
-        return Next::Error;
-    }
-    Next::Login(Handover::new(AuthMethod::None, client))
+    let step = state.0.step(buf, &cfg);
+    apply(sess, state, buf, step)
 }

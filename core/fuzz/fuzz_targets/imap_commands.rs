@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mail_core::imap::{Action, Capabilities, Config, ImapSession, Step};
-use mail_core::{auth_bits, StartTls};
+use mail_core::imap::{Capabilities, Config, ImapSession};
+use mail_core::{auth_bits, Action, StartTls, Step};
 
 #[derive(Debug, PartialEq)]
 enum Seen {
@@ -22,7 +22,10 @@ fn run(chunks: &[&[u8]], cfg: &Config<'_>) -> Vec<Seen> {
         loop {
             match session.step(&buf, cfg) {
                 Step::Incomplete => break,
-                Step::Continue => out.push(Seen::Continue),
+                Step::Done {
+                    consumed: 0,
+                    action: Action::Continue(_),
+                } => out.push(Seen::Continue),
                 Step::Done { consumed, action } => {
                     assert!(consumed > 0 && consumed <= buf.len());
                     let what = match action {

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mail_core::pop3::{reply_bytes, Capabilities, Config, Pop3Session, Step};
-use mail_core::{auth_bits, StartTls};
+use mail_core::pop3::{Capabilities, Config, Pop3Session};
+use mail_core::{auth_bits, StartTls, Step};
 
 fn run(chunks: &[&[u8]], cfg: &Config<'_>) -> Vec<(usize, Vec<u8>)> {
     let mut session = Pop3Session::default();
@@ -14,7 +14,7 @@ fn run(chunks: &[&[u8]], cfg: &Config<'_>) -> Vec<(usize, Vec<u8>)> {
         buf.extend_from_slice(chunk);
         while let Step::Done { consumed, action } = session.step(&buf, cfg) {
             assert!(consumed > 0 && consumed <= buf.len());
-            out.push((consumed, reply_bytes(&action).to_vec()));
+            out.push((consumed, action.reply().to_vec()));
             buf.drain(..consumed);
         }
     }

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mail_core::smtp::{Config, Replies, SmtpSession, Step};
-use mail_core::{auth_bits, StartTls};
+use mail_core::smtp::{Config, Replies, SmtpSession};
+use mail_core::{auth_bits, StartTls, Step};
 
 fn run(chunks: &[&[u8]], cfg: &Config<'_>) -> Vec<(usize, String)> {
     let mut session = SmtpSession::default();

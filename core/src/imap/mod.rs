@@ -8,7 +8,7 @@ mod upstream;
 
 pub use capabilities::{Capabilities, DEFAULT_CAPABILITIES};
 pub use parser::{Command, Event, Parser, Verb};
-pub use session::{Action, Config, ImapSession, Step, CONTINUE};
+pub use session::{Config, ImapSession, CONTINUE};
 pub use upstream::LoginDialogue;
 
 pub const GREETING: &[u8] = b"* OK IMAP4 ready\r\n";

@@ -9,7 +9,7 @@ mod upstream;
 
 pub use capabilities::{Capabilities, DEFAULT_CAPABILITIES};
 pub use parser::{parse_line, Parsed, Verb};
-pub use session::{reply_bytes, Action, Config, Pop3Session, Step};
+pub use session::{Config, Pop3Session};
 pub use upstream::LoginDialogue;
 
 pub const GREETING: &[u8] = b"+OK POP3 ready\r\n";

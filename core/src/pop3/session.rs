@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use super::parser::{parse_line, Parsed, Verb};
 use super::{Capabilities, INVALID_COMMAND, OK};
 use crate::sasl::{self, Exchange, Next};
-use crate::{auth_bits, AuthMethod, Credentials, Invalid, StartTls};
+use crate::{auth_bits, Action, AuthMethod, Credentials, Invalid, StartTls, Step};
 
 /// A POP3 session's view of its server's configuration.
 pub type Config<'a> = crate::Config<'a, Capabilities>;
@@ -17,30 +17,6 @@ enum State {
     Start,
     User(Vec<u8>),
     Sasl(Exchange),
-}
-
-/// What the shell does after one client line.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Action<'a> {
-    /// Send this and read the next command.
-    Reply(Cow<'a, [u8]>),
-    /// Ask the auth server.
-    Authenticate(Credentials),
-    /// Send `+OK`, drop anything pipelined, and start the TLS handshake.
-    StartTls,
-    /// Send `+OK` and close.
-    Quit,
-    /// Send `-ERR invalid command`, log the reason, count the error.
-    Invalid(Invalid),
-}
-
-/// The result of feeding buffered bytes to the session.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step<'a> {
-    /// Not a whole line yet.
-    Incomplete,
-    /// One line was handled; `consumed` bytes of the buffer are used up.
-    Done { consumed: usize, action: Action<'a> },
 }
 
 #[derive(Debug)]
@@ -62,26 +38,32 @@ impl Pop3Session {
         self.state = State::Start;
     }
 
+    /// The buffer filled up with no whole line in it: the refusal, after
+    /// which the session ends.
+    pub fn too_long(&mut self) -> Action<'static> {
+        self.reset();
+        Action::Quit(Cow::Borrowed(INVALID_COMMAND))
+    }
+
     /// Handles the first line in `buf`.
     pub fn step<'c>(&mut self, buf: &[u8], cfg: &Config<'c>) -> Step<'c> {
         let continuation = matches!(self.state, State::Sasl(_));
         let (consumed, action) = match parse_line(buf, continuation) {
             Parsed::Incomplete => return Step::Incomplete,
-            Parsed::Invalid { consumed } => (consumed, Action::Invalid(Invalid(None))),
+            Parsed::Invalid { consumed } => (consumed, invalid(Invalid(None))),
             Parsed::Line {
                 consumed,
                 args,
                 verb,
             } => (consumed, self.handle(verb, &args, cfg)),
         };
-        if matches!(action, Action::Invalid(_) | Action::Authenticate(_)) {
+        if matches!(action, Action::Invalid { .. } | Action::Authenticate(_)) {
             self.state = State::Start;
         }
         Step::Done { consumed, action }
     }
 
     fn handle<'c>(&mut self, verb: Option<Verb>, args: &[&[u8]], cfg: &Config<'c>) -> Action<'c> {
-        let invalid = Action::Invalid(Invalid(None));
         let first = args.first().copied().unwrap_or_default();
         let state = std::mem::replace(&mut self.state, State::Start);
         match (state, verb) {
@@ -100,16 +82,16 @@ impl Pop3Session {
                     self.state = State::User(login);
                     Action::Reply(Cow::Borrowed(OK))
                 }
-                Verb::Quit => Action::Quit,
-                _ => invalid,
+                Verb::Quit => Action::Quit(Cow::Borrowed(OK)),
+                _ => invalid(Invalid(None)),
             },
             (State::Sasl(exchange), None) => self.sasl(exchange.respond(first), cfg),
-            _ => invalid,
+            _ => invalid(Invalid(None)),
         }
     }
 
     fn start<'c>(&mut self, verb: Verb, args: &[&[u8]], cfg: &Config<'c>) -> Action<'c> {
-        let invalid = Action::Invalid(Invalid(None));
+        let invalid = invalid(Invalid(None));
         match verb {
             Verb::User => {
                 if cfg.login_needs_tls() || args.len() != 1 {
@@ -137,16 +119,18 @@ impl Pop3Session {
                 _ => invalid,
             },
             Verb::Auth => self.auth(args, cfg),
-            Verb::Quit => Action::Quit,
+            Verb::Quit => Action::Quit(Cow::Borrowed(OK)),
             Verb::Noop => Action::Reply(Cow::Borrowed(OK)),
-            Verb::Stls if !cfg.tls && cfg.starttls != StartTls::Off => Action::StartTls,
+            Verb::Stls if !cfg.tls && cfg.starttls != StartTls::Off => {
+                Action::StartTls(Cow::Borrowed(OK))
+            }
             Verb::Stls | Verb::Pass => invalid,
         }
     }
 
     fn auth<'c>(&mut self, args: &[&[u8]], cfg: &Config<'c>) -> Action<'c> {
         if cfg.login_needs_tls() {
-            return Action::Invalid(Invalid(None));
+            return invalid(Invalid(None));
         }
         if args.is_empty() {
             return Action::Reply(Cow::Borrowed(&cfg.capabilities.auth));
@@ -165,18 +149,17 @@ impl Pop3Session {
                 )))
             }
             Ok(Next::Done(creds)) => Action::Authenticate(creds),
-            Err(e) => Action::Invalid(e),
+            Err(e) => invalid(e),
         }
     }
 }
 
-/// The reply for an action, for callers that only need the bytes.
-pub fn reply_bytes<'a>(action: &'a Action<'a>) -> &'a [u8] {
-    match action {
-        Action::Reply(bytes) => bytes,
-        Action::StartTls | Action::Quit => OK,
-        Action::Invalid(_) => INVALID_COMMAND,
-        Action::Authenticate(_) => b"",
+/// `-ERR invalid command`, with the reason to log.
+fn invalid(reason: Invalid) -> Action<'static> {
+    Action::Invalid {
+        reason,
+        reply: Cow::Borrowed(INVALID_COMMAND),
+        quit: false,
     }
 }
 
@@ -203,7 +186,7 @@ mod tests {
     ) -> (usize, Vec<u8>, Option<Credentials>) {
         match session.step(line, cfg) {
             Step::Done { consumed, action } => {
-                let bytes = reply_bytes(&action).to_vec();
+                let bytes = action.reply().to_vec();
                 let creds = match action {
                     Action::Authenticate(c) => Some(c),
                     _ => None,
@@ -329,7 +312,7 @@ mod tests {
         assert!(matches!(
             s.step(b"STLS\r\n", &cfg),
             Step::Done {
-                action: Action::StartTls,
+                action: Action::StartTls(Cow::Borrowed(OK)),
                 ..
             }
         ));
@@ -348,7 +331,7 @@ mod tests {
         assert!(matches!(
             s.step(b"QUIT\r\n", &cfg),
             Step::Done {
-                action: Action::Quit,
+                action: Action::Quit(Cow::Borrowed(OK)),
                 consumed: 6
             }
         ));

@@ -11,7 +11,7 @@ mod upstream;
 
 pub use capabilities::Replies;
 pub use parser::{parse_line, Parsed, Verb};
-pub use session::{Action, Config, Envelope, SmtpSession, Step, INVALID_COMMAND};
+pub use session::{Config, Envelope, SmtpSession, INVALID_COMMAND};
 pub use upstream::{xtext, Login, LoginDialogue};
 
 pub const INTERNAL_SERVER_ERROR: &[u8] = b"451 4.3.2 Internal server error\r\n";

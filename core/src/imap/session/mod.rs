@@ -2,10 +2,12 @@
 //! commands are allowed, the tagged and untagged replies, SASL exchanges,
 //! and when the client has said enough to ask the auth server.
 
+use std::borrow::Cow;
+
 use super::parser::{Event, Parser, Verb};
 use super::Capabilities;
 use crate::sasl::{self, Exchange, Next};
-use crate::{AuthMethod, Credentials, Invalid, StartTls};
+use crate::{Action, AuthMethod, Credentials, Invalid, Reply, StartTls, Step};
 
 const OK: &[u8] = b"OK completed\r\n";
 const BAD: &[u8] = b"BAD invalid command\r\n";
@@ -14,36 +16,6 @@ pub const CONTINUE: &[u8] = b"+ OK\r\n";
 
 /// An IMAP session's view of its server's configuration.
 pub type Config<'a> = crate::Config<'a, Capabilities>;
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Send this and read the next command.
-    Reply(Vec<u8>),
-    /// Ask the auth server; the tag stays for the backend LOGIN and replies.
-    Authenticate(Credentials),
-    /// Send this (the tagged OK), drop anything pipelined, start TLS.
-    StartTls(Vec<u8>),
-    /// Send this and close.
-    Quit(Vec<u8>),
-    /// Send this, log the reason, count the error; `quit` closes after.
-    Invalid {
-        reason: Invalid,
-        reply: Vec<u8>,
-        quit: bool,
-    },
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Not a whole command yet.
-    Incomplete,
-    /// A synchronizing literal: send `+ OK`, consume nothing.
-    Continue,
-    Done {
-        consumed: usize,
-        action: Action,
-    },
-}
 
 #[derive(Debug, Default)]
 pub struct ImapSession {
@@ -77,6 +49,10 @@ impl ImapSession {
         [text, self.tag_or_star(), body].concat()
     }
 
+    fn tagged_reply(&self, text: &[u8], body: &[u8]) -> Reply<'static> {
+        Cow::Owned(self.tagged(text, body))
+    }
+
     /// The auth server's refusal: `tag NO text`.
     pub fn auth_error_reply(&self, text: &[u8]) -> Vec<u8> {
         let mut body = b"NO ".to_vec();
@@ -85,11 +61,23 @@ impl ImapSession {
         self.tagged(b"", &body)
     }
 
+    /// The buffer filled up with no whole command in it (a literal
+    /// included): `tag BAD`, after which the session ends.
+    pub fn too_long(&mut self) -> Action<'static> {
+        let reply = self.tagged_reply(b"", BAD);
+        self.reset();
+        Action::Quit(reply)
+    }
+
     /// Handles what is buffered of the current command.
-    pub fn step(&mut self, buf: &[u8], cfg: &Config<'_>) -> Step {
+    pub fn step<'c>(&mut self, buf: &[u8], cfg: &Config<'c>) -> Step<'c> {
         match self.parser.feed(buf) {
             Event::Incomplete => Step::Incomplete,
-            Event::Continue => Step::Continue,
+            // the literal's bytes stay buffered; the reply is untagged
+            Event::Continue => Step::Done {
+                consumed: 0,
+                action: Action::Continue(Cow::Borrowed(CONTINUE)),
+            },
             Event::Invalid { consumed, quit } => {
                 self.sasl = None;
                 self.parser.reset();
@@ -97,7 +85,7 @@ impl ImapSession {
                     consumed,
                     action: Action::Invalid {
                         reason: Invalid(None),
-                        reply: self.tagged(b"", BAD),
+                        reply: self.tagged_reply(b"", BAD),
                         quit,
                     },
                 }
@@ -124,16 +112,16 @@ impl ImapSession {
         }
     }
 
-    fn invalid(&mut self, reason: Invalid) -> Action {
+    fn invalid(&mut self, reason: Invalid) -> Action<'static> {
         self.sasl = None;
         Action::Invalid {
             reason,
-            reply: self.tagged(b"", BAD),
+            reply: self.tagged_reply(b"", BAD),
             quit: false,
         }
     }
 
-    fn command(&mut self, verb: Verb, args: &[Vec<u8>], cfg: &Config<'_>) -> Action {
+    fn command(&mut self, verb: Verb, args: &[Vec<u8>], cfg: &Config<'_>) -> Action<'static> {
         match verb {
             Verb::Login => match args {
                 [login, passwd] if !login.is_empty() && !cfg.login_needs_tls() => {
@@ -153,18 +141,18 @@ impl ImapSession {
                     (false, StartTls::Only) => &caps.starttls_only,
                     _ => &caps.plain,
                 };
-                Action::Reply(self.tagged(text, OK))
+                Action::Reply(self.tagged_reply(text, OK))
             }
-            Verb::Logout => Action::Quit(self.tagged(BYE, OK)),
-            Verb::Noop => Action::Reply(self.tagged(b"", OK)),
+            Verb::Logout => Action::Quit(self.tagged_reply(BYE, OK)),
+            Verb::Noop => Action::Reply(self.tagged_reply(b"", OK)),
             Verb::Starttls if !cfg.tls && cfg.starttls != StartTls::Off => {
-                Action::StartTls(self.tagged(b"", OK))
+                Action::StartTls(self.tagged_reply(b"", OK))
             }
             Verb::Starttls => self.invalid(Invalid(None)),
         }
     }
 
-    fn authenticate(&mut self, args: &[Vec<u8>], cfg: &Config<'_>) -> Action {
+    fn authenticate(&mut self, args: &[Vec<u8>], cfg: &Config<'_>) -> Action<'static> {
         if cfg.login_needs_tls() {
             return self.invalid(Invalid(None));
         }
@@ -173,15 +161,15 @@ impl ImapSession {
     }
 
     /// Prompts are untagged; the tag waits for the exchange's end.
-    fn next(&mut self, next: Result<Next, Invalid>, cfg: &Config<'_>) -> Action {
+    fn next(&mut self, next: Result<Next, Invalid>, cfg: &Config<'_>) -> Action<'static> {
         match next {
             Ok(Next::Prompt(exchange, prompt)) => {
                 self.sasl = Some(exchange);
-                Action::Reply(sasl::prompt_line(
+                Action::Reply(Cow::Owned(sasl::prompt_line(
                     b"+ ",
                     prompt,
                     cfg.salt.unwrap_or_default(),
-                ))
+                )))
             }
             Ok(Next::Done(creds)) => Action::Authenticate(creds),
             Err(e) => self.invalid(e),

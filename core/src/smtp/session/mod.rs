@@ -2,10 +2,12 @@
 //! HELO/EHLO, AUTH with SASL exchanges, and with `smtp_auth none` the
 //! envelope that is sent to the auth server.
 
+use std::borrow::Cow;
+
 use super::parser::{parse_line, Parsed, Verb};
 use super::Replies;
 use crate::sasl::{self, Exchange, Next};
-use crate::{auth_bits, Credentials, Invalid, StartTls};
+use crate::{auth_bits, Action, Invalid, StartTls, Step};
 
 const OK: &[u8] = b"250 2.0.0 OK\r\n";
 const BYE: &[u8] = b"221 2.0.0 Bye\r\n";
@@ -25,34 +27,6 @@ pub struct Envelope {
     pub helo: Vec<u8>,
     pub from: Vec<u8>,
     pub to: Vec<u8>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Action<'a> {
-    /// Send this and read the next command.
-    Reply(&'a [u8]),
-    /// Send this owned reply (a SASL prompt).
-    ReplyOwned(Vec<u8>),
-    /// Ask the auth server about a login.
-    Authenticate(Credentials),
-    /// `smtp_auth none`: ask the auth server about this envelope.
-    Relay(Envelope),
-    /// MAIL without `smtp_auth none`: log `client was rejected: "<line>"`
-    /// (CR and LF shown as `_`) and send the reply.
-    Rejected { line: Vec<u8>, reply: &'static [u8] },
-    /// Send `220 2.0.0 Start TLS`, forget the envelope, drop anything
-    /// pipelined, start the handshake.
-    StartTls(&'static [u8]),
-    /// Send this and close.
-    Quit(&'static [u8]),
-    /// Send `500 5.5.1 Invalid command`, log the reason, count the error.
-    Invalid(Invalid),
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step<'a> {
-    Incomplete,
-    Done { consumed: usize, action: Action<'a> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,11 +64,18 @@ impl SmtpSession {
         self.state = State::Start;
     }
 
+    /// The buffer filled up with no whole line in it: the refusal, after
+    /// which the session ends.
+    pub fn too_long(&mut self) -> Action<'static> {
+        self.reset();
+        Action::Quit(Cow::Borrowed(INVALID_COMMAND))
+    }
+
     pub fn step<'c>(&mut self, buf: &[u8], cfg: &Config<'c>) -> Step<'c> {
         let continuation = self.state != State::Start;
         let (consumed, action) = match parse_line(buf, continuation) {
             Parsed::Incomplete => return Step::Incomplete,
-            Parsed::Invalid { consumed } => (consumed, Action::Invalid(Invalid(None))),
+            Parsed::Invalid { consumed } => (consumed, invalid(Invalid(None))),
             Parsed::Line {
                 consumed,
                 args,
@@ -109,7 +90,7 @@ impl SmtpSession {
         };
         if matches!(
             action,
-            Action::Invalid(_) | Action::Authenticate(_) | Action::Relay(_)
+            Action::Invalid { .. } | Action::Authenticate(_) | Action::Relay(_)
         ) {
             self.state = State::Start;
         }
@@ -128,7 +109,7 @@ impl SmtpSession {
         match (state, verb) {
             (State::Start, Some(verb)) => self.command(verb, args, line, cfg),
             (State::Sasl(exchange), None) => self.next(exchange.respond(first), cfg),
-            _ => Action::Invalid(Invalid(None)),
+            _ => invalid(Invalid(None)),
         }
     }
 
@@ -142,47 +123,46 @@ impl SmtpSession {
         match verb {
             Verb::Helo | Verb::Ehlo => {
                 let [helo] = args else {
-                    return Action::Reply(INVALID_ARGUMENT);
+                    return Action::Reply(Cow::Borrowed(INVALID_ARGUMENT));
                 };
                 self.envelope = Envelope {
                     helo: helo.to_vec(),
                     ..Envelope::default()
                 };
                 if verb == Verb::Helo {
-                    return Action::Reply(&cfg.capabilities.helo);
+                    return Action::Reply(Cow::Borrowed(&cfg.capabilities.helo));
                 }
                 self.esmtp = true;
                 let replies = cfg.capabilities;
-                Action::Reply(match (cfg.tls, cfg.starttls) {
+                Action::Reply(Cow::Borrowed(match (cfg.tls, cfg.starttls) {
                     (false, StartTls::On) => &replies.ehlo_starttls,
                     (false, StartTls::Only) => &replies.ehlo_starttls_only,
                     _ => &replies.ehlo,
-                })
+                }))
             }
             Verb::Auth => self.auth(args, cfg),
-            Verb::Quit => Action::Quit(BYE),
+            Verb::Quit => Action::Quit(Cow::Borrowed(BYE)),
             Verb::Mail => {
                 if !cfg.enabled(auth_bits::NONE) {
                     return Action::Rejected {
-                        line: line.to_vec(),
-                        reply: AUTH_REQUIRED,
+                        reply: Cow::Borrowed(AUTH_REQUIRED),
                     };
                 }
                 if !self.envelope.from.is_empty() {
-                    return Action::Reply(BAD_SEQUENCE);
+                    return Action::Reply(Cow::Borrowed(BAD_SEQUENCE));
                 }
                 if args.is_empty() {
-                    return Action::Reply(INVALID_ARGUMENT);
+                    return Action::Reply(Cow::Borrowed(INVALID_ARGUMENT));
                 }
                 self.envelope.from = line.to_vec();
-                Action::Reply(OK)
+                Action::Reply(Cow::Borrowed(OK))
             }
             Verb::Rcpt => {
                 if self.envelope.from.is_empty() {
-                    return Action::Reply(BAD_SEQUENCE);
+                    return Action::Reply(Cow::Borrowed(BAD_SEQUENCE));
                 }
                 if args.is_empty() {
-                    return Action::Reply(INVALID_ARGUMENT);
+                    return Action::Reply(Cow::Borrowed(INVALID_ARGUMENT));
                 }
                 self.envelope.to = line.to_vec();
                 Action::Relay(self.envelope.clone())
@@ -190,24 +170,24 @@ impl SmtpSession {
             Verb::Rset => {
                 self.envelope.from.clear();
                 self.envelope.to.clear();
-                Action::Reply(OK)
+                Action::Reply(Cow::Borrowed(OK))
             }
-            Verb::Noop => Action::Reply(OK),
+            Verb::Noop => Action::Reply(Cow::Borrowed(OK)),
             Verb::Starttls if !cfg.tls && cfg.starttls != StartTls::Off => {
                 // RFC 3207: nothing learned before STARTTLS is kept
                 self.envelope = Envelope::default();
-                Action::StartTls(START_TLS)
+                Action::StartTls(Cow::Borrowed(START_TLS))
             }
-            Verb::Starttls | Verb::Vrfy | Verb::Expn | Verb::Help => Action::Invalid(Invalid(None)),
+            Verb::Starttls | Verb::Vrfy | Verb::Expn | Verb::Help => invalid(Invalid(None)),
         }
     }
 
     fn auth<'c>(&mut self, args: &[&[u8]], cfg: &Config<'c>) -> Action<'c> {
         if cfg.login_needs_tls() {
-            return Action::Invalid(Invalid(None));
+            return invalid(Invalid(None));
         }
         if args.is_empty() {
-            return Action::Reply(INVALID_ARGUMENT);
+            return Action::Reply(Cow::Borrowed(INVALID_ARGUMENT));
         }
         self.next(sasl::start(args, cfg.offered()), cfg)
     }
@@ -216,15 +196,24 @@ impl SmtpSession {
         match next {
             Ok(Next::Prompt(exchange, prompt)) => {
                 self.state = State::Sasl(exchange);
-                Action::ReplyOwned(sasl::prompt_line(
+                Action::Reply(Cow::Owned(sasl::prompt_line(
                     b"334 ",
                     prompt,
                     cfg.salt.unwrap_or_default(),
-                ))
+                )))
             }
             Ok(Next::Done(creds)) => Action::Authenticate(creds),
-            Err(e) => Action::Invalid(e),
+            Err(e) => invalid(e),
         }
+    }
+}
+
+/// `500 5.5.1 Invalid command`, with the reason to log.
+fn invalid(reason: Invalid) -> Action<'static> {
+    Action::Invalid {
+        reason,
+        reply: Cow::Borrowed(INVALID_COMMAND),
+        quit: false,
     }
 }
 

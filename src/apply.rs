@@ -1,0 +1,101 @@
+//! Doing what a session's step asks, for every protocol: the one place
+//! where a [`mail_core::Action`] becomes a reply in `s->out`, a closed
+//! session, a TLS handshake or an auth request.
+
+use std::borrow::Cow;
+
+use mail_core::{Action, Step};
+
+use crate::client::{self, Next};
+use crate::ffi::{shown_rejected, LOG_INFO};
+use crate::mail_log;
+use crate::session::{Session, SessionState};
+use crate::state::ClientDialogue;
+
+/// What `apply` needs of a protocol's per-session state.
+pub trait ClientProtocol: SessionState {
+    /// What the backend login and a refusal will need of the dialogue so
+    /// far, handed over with a login.
+    fn handover(&self) -> ClientDialogue;
+    /// The login is in the auth stage's hands: back to the start, so that
+    /// a refused client may try again.
+    fn reset(&mut self);
+    /// A command too long for the buffer: the refusal that ends the
+    /// session, the state back at the start.
+    fn too_long(&mut self) -> Action<'static>;
+}
+
+/// Applies one step of the auth-state session to the client's `buf`.
+///
+/// `Incomplete` waits for more, unless the buffer is full: then the
+/// command is too long.
+///
+/// A borrowed reply is `'static`: a constant, or one of the server's
+/// prebuilt replies in the cycle's configuration pool, so `s->out` points
+/// at it; a reply built for this command is copied into the session pool.
+pub fn apply<T: ClientProtocol>(
+    sess: Session,
+    state: &mut T,
+    buf: &[u8],
+    step: Step<'static>,
+) -> Next {
+    let (consumed, action) = match step {
+        Step::Done { consumed, action } => (consumed, action),
+        // a full buffer without a whole command is logged and dropped, and
+        // the protocol's refusal ends the session
+        Step::Incomplete if client::command_too_long(sess) => (0, state.too_long()),
+        Step::Incomplete => return Next::Wait,
+    };
+    client::consume(sess, consumed);
+    let reply = match action {
+        Action::Reply(reply) | Action::Continue(reply) => reply,
+        Action::Quit(reply) => {
+            sess.set_quit();
+            reply
+        }
+        Action::StartTls(reply) => {
+            client::start_tls(sess);
+            reply
+        }
+        Action::Invalid {
+            reason,
+            reply,
+            quit,
+        } => {
+            client::invalid(sess, reason);
+            if quit {
+                sess.set_quit();
+            }
+            reply
+        }
+        Action::Rejected { reply } => {
+            // stock logs the whole buffer, pipelined commands included
+            mail_log!(
+                LOG_INFO,
+                sess.log(),
+                "client was rejected: \"{}\"",
+                shown_rejected(buf)
+            );
+            reply
+        }
+        Action::Authenticate(creds) => {
+            let dialogue = state.handover();
+            state.reset();
+            return client::authenticate(sess, &creds, dialogue);
+        }
+        Action::Relay(envelope) => {
+            let dialogue = state.handover();
+            state.reset();
+            return client::relay(sess, &envelope, dialogue);
+        }
+    };
+    match reply {
+        Cow::Borrowed(bytes) => sess.set_out_static(bytes),
+        Cow::Owned(bytes) => {
+            if !sess.set_out(&bytes) {
+                return Next::Error;
+            }
+        }
+    }
+    Next::Reply
+}
