@@ -6,6 +6,7 @@
 use crate::line::first_line;
 
 /// One step of parsing the buffered input.
+#[must_use = "a parsed line says how much of the buffer it used"]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Parsed<'a, V> {
     /// No complete line yet.

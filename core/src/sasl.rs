@@ -187,6 +187,8 @@ pub enum Prompt {
     CramMd5,
 }
 
+/// Where an exchange goes after the client's line.
+#[must_use = "a prompt to send or credentials to check"]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
     /// Send this prompt and wait for the client's line in this exchange.

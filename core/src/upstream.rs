@@ -4,6 +4,7 @@
 use crate::line::{first_line, Line};
 
 /// What to do with the backend's buffered reply.
+#[must_use = "the backend is waiting for this step"]
 #[derive(Debug, PartialEq, Eq)]
 pub enum UpstreamStep {
     /// No complete reply yet.

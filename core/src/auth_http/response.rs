@@ -189,6 +189,7 @@ pub fn atoi(value: &[u8]) -> Option<u64> {
 }
 
 /// What the mail session does with a complete response.
+#[must_use = "the session is waiting for the auth server's decision"]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Refused: tell the client `text`; after `sleep` seconds it may retry,

@@ -153,9 +153,9 @@ mod tests {
             UpstreamStep::Refused { .. }
         ));
         let mut d = LoginDialogue::new(b"a1 ", b"u", b"p");
-        d.on_data(b"* OK\r\n", false);
-        d.on_data(b"+\r\n", false);
-        d.on_data(b"+\r\n", false);
+        for reply in [&b"* OK\r\n"[..], b"+\r\n", b"+\r\n"] {
+            assert!(matches!(d.on_data(reply, false), UpstreamStep::Send(_)));
+        }
         assert_eq!(
             d.on_data(b"a1 NO bad\r\n", false),
             UpstreamStep::Refused {
@@ -163,7 +163,10 @@ mod tests {
             }
         );
         let mut d = LoginDialogue::new(b"a1 ", b"u", b"p");
-        d.on_data(b"* OK\r\n", false);
+        assert!(matches!(
+            d.on_data(b"* OK\r\n", false),
+            UpstreamStep::Send(_)
+        ));
         assert!(matches!(
             d.on_data(b"a1 BAD\r\n", false),
             UpstreamStep::Refused { .. }

@@ -36,6 +36,7 @@ fn failed(e: LookupError) -> &'static [u8] {
 }
 
 /// What follows the PTR lookup.
+#[must_use = "a forward lookup to start or the host to use"]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AfterPtr<'a> {
     /// Look this name up to check it points back at the client.

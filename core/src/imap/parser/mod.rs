@@ -68,6 +68,7 @@ struct Span {
 }
 
 /// What one call to [`Parser::feed`] found.
+#[must_use = "a command, a literal's `+ OK` or a refusal may be due"]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// Not a whole command yet; call again with more bytes.

@@ -142,7 +142,7 @@ fn unterminated_input_waits() {
         Event::Continue
     );
     let mut p = Parser::default();
-    p.feed(b"a LOGIN {5}\r\n");
+    assert_eq!(p.feed(b"a LOGIN {5}\r\n"), Event::Continue);
     assert_eq!(p.feed(b"a LOGIN {5}\r\nabc"), Event::Incomplete);
 }
 
