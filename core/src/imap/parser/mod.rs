@@ -42,21 +42,64 @@ impl Verb {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where the parser stands in the current command. Each state carries the
+/// positions and counts it needs (relative to the command's start) and
+/// nothing else, so no field can be left over from an earlier state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum St {
+    /// Before the command's first byte.
+    #[default]
     Start,
-    Tag,
+    /// In the tag that begins at `start`.
+    Tag {
+        start: usize,
+    },
+    /// The line is refused; skipping to its LF.
     Invalid,
     SpacesBeforeCommand,
-    Command,
+    /// In the command name that begins at `start`.
+    Command {
+        start: usize,
+    },
     SpacesBeforeArgument,
-    Argument,
-    Backslash,
-    Literal,
-    NoSyncLiteral,
-    StartLiteralArgument,
-    LiteralArgument,
+    /// In an atom (or a SASL response line) that begins at `start`.
+    Argument {
+        start: usize,
+    },
+    /// In a quoted string whose value begins at `start`; `escaped` once it
+    /// has held a backslash (its value is then unescaped).
+    Quoted {
+        start: usize,
+        escaped: bool,
+    },
+    /// Right after a backslash in a quoted string: the next byte is taken
+    /// as it is.
+    Backslash {
+        start: usize,
+    },
+    /// After `{`: `len` is the value of the digits so far.
+    Literal {
+        len: usize,
+    },
+    /// After `{len+`: `}` must follow.
+    NoSyncLiteral {
+        len: usize,
+    },
+    /// After `}`: CR LF must follow, then `len` bytes of data; a
+    /// synchronizing (`sync`) literal asks for `+ OK` first.
+    StartLiteralArgument {
+        len: usize,
+        sync: bool,
+    },
+    /// In a literal's data, which begins at `start`; `remaining` bytes are
+    /// still to come.
+    LiteralArgument {
+        start: usize,
+        remaining: usize,
+    },
+    /// After a literal's data: SP or the line end.
     EndLiteralArgument,
+    /// After CR: LF must follow.
     AlmostDone,
 }
 
@@ -90,39 +133,14 @@ pub struct Command {
     pub args: Vec<Vec<u8>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Parser {
     st: St,
+    /// Where the next call resumes scanning.
     scanned: usize,
     tag: Vec<u8>,
-    tag_start: usize,
-    cmd_start: usize,
     verb: Option<Verb>,
     args: Vec<Span>,
-    arg_start: usize,
-    quoted: bool,
-    backslash: bool,
-    literal_len: usize,
-    no_sync: bool,
-}
-
-impl Default for Parser {
-    fn default() -> Self {
-        Parser {
-            st: St::Start,
-            scanned: 0,
-            tag: Vec::new(),
-            tag_start: 0,
-            cmd_start: 0,
-            verb: None,
-            args: Vec::new(),
-            arg_start: 0,
-            quoted: false,
-            backslash: false,
-            literal_len: 0,
-            no_sync: false,
-        }
-    }
 }
 
 fn tag_char(ch: u8) -> bool {
@@ -145,7 +163,7 @@ impl Parser {
     /// parsed as arguments, and the tag is kept for the final reply.
     pub fn expect_continuation(&mut self) {
         self.reset_command();
-        self.st = St::Argument;
+        self.st = St::Argument { start: 0 };
         self.verb = None;
     }
 
@@ -158,17 +176,11 @@ impl Parser {
     fn reset_command(&mut self) {
         self.scanned = 0;
         self.args.clear();
-        self.arg_start = 0;
-        self.quoted = false;
-        self.backslash = false;
-        self.literal_len = 0;
-        self.no_sync = false;
     }
 
-    fn push_arg(&mut self, end: usize) {
-        let escaped = std::mem::take(&mut self.backslash);
+    fn push_arg(&mut self, start: usize, end: usize, escaped: bool) {
         self.args.push(Span {
-            start: self.arg_start,
+            start,
             end,
             escaped,
         });
@@ -195,14 +207,10 @@ impl Parser {
 
     #[expect(
         clippy::arithmetic_side_effects,
-        reason = "positions in `buf`: p < buf.len() <= isize::MAX, tag_start <= p, and a literal is skipped only when buf.len() - p covers it"
+        reason = "positions in `buf`: p < buf.len() <= isize::MAX"
     )]
     fn invalid_from(&mut self, buf: &[u8], p: usize) -> Event {
         self.st = St::Invalid;
-        self.quoted = false;
-        self.backslash = false;
-        self.no_sync = false;
-        self.literal_len = 0;
         let rest = buf.get(p..).unwrap_or_default();
         match rest.iter().position(|&b| b == b'\n') {
             Some(lf) => {
@@ -223,47 +231,62 @@ impl Parser {
         }
     }
 
+    /// An argument ends at `p` on `ch` (SP, CR or LF): on to the next one,
+    /// or to the line's end.
+    fn end_argument(
+        &mut self,
+        buf: &[u8],
+        p: usize,
+        ch: u8,
+        start: usize,
+        escaped: bool,
+    ) -> Option<Event> {
+        self.push_arg(start, p, escaped);
+        match ch {
+            b'\n' => return Some(self.done(buf, p)),
+            b'\r' => self.st = St::AlmostDone,
+            _ => self.st = St::SpacesBeforeArgument,
+        }
+        None
+    }
+
     /// Scans `buf` (the current command from its first byte) from where the
     /// last call stopped.
     #[expect(
         clippy::arithmetic_side_effects,
-        reason = "positions in `buf`: p < buf.len() <= isize::MAX, tag_start <= p, and a literal is skipped only when buf.len() - p covers it"
+        reason = "positions in `buf`: p < buf.len() <= isize::MAX, a state's start <= p, and a literal's data is taken only as far as buf.len() - p covers it"
     )]
     pub fn feed(&mut self, buf: &[u8]) -> Event {
         let mut p = self.scanned;
         while let Some(&ch) = buf.get(p) {
             match self.st {
-                St::Start | St::Tag => {
-                    if self.st == St::Start {
-                        self.tag.clear();
-                        self.tag_start = p;
-                        self.st = St::Tag;
-                    }
-                    match ch {
-                        // hardening: stock takes an empty tag
-                        b' ' if p == self.tag_start => return self.invalid_from(buf, p),
-                        b' ' => {
-                            self.tag = buf.get(self.tag_start..=p).unwrap_or_default().to_vec();
-                            self.st = St::SpacesBeforeCommand;
-                        }
-                        _ if !tag_char(ch) || p - self.tag_start >= MAX_TAG => {
-                            return self.invalid_from(buf, p);
-                        }
-                        _ => {}
-                    }
+                St::Start => {
+                    self.tag.clear();
+                    self.st = St::Tag { start: p };
+                    // this byte is the tag's first
+                    continue;
                 }
+                St::Tag { start } => match ch {
+                    // hardening: stock takes an empty tag
+                    b' ' if p == start => return self.invalid_from(buf, p),
+                    b' ' => {
+                        self.tag = buf.get(start..=p).unwrap_or_default().to_vec();
+                        self.st = St::SpacesBeforeCommand;
+                    }
+                    _ if !tag_char(ch) || p - start >= MAX_TAG => {
+                        return self.invalid_from(buf, p);
+                    }
+                    _ => {}
+                },
                 St::Invalid => return self.invalid_from(buf, p),
                 St::SpacesBeforeCommand => match ch {
                     b' ' => {}
                     b'\r' | b'\n' => return self.invalid_from(buf, p),
-                    _ => {
-                        self.cmd_start = p;
-                        self.st = St::Command;
-                    }
+                    _ => self.st = St::Command { start: p },
                 },
-                St::Command => {
+                St::Command { start } => {
                     if matches!(ch, b' ' | b'\r' | b'\n') {
-                        let word = buf.get(self.cmd_start..p).unwrap_or_default();
+                        let word = buf.get(start..p).unwrap_or_default();
                         match Verb::from_bytes(word) {
                             Some(v) => self.verb = Some(v),
                             None => return self.invalid_from(buf, p),
@@ -283,102 +306,92 @@ impl Parser {
                     b'\n' => return self.done(buf, p),
                     _ if self.args.len() >= MAX_ARGS => return self.invalid_from(buf, p),
                     b'"' => {
-                        self.quoted = true;
-                        self.arg_start = p + 1;
-                        self.st = St::Argument;
+                        self.st = St::Quoted {
+                            start: p + 1,
+                            escaped: false,
+                        }
                     }
-                    b'{' => self.st = St::Literal,
-                    _ => {
-                        self.arg_start = p;
-                        self.st = St::Argument;
-                    }
+                    b'{' => self.st = St::Literal { len: 0 },
+                    _ => self.st = St::Argument { start: p },
                 },
-                St::Argument => {
-                    if !(ch == b' ' && self.quoted) {
-                        match ch {
-                            b'"' if self.quoted => {
-                                self.quoted = false;
-                                self.push_arg(p);
-                                self.st = St::SpacesBeforeArgument;
-                            }
-                            b' ' => {
-                                self.push_arg(p);
-                                self.st = St::SpacesBeforeArgument;
-                            }
-                            b'\r' | b'\n' => {
-                                self.push_arg(p);
-                                if ch == b'\n' {
-                                    return self.done(buf, p);
-                                }
-                                self.st = St::AlmostDone;
-                            }
-                            b'\\' if self.quoted => {
-                                self.backslash = true;
-                                self.st = St::Backslash;
-                            }
-                            _ => {}
+                St::Argument { start } => {
+                    if matches!(ch, b' ' | b'\r' | b'\n') {
+                        if let Some(event) = self.end_argument(buf, p, ch, start, false) {
+                            return event;
                         }
                     }
                 }
-                St::Backslash => match ch {
+                St::Quoted { start, escaped } => match ch {
+                    b'"' => {
+                        self.push_arg(start, p, escaped);
+                        self.st = St::SpacesBeforeArgument;
+                    }
+                    // as stock, a line end also ends a quoted string
+                    b'\r' | b'\n' => {
+                        if let Some(event) = self.end_argument(buf, p, ch, start, escaped) {
+                            return event;
+                        }
+                    }
+                    b'\\' => self.st = St::Backslash { start },
+                    _ => {}
+                },
+                St::Backslash { start } => match ch {
                     b'\r' | b'\n' => return self.invalid_from(buf, p),
-                    _ => self.st = St::Argument,
+                    _ => {
+                        self.st = St::Quoted {
+                            start,
+                            escaped: true,
+                        }
+                    }
                 },
                 // as stock since 1.29.6: a length that could not take one
                 // more digit is refused, whatever comes next
-                St::Literal if self.literal_len > usize::MAX / 10 => {
-                    return self.invalid_from(buf, p)
-                }
-                St::Literal => match ch {
+                St::Literal { len } if len > usize::MAX / 10 => return self.invalid_from(buf, p),
+                St::Literal { len } => match ch {
                     b'0'..=b'9' => {
                         // hardening: stock lets the length wrap around
                         let digit = char::from(ch)
                             .to_digit(10)
                             .and_then(|d| usize::try_from(d).ok());
-                        match self
-                            .literal_len
-                            .checked_mul(10)
-                            .and_then(|n| n.checked_add(digit?))
-                        {
-                            Some(n) => self.literal_len = n,
+                        match len.checked_mul(10).and_then(|n| n.checked_add(digit?)) {
+                            Some(len) => self.st = St::Literal { len },
                             None => return self.invalid_from(buf, p),
                         }
                     }
-                    b'}' => self.st = St::StartLiteralArgument,
-                    b'+' => self.st = St::NoSyncLiteral,
+                    b'}' => self.st = St::StartLiteralArgument { len, sync: true },
+                    b'+' => self.st = St::NoSyncLiteral { len },
                     _ => return self.invalid_from(buf, p),
                 },
-                St::NoSyncLiteral => match ch {
-                    b'}' => {
-                        self.no_sync = true;
-                        self.st = St::StartLiteralArgument;
-                    }
+                St::NoSyncLiteral { len } => match ch {
+                    b'}' => self.st = St::StartLiteralArgument { len, sync: false },
                     _ => return self.invalid_from(buf, p),
                 },
-                St::StartLiteralArgument => match ch {
+                St::StartLiteralArgument { len, sync } => match ch {
                     b'\r' => {}
                     b'\n' => {
-                        self.arg_start = p + 1;
-                        self.st = St::LiteralArgument;
-                        if !std::mem::take(&mut self.no_sync) {
+                        self.st = St::LiteralArgument {
+                            start: p + 1,
+                            remaining: len,
+                        };
+                        if sync {
                             self.scanned = p + 1;
                             return Event::Continue;
                         }
                     }
                     _ => return self.invalid_from(buf, p),
                 },
-                St::LiteralArgument => {
-                    // the literal's bytes are taken whole, CR and LF included
-                    let have = buf.len() - p;
-                    if have < self.literal_len {
-                        // resume here: the length check is redone with more bytes
-                        self.scanned = p;
-                        return Event::Incomplete;
+                St::LiteralArgument { start, remaining } => {
+                    // the literal's bytes are taken whole, CR and LF
+                    // included, as far as they have come
+                    let taken = remaining.min(buf.len() - p);
+                    p += taken;
+                    let remaining = remaining - taken;
+                    if remaining == 0 {
+                        self.push_arg(start, p, false);
+                        self.st = St::EndLiteralArgument;
+                    } else {
+                        self.st = St::LiteralArgument { start, remaining };
                     }
-                    p += self.literal_len;
-                    self.literal_len = 0;
-                    self.push_arg(p);
-                    self.st = St::EndLiteralArgument;
                     continue;
                 }
                 St::EndLiteralArgument => match ch {
@@ -401,7 +414,7 @@ impl Parser {
 
     #[expect(
         clippy::arithmetic_side_effects,
-        reason = "positions in `buf`: p < buf.len() <= isize::MAX, tag_start <= p, and a literal is skipped only when buf.len() - p covers it"
+        reason = "lf < buf.len() <= isize::MAX"
     )]
     fn done(&mut self, buf: &[u8], lf: usize) -> Event {
         let args = self.args.iter().map(|&s| Self::value(buf, s)).collect();

@@ -163,3 +163,29 @@ fn continuation_keeps_the_tag() {
     }
     assert_eq!(p.tag(), b"A1 ");
 }
+
+#[test]
+fn synchronizing_literals_at_every_split() {
+    let input: &[u8] = b"a LOGIN {5}\r\nu\r\n\"r {0}\r\n\r\n";
+    let want = feed_all(input).1;
+    assert!(
+        matches!(&want, Event::Command(c) if c.args == vec![b"u\r\n\"r".to_vec(), Vec::new()]),
+        "{want:?}"
+    );
+    for split in 0..input.len() {
+        let mut p = Parser::default();
+        let mut continues = 0;
+        let mut last = Event::Incomplete;
+        for part in [&input[..split], input] {
+            last = loop {
+                match p.feed(part) {
+                    Event::Continue => continues += 1,
+                    ev => break ev,
+                }
+            };
+        }
+        assert_eq!(last, want, "split {split}");
+        // one `+ OK` per literal, however the bytes arrive
+        assert_eq!(continues, 2, "split {split}");
+    }
+}
