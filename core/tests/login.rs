@@ -1,0 +1,412 @@
+//! One whole login per protocol, in memory, the way the nginx module drives
+//! the core: the client's bytes through the session's steps, the auth
+//! request built from what the session learned, the auth server's answer
+//! parsed and decided, and the backend login dialogue against a scripted
+//! backend, to the reply the client finally sees.
+//!
+//! The client's input arrives split at every byte (and a byte at a time),
+//! and so do the backend's replies; whatever the splits, the auth request,
+//! the commands sent to the backend and what the client is told must be the
+//! same bytes.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use mail_core::auth_http::{decide, parse_response, Decision, Request};
+use mail_core::upstream::UpstreamStep;
+use mail_core::{auth_bits, base64, imap, pop3, smtp, Action, Credentials, StartTls, Step};
+
+/// How a stream of bytes arrives: in two reads split at an offset, or one
+/// byte per read.
+#[derive(Clone, Copy, Debug)]
+enum Split {
+    At(usize),
+    Bytes,
+}
+
+impl Split {
+    /// Every way of splitting streams of up to `len` bytes.
+    fn all(len: usize) -> impl Iterator<Item = Split> {
+        (0..=len).map(Split::At).chain([Split::Bytes])
+    }
+
+    /// The reads `bytes` arrives in; a read is never empty.
+    fn reads(self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        let reads: Vec<&[u8]> = match self {
+            Split::At(at) => {
+                let (a, b) = bytes.split_at(at.min(bytes.len()));
+                vec![a, b]
+            }
+            Split::Bytes => bytes.chunks(1).collect(),
+        };
+        reads
+            .into_iter()
+            .filter(|r| !r.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+}
+
+/// The command loop and `apply()` before login: every read is appended to
+/// the buffer and stepped until the session needs more; replies go to the
+/// client; the run ends when the session asks the auth server. Returns what
+/// the client was sent and that last action.
+fn client_phase<'c>(
+    input: &[u8],
+    split: Split,
+    mut step: impl FnMut(&[u8]) -> Step<'c>,
+) -> (Vec<u8>, Action<'c>) {
+    let mut buf = Vec::new();
+    let mut sent = Vec::new();
+    for read in split.reads(input) {
+        buf.extend_from_slice(&read);
+        while let Step::Done { consumed, action } = step(&buf) {
+            buf.drain(..consumed);
+            match action {
+                Action::Authenticate(_) | Action::Relay(_) => {
+                    assert!(buf.is_empty(), "{split:?}: left over {buf:?}");
+                    return (sent, action);
+                }
+                Action::Reply(_) | Action::Continue(_) => sent.extend_from_slice(action.reply()),
+                other => panic!("{split:?}: {other:?}"),
+            }
+        }
+    }
+    panic!("{split:?}: the input ended before the session asked the auth server");
+}
+
+/// The auth request for what the client proved, as the module builds it
+/// (no TLS, no PROXY header, an `auth_http_header`).
+fn auth_request(creds: &Credentials, protocol: &[u8], client_host: &[u8]) -> Vec<u8> {
+    Request {
+        uri: b"/mail/auth",
+        host: b"auth.example",
+        method: creds.method,
+        login: &creds.login,
+        passwd: &creds.passwd,
+        salt: b"",
+        protocol,
+        login_attempt: 1,
+        client_ip: b"192.0.2.1",
+        client_host,
+        proxy_protocol: None,
+        smtp: None,
+        ssl: None,
+        extra_headers: b"X-Auth-Key: secret\r\n",
+    }
+    .build()
+}
+
+/// The auth server's answer read a byte at a time: incomplete until its
+/// last byte, then parsed and decided.
+fn auth_answer(response: &[u8], password_required: bool) -> Decision {
+    for end in 0..response.len() {
+        assert_eq!(parse_response(&response[..end]), Ok(None), "prefix {end}");
+    }
+    let parsed = parse_response(response)
+        .expect("a valid response")
+        .expect("a complete response");
+    decide(parsed, true, password_required)
+}
+
+/// Where to log in, and as whom: the auth server's `Auth-User` and
+/// `Auth-Pass` when it sent them, else the client's own.
+fn proxy_to(decision: Decision, creds: &Credentials) -> (SocketAddr, Vec<u8>, Vec<u8>) {
+    let Decision::Proxy {
+        addr,
+        login,
+        passwd,
+        ..
+    } = decision
+    else {
+        panic!("{decision:?}");
+    };
+    (
+        addr,
+        login.unwrap_or_else(|| creds.login.clone()),
+        passwd.unwrap_or_else(|| creds.passwd.clone()),
+    )
+}
+
+/// A backend that greets, then answers each command it expects, in order.
+struct Backend<'a> {
+    greeting: &'a [u8],
+    script: &'a [(&'a [u8], &'a [u8])],
+}
+
+impl Backend<'_> {
+    fn longest_reply(&self) -> usize {
+        self.script
+            .iter()
+            .map(|(_, reply)| reply.len())
+            .chain([self.greeting.len()])
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The proxy's buffer for the backend's replies (`proxy_buffer`).
+const PROXY_BUFFER: usize = 4096;
+
+/// The proxy's login dialogue: every read is appended to the buffer and
+/// stepped; a line sent clears the buffer and lets the backend answer it.
+/// Returns the commands sent and what the client is told once logged in.
+fn backend_phase(
+    backend: &Backend<'_>,
+    split: Split,
+    mut on_data: impl FnMut(&[u8], bool) -> UpstreamStep,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut script = backend.script.iter();
+    let mut reads: VecDeque<Vec<u8>> = split.reads(backend.greeting).into();
+    let mut buf = Vec::new();
+    let mut sent = Vec::new();
+    loop {
+        let read = reads
+            .pop_front()
+            .unwrap_or_else(|| panic!("{split:?}: waiting, but the backend said all it had"));
+        buf.extend_from_slice(&read);
+        match on_data(&buf, buf.len() >= PROXY_BUFFER) {
+            UpstreamStep::NeedMore => {}
+            UpstreamStep::Send(line) => {
+                let (want, reply) = script
+                    .next()
+                    .unwrap_or_else(|| panic!("{split:?}: unexpected {line:?}"));
+                assert_eq!(line, *want, "{split:?}");
+                sent.extend_from_slice(&line);
+                buf.clear();
+                reads.extend(split.reads(reply));
+            }
+            UpstreamStep::LoggedIn => return (sent, finish(split, &reads, script, buf)),
+            UpstreamStep::LoggedInReplacing(reply) => {
+                return (sent, finish(split, &reads, script, reply.to_vec()))
+            }
+            other => panic!("{split:?}: {other:?}"),
+        }
+    }
+}
+
+/// Logged in: the backend has nothing more to say, nor the script to play.
+fn finish<'a>(
+    split: Split,
+    reads: &VecDeque<Vec<u8>>,
+    mut script: impl Iterator<Item = &'a (&'a [u8], &'a [u8])>,
+    to_client: Vec<u8>,
+) -> Vec<u8> {
+    assert!(reads.is_empty(), "{split:?}: unread {reads:?}");
+    assert!(script.next().is_none(), "{split:?}: logged in early");
+    to_client
+}
+
+#[track_caller]
+fn same(got: &[u8], want: &[u8], what: &str, splits: (Split, Split)) {
+    assert_eq!(
+        String::from_utf8_lossy(got),
+        String::from_utf8_lossy(want),
+        "{what}, client {:?}, backend {:?}",
+        splits.0,
+        splits.1
+    );
+}
+
+#[test]
+fn pop3_user_pass() {
+    let caps = pop3::Capabilities::build(&[b"TOP", b"USER", b"UIDL"], auth_bits::PLAIN);
+    let cfg = pop3::Config {
+        auth_methods: auth_bits::PLAIN,
+        capabilities: &caps,
+        starttls: StartTls::Off,
+        tls: false,
+        salt: None,
+    };
+    let input: &[u8] = b"USER joe\r\nPASS se cret\r\n";
+    let response: &[u8] = b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\n\
+        Auth-Server: 127.0.0.1\r\nAuth-Port: 8110\r\n\r\n";
+    let backend = Backend {
+        greeting: b"+OK POP3 backend ready\r\n",
+        script: &[
+            (b"USER joe\r\n", b"+OK\r\n"),
+            (b"PASS se cret\r\n", b"+OK 2 messages\r\n"),
+        ],
+    };
+    let want_request: &[u8] = b"GET /mail/auth HTTP/1.0\r\nHost: auth.example\r\n\
+        Auth-Method: plain\r\nAuth-User: joe\r\nAuth-Pass: se%20cret\r\n\
+        Auth-Protocol: pop3\r\nAuth-Login-Attempt: 1\r\nClient-IP: 192.0.2.1\r\n\
+        X-Auth-Key: secret\r\n\r\n";
+    let want_client: &[u8] = b"+OK POP3 ready\r\n+OK\r\n+OK 2 messages\r\n";
+    const GREETING: &[u8] = pop3::GREETING;
+
+    let mut runs = 0;
+    for client in Split::all(input.len()) {
+        let mut session = pop3::Pop3Session::default();
+        let (seen, action) = client_phase(input, client, |buf| session.step(buf, &cfg));
+        let Action::Authenticate(creds) = action else {
+            panic!("{action:?}");
+        };
+        let request = auth_request(&creds, b"pop3", b"");
+        let (addr, login, passwd) = proxy_to(auth_answer(response, true), &creds);
+        assert_eq!(addr, "127.0.0.1:8110".parse().unwrap());
+        for upstream in Split::all(backend.longest_reply()) {
+            let mut dialogue = pop3::LoginDialogue::new(&login, &passwd);
+            let (sent, last) =
+                backend_phase(&backend, upstream, |buf, full| dialogue.on_data(buf, full));
+            let splits = (client, upstream);
+            same(&request, want_request, "auth request", splits);
+            same(&sent, b"USER joe\r\nPASS se cret\r\n", "backend", splits);
+            let client_sees = [GREETING, &seen, &last].concat();
+            same(&client_sees, want_client, "client", splits);
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, (input.len() + 2) * (backend.longest_reply() + 2));
+}
+
+#[test]
+fn imap_login_with_a_literal() {
+    let caps = imap::Capabilities::build(&[b"IMAP4rev1"], auth_bits::PLAIN);
+    let cfg = imap::Config {
+        auth_methods: auth_bits::PLAIN,
+        capabilities: &caps,
+        starttls: StartTls::Off,
+        tls: false,
+        salt: None,
+    };
+    let input: &[u8] = b"a1 LOGIN {3}\r\njoe \"se \\\"cret\\\"\"\r\n";
+    // the auth server names the backend's own user and password
+    let response: &[u8] = b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\n\
+        Auth-Server: 127.0.0.1\r\nAuth-Port: 8143\r\n\
+        Auth-User: joe@backend\r\nAuth-Pass: back end\r\n\r\n";
+    let backend = Backend {
+        greeting: b"* OK IMAP4rev1 backend ready\r\n",
+        script: &[
+            (b"a1 LOGIN {11}\r\n", b"+ go ahead\r\n"),
+            (b"joe@backend {8}\r\n", b"+ go ahead\r\n"),
+            (
+                b"back end\r\n",
+                b"* CAPABILITY IMAP4rev1 IDLE\r\na1 OK LOGIN completed\r\n",
+            ),
+        ],
+    };
+    let want_request: &[u8] = b"GET /mail/auth HTTP/1.0\r\nHost: auth.example\r\n\
+        Auth-Method: plain\r\nAuth-User: joe\r\nAuth-Pass: se%20\"cret\"\r\n\
+        Auth-Protocol: imap\r\nAuth-Login-Attempt: 1\r\nClient-IP: 192.0.2.1\r\n\
+        X-Auth-Key: secret\r\n\r\n";
+    let want_backend: &[u8] = b"a1 LOGIN {11}\r\njoe@backend {8}\r\nback end\r\n";
+    // the greeting, `+ OK` for the literal, then the backend's last reply
+    let want_client: &[u8] = b"* OK IMAP4 ready\r\n+ OK\r\n\
+        * CAPABILITY IMAP4rev1 IDLE\r\na1 OK LOGIN completed\r\n";
+    const GREETING: &[u8] = imap::GREETING;
+
+    let mut runs = 0;
+    for client in Split::all(input.len()) {
+        let mut session = imap::ImapSession::default();
+        let (seen, action) = client_phase(input, client, |buf| session.step(buf, &cfg));
+        let Action::Authenticate(creds) = action else {
+            panic!("{action:?}");
+        };
+        assert_eq!(session.tag(), b"a1 ");
+        let request = auth_request(&creds, b"imap", b"");
+        let (addr, login, passwd) = proxy_to(auth_answer(response, true), &creds);
+        assert_eq!(addr, "127.0.0.1:8143".parse().unwrap());
+        for upstream in Split::all(backend.longest_reply()) {
+            let mut dialogue = imap::LoginDialogue::new(session.tag(), &login, &passwd);
+            let (sent, last) =
+                backend_phase(&backend, upstream, |buf, full| dialogue.on_data(buf, full));
+            let splits = (client, upstream);
+            same(&request, want_request, "auth request", splits);
+            same(&sent, want_backend, "backend", splits);
+            let client_sees = [GREETING, &seen, &last].concat();
+            same(&client_sees, want_client, "client", splits);
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, (input.len() + 2) * (backend.longest_reply() + 2));
+}
+
+#[test]
+fn smtp_ehlo_auth_plain_xclient() {
+    let methods = auth_bits::PLAIN | auth_bits::LOGIN;
+    let replies = smtp::Replies::build(b"mx.example", &[b"PIPELINING", b"SIZE 10240000"], methods);
+    let cfg = smtp::Config {
+        auth_methods: methods,
+        capabilities: &replies,
+        starttls: StartTls::Off,
+        tls: false,
+        salt: None,
+    };
+    // pipelined: both commands may come in one read
+    let input = [
+        &b"EHLO client.example\r\nAUTH PLAIN "[..],
+        &base64::encode(b"\0joe\0se cret"),
+        b"\r\n",
+    ]
+    .concat();
+    let response: &[u8] = b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\n\
+        Auth-Server: 127.0.0.1\r\nAuth-Port: 8025\r\n\r\n";
+    let backend = Backend {
+        greeting: b"220 backend.example ESMTP\r\n",
+        script: &[
+            (
+                b"EHLO proxy.example\r\n",
+                b"250-backend.example\r\n250-XCLIENT ADDR LOGIN NAME\r\n250 8BITMIME\r\n",
+            ),
+            (
+                b"XCLIENT ADDR=192.0.2.1 LOGIN=joe NAME=client.example\r\n",
+                b"220 backend.example ESMTP\r\n",
+            ),
+            (
+                b"EHLO client.example\r\n",
+                b"250-backend.example\r\n250 8BITMIME\r\n",
+            ),
+        ],
+    };
+    let want_request: &[u8] = b"GET /mail/auth HTTP/1.0\r\nHost: auth.example\r\n\
+        Auth-Method: plain\r\nAuth-User: joe\r\nAuth-Pass: se%20cret\r\n\
+        Auth-Protocol: smtp\r\nAuth-Login-Attempt: 1\r\nClient-IP: 192.0.2.1\r\n\
+        Client-Host: client.example\r\nX-Auth-Key: secret\r\n\r\n";
+    let want_backend: &[u8] = b"EHLO proxy.example\r\n\
+        XCLIENT ADDR=192.0.2.1 LOGIN=joe NAME=client.example\r\n\
+        EHLO client.example\r\n";
+    // the banner, our EHLO reply, then our own 235 instead of the
+    // backend's reply to the client's EHLO
+    let want_client: &[u8] = b"220 mx.example ESMTP ready\r\n\
+        250-mx.example\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n\
+        250 AUTH PLAIN LOGIN\r\n\
+        235 2.0.0 OK\r\n";
+    let greeting = replies.greeting.clone();
+
+    let mut runs = 0;
+    for client in Split::all(input.len()) {
+        let mut session = smtp::SmtpSession::default();
+        let (seen, action) = client_phase(&input, client, |buf| session.step(buf, &cfg));
+        let Action::Authenticate(creds) = action else {
+            panic!("{action:?}");
+        };
+        let request = auth_request(&creds, b"smtp", b"client.example");
+        let (addr, login, passwd) = proxy_to(auth_answer(response, false), &creds);
+        assert_eq!(addr, "127.0.0.1:8025".parse().unwrap());
+        for upstream in Split::all(backend.longest_reply()) {
+            let mut dialogue = smtp::LoginDialogue::new(smtp::Login {
+                server_name: b"proxy.example".to_vec(),
+                xclient: true,
+                smtp_auth: false,
+                client_addr: b"192.0.2.1".to_vec(),
+                client_ipv6: false,
+                client_host: b"client.example".to_vec(),
+                helo: session.helo().to_vec(),
+                esmtp: session.esmtp,
+                login: login.clone(),
+                passwd: Some(passwd.clone()),
+                envelope: None,
+            });
+            let (sent, last) =
+                backend_phase(&backend, upstream, |buf, full| dialogue.on_data(buf, full));
+            let splits = (client, upstream);
+            same(&request, want_request, "auth request", splits);
+            same(&sent, want_backend, "backend", splits);
+            let client_sees = [&greeting[..], &seen, &last].concat();
+            same(&client_sees, want_client, "client", splits);
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, (input.len() + 2) * (backend.longest_reply() + 2));
+}
