@@ -16,6 +16,7 @@ mod nginx;
 mod peer;
 mod pop3;
 mod proxy;
+mod resolve;
 mod session;
 mod session_fields;
 mod session_proxy;

@@ -34,10 +34,6 @@ impl Event {
         Event(ev)
     }
 
-    pub fn raw(self) -> *mut ngx_event_t {
-        self.0
-    }
-
     /// The connection this event belongs to.
     pub fn connection(self) -> Conn {
         // SAFETY: a connection's events carry it as their data.
@@ -59,35 +55,9 @@ impl Event {
         unsafe { (*self.0).ready() != 0 }
     }
 
-    pub fn set_ready(self, on: bool) {
-        // SAFETY: the event is live.
-        unsafe { (*self.0).set_ready(on.into()) }
-    }
-
-    pub fn eof(self) -> bool {
-        // SAFETY: the event is live.
-        unsafe { (*self.0).eof() != 0 }
-    }
-
-    pub fn set_eof(self) {
-        // SAFETY: the event is live.
-        unsafe { (*self.0).set_eof(1) }
-    }
-
-    pub fn set_error(self) {
-        // SAFETY: the event is live.
-        unsafe { (*self.0).set_error(1) }
-    }
-
     pub fn active(self) -> bool {
         // SAFETY: the event is live.
         unsafe { (*self.0).active() != 0 }
-    }
-
-    /// Whether this is a connection's write event.
-    pub fn is_write(self) -> bool {
-        // SAFETY: the event is live.
-        unsafe { (*self.0).write() != 0 }
     }
 
     pub fn timer_set(self) -> bool {
@@ -260,12 +230,6 @@ impl Conn {
     pub fn destroyed(self) -> bool {
         // SAFETY: the struct outlives the connection, as above.
         unsafe { (*self.0).destroyed() != 0 }
-    }
-
-    /// The session (or other owner) kept in `data`.
-    pub fn data(self) -> *mut c_void {
-        // SAFETY: the connection is live.
-        unsafe { (*self.0).data }
     }
 
     pub fn set_data(self, data: *mut c_void) {

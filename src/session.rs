@@ -201,14 +201,11 @@ impl Session {
 
     /// Closes the backend connection, if one is open.
     pub fn close_upstream(self) {
-        // SAFETY: s->proxy is null or the session's live proxy ctx, whose
-        // connection is null or live until closed here.
-        unsafe {
-            let p = (*self.0).proxy;
-            if !p.is_null() && !(*p).upstream.connection.is_null() {
-                nginx_sys::ngx_close_connection((*p).upstream.connection);
-                (*p).upstream.connection = ptr::null_mut();
-            }
+        if let Some(uc) = self.upstream() {
+            uc.close();
+            // SAFETY: s->proxy is the session's live proxy ctx (upstream()
+            // found its connection).
+            unsafe { (*(*self.0).proxy).upstream.connection = ptr::null_mut() };
         }
     }
 
@@ -282,6 +279,26 @@ macro_rules! event_handler {
             // connection whose data is its live mail session.
             let (sess, ev) = unsafe { $crate::session::Session::of_event(ev) };
             $body(sess, ev)
+        }
+    };
+}
+
+/// Defines the `extern "C"` resolver handler `$name` that nginx calls with
+/// an answered lookup, as the one place where its raw ctx becomes a
+/// `Session` and a `Query`, and runs the safe `$body` with them.
+#[macro_export]
+macro_rules! resolver_handler {
+    ($(#[$meta:meta])* $vis:vis $name:ident => $body:path) => {
+        $(#[$meta])*
+        $vis unsafe extern "C" fn $name(ctx: *mut nginx_sys::ngx_resolver_ctx_t) {
+            // SAFETY: nginx calls a lookup's handler with its live ctx,
+            // whose data is the live session that started it (a session
+            // that ends first cancels its lookup).
+            let (sess, query) = unsafe {
+                let query = $crate::resolve::Query::from_raw(ctx);
+                ($crate::session::Session::from_raw(query.data().cast()), query)
+            };
+            $body(sess, query)
         }
     };
 }

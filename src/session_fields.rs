@@ -317,6 +317,42 @@ impl Session {
         }
     }
 
+    /// The client's IP address (none for a unix socket).
+    pub fn client_ip(self) -> Option<std::net::IpAddr> {
+        // SAFETY: a live connection has its peer's address.
+        unsafe {
+            let c = self.connection();
+            crate::resolve::ip_of((*c).sockaddr, (*c).socklen)
+        }
+    }
+
+    /// Starts `query` as the PTR lookup of the client's address; false
+    /// when nginx could not (and freed it).
+    #[must_use]
+    pub fn lookup_client_address(self, query: crate::resolve::Query) -> bool {
+        // SAFETY: the connection's address lives as long as the session,
+        // which cancels the lookup if it ends first.
+        unsafe {
+            let c = self.connection();
+            query.reverse((*c).sockaddr, (*c).socklen)
+        }
+    }
+
+    /// Starts `query` as the forward lookup of `s->host`; false as above.
+    #[must_use]
+    pub fn lookup_client_host(self, query: crate::resolve::Query) -> bool {
+        // SAFETY: s->host lives in the pool, as long as the session.
+        unsafe { query.forward((*self.raw()).host) }
+    }
+
+    /// Keeps the lookup in flight where stock keeps it.
+    pub fn set_resolver_ctx(self, query: Option<crate::resolve::Query>) {
+        // SAFETY: s is live.
+        unsafe {
+            (*self.raw()).resolver_ctx = query.map_or(ptr::null_mut(), |q| q.raw());
+        }
+    }
+
     /// The client's read event.
     pub fn read_event(self) -> Event {
         self.client().read()

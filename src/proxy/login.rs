@@ -9,7 +9,6 @@ use mail_core::upstream::UpstreamStep;
 use mail_core::{imap, pop3, smtp, AuthMethod};
 
 use super::conf;
-use crate::ffi::bytes;
 use crate::session::Session;
 use crate::state::{ClientDialogue, Handover};
 
@@ -22,11 +21,7 @@ pub enum LoginState {
 
 impl LoginState {
     pub fn new(sess: Session, handover: &Handover) -> LoginState {
-        // SAFETY: s is live; login and passwd are empty or pool strings.
-        let (login, passwd) = unsafe {
-            let s = sess.raw();
-            (bytes(&(*s).login), bytes(&(*s).passwd))
-        };
+        let (login, passwd) = (sess.login(), sess.passwd().unwrap_or_default());
         match &handover.client {
             ClientDialogue::Pop3 => LoginState::Pop3(pop3::LoginDialogue::new(login, passwd)),
             ClientDialogue::Imap { tag } => {
@@ -60,28 +55,19 @@ impl LoginState {
 /// client's address, name and greeting, and the login or (`relay`, for
 /// `smtp_auth none`) the envelope.
 fn smtp_login(sess: Session, helo: &[u8], esmtp: bool, relay: bool) -> smtp::Login {
-    let s = sess.raw();
-    let c = sess.connection();
     let pcf = conf::conf(sess);
-    // SAFETY: s, c and the strings read are live pool or config strings.
-    unsafe {
-        smtp::Login {
-            server_name: bytes(&sess.core_conf().server_name).to_vec(),
-            xclient: pcf.xclient != 0,
-            smtp_auth: pcf.smtp_auth != 0,
-            client_addr: bytes(&(*c).addr_text).to_vec(),
-            client_ipv6: u32::from((*(*c).sockaddr).sa_family) == nginx_sys::AF_INET6,
-            client_host: bytes(&(*s).host).to_vec(),
-            helo: helo.to_vec(),
-            esmtp,
-            login: bytes(&(*s).login).to_vec(),
-            passwd: (!(*s).passwd.data.is_null()).then(|| bytes(&(*s).passwd).to_vec()),
-            envelope: relay.then(|| {
-                (
-                    bytes(&(*s).smtp_from).to_vec(),
-                    bytes(&(*s).smtp_to).to_vec(),
-                )
-            }),
-        }
+    let (_, from, to) = sess.envelope();
+    smtp::Login {
+        server_name: sess.server_name().to_vec(),
+        xclient: pcf.xclient != 0,
+        smtp_auth: pcf.smtp_auth != 0,
+        client_addr: sess.client_addr().to_vec(),
+        client_ipv6: sess.client_is_ipv6(),
+        client_host: sess.host().to_vec(),
+        helo: helo.to_vec(),
+        esmtp,
+        login: sess.login().to_vec(),
+        passwd: sess.passwd().map(<[u8]>::to_vec),
+        envelope: relay.then(|| (from.to_vec(), to.to_vec())),
     }
 }
