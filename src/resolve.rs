@@ -165,3 +165,27 @@ pub unsafe fn ip_of(sa: *const sockaddr, len: socklen_t) -> Option<IpAddr> {
         }
     }
 }
+
+/// A started lookup, finished (or cancelled) with the function of its kind
+/// when dropped: the ctx cannot tell its own kind, since nginx fills a
+/// forward lookup's `addr` when it returns one IPv4 address.
+pub struct Pending {
+    query: Query,
+    reverse: bool,
+}
+
+impl Pending {
+    /// # Safety
+    /// `query` was (or is about to be) started, and nothing else finishes
+    /// it; if starting fails, the `Pending` is forgotten, not dropped.
+    pub unsafe fn new(query: Query, reverse: bool) -> Pending {
+        Pending { query, reverse }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // SAFETY: as `new`'s caller promised; this drop is the one finish.
+        unsafe { self.query.finish(self.reverse) }
+    }
+}

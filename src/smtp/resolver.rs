@@ -7,7 +7,7 @@ use mail_core::smtp::resolve::{self, AfterPtr, LookupError, TEMPUNAVAIL, UNAVAIL
 use crate::ffi::{shown, LOG_ERR};
 use crate::mail_log;
 use crate::nginx::Event;
-use crate::resolve::Query;
+use crate::resolve::{Pending, Query};
 use crate::session::Session;
 
 /// A lookup this session started, finished with the function of its kind
@@ -17,8 +17,7 @@ use crate::session::Session;
 /// lookup's `addr` when it returns one IPv4 address. Between the two
 /// lookups it holds no query, only where the session goes next.
 pub struct Lookup {
-    query: Option<Query>,
-    reverse: bool,
+    query: Option<Pending>,
     /// Where the session goes once its name is known (the greeting).
     then: fn(Session),
 }
@@ -26,22 +25,8 @@ pub struct Lookup {
 impl Lookup {
     /// Finishes this lookup and keeps where the session goes next.
     fn done(mut self) -> fn(Session) {
-        self.finish();
+        drop(self.query.take());
         self.then
-    }
-
-    fn finish(&mut self) {
-        if let Some(query) = self.query.take() {
-            // SAFETY: the query was started, and only its Lookup finishes
-            // it, once (take).
-            unsafe { query.finish(self.reverse) };
-        }
-    }
-}
-
-impl Drop for Lookup {
-    fn drop(&mut self) {
-        self.finish();
     }
 }
 
@@ -50,9 +35,10 @@ impl Drop for Lookup {
 /// inside the start call.
 fn own(sess: Session, query: Query, reverse: bool, then: fn(Session)) {
     sess.set_resolver_ctx(Some(query));
+    // SAFETY: the query is started right after; a failed start disowns it.
+    let pending = unsafe { Pending::new(query, reverse) };
     sess.set_state(Lookup {
-        query: Some(query),
-        reverse,
+        query: Some(pending),
         then,
     });
 }
@@ -60,7 +46,7 @@ fn own(sess: Session, query: Query, reverse: bool, then: fn(Session)) {
 /// A start that failed freed its ctx itself: forget it unfinished.
 fn disown(sess: Session) {
     if let Some(mut lookup) = sess.take_state::<Lookup>() {
-        lookup.query = None;
+        core::mem::forget(lookup.query.take());
     }
     sess.set_resolver_ctx(None);
 }
@@ -161,11 +147,7 @@ fn ptr_answer(sess: Session, query: Query) {
         return then(sess);
     }
     // the next lookup finds where to go in the slot
-    sess.set_state(Lookup {
-        query: None,
-        reverse: false,
-        then,
-    });
+    sess.set_state(Lookup { query: None, then });
     let rev = sess.read_event();
     rev.set_handler(lookup_name);
     rev.post();
