@@ -143,6 +143,7 @@ pub fn command_loop<T: SessionState>(
     mut command: impl for<'a> FnMut(Session, &'a [u8], &'a mut T) -> Next,
 ) {
     for _ in 0..COMMANDS_PER_EVENT {
+        crate::mail_debug!(sess.log(), "{} auth state", shown(sess.protocol_name()));
         if timed_out(rev, sess) {
             return;
         }
@@ -189,6 +190,7 @@ pub fn reply(sess: Session) -> Flow {
 /// reply is out because the session is marked blocked.
 fn send_reply(sess: Session) -> Flow {
     let wev = sess.write_event();
+    crate::mail_debug!(sess.log(), "mail send reply");
     match sess.send_out() {
         Sent::Closed => Flow::Stop,
         Sent::All => {

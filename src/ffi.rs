@@ -185,6 +185,19 @@ macro_rules! mail_log {
     }};
 }
 
+/// A debug trace under nginx's mail debug mask (`debug_mail`), as stock's
+/// src/mail writes them: formatted on the stack, and compiled out of an
+/// nginx built without `--with-debug`.
+#[macro_export]
+macro_rules! mail_debug {
+    ($log:expr, $($arg:tt)+) => {{
+        let log: *mut nginx_sys::ngx_log_t = $log;
+        if !log.is_null() {
+            ngx::ngx_log_debug!(mask: ngx::log::DebugMask::Mail, log, $($arg)+);
+        }
+    }};
+}
+
 /// At most this much of what a peer sent is shown in one log line.
 const SHOWN_MAX: usize = 512;
 

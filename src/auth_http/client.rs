@@ -172,6 +172,7 @@ crate::event_handler!(write_handler => send_request);
 
 fn send_request(sess: Session, wev: Event) {
     let pc = wev.connection();
+    crate::mail_debug!(pc.log(), "mail auth http write handler");
     if ends_at_shutdown(pc, sess) || timed_out(wev, sess) {
         return;
     }
@@ -224,6 +225,7 @@ crate::event_handler!(read_handler => read_response);
 
 fn read_response(sess: Session, rev: Event) {
     let pc = rev.connection();
+    crate::mail_debug!(pc.log(), "mail auth http read handler");
     if ends_at_shutdown(pc, sess) || timed_out(rev, sess) {
         return;
     }
@@ -281,6 +283,7 @@ fn read_response(sess: Session, rev: Event) {
         }
     };
     finish(sess);
+    crate::mail_debug!(sess.log(), "mail auth http process headers");
     let have_password = sess.passwd().is_some();
     // judged with the auth state borrowed; acted on after
     let judged = sess.with_state(|auth: &mut AuthState| {
@@ -385,6 +388,7 @@ fn act_on(sess: Session, decision: Decision, refusal: Option<Vec<u8>>) {
 }
 
 fn sleep_for(sess: Session, seconds: u64) {
+    crate::mail_debug!(sess.log(), "mail auth sleep {}s", seconds);
     let ms = seconds.saturating_mul(1000).min(ngx_msec_t::MAX as u64 / 2) as ngx_msec_t;
     let rev = sess.read_event();
     rev.add_timer(ms);
@@ -398,6 +402,7 @@ crate::event_handler!(
 );
 
 fn wake(sess: Session, rev: Event) {
+    crate::mail_debug!(sess.log(), "mail auth sleep handler");
     if sess.ends_at_shutdown() {
         return;
     }

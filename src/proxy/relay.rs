@@ -88,6 +88,13 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
         }
         let writing = (*ev).write() != 0;
         let from_upstream = (c == client) == writing;
+        crate::mail_debug!(
+            (*c).log,
+            "mail proxy handler: {}, #{} > #{}",
+            u8::from(from_upstream),
+            (*if from_upstream { uc } else { client }).fd,
+            (*if from_upstream { client } else { uc }).fd
+        );
         let (src, dst, b, recv_action, send_action) = if from_upstream {
             (
                 uc,

@@ -90,6 +90,7 @@ crate::event_handler!(write_handler => connected);
 
 fn connected(sess: Session, wev: Event) {
     let uc = wev.connection();
+    crate::mail_debug!(uc.log(), "mail proxy write handler");
     if ends_at_shutdown(uc, sess) {
         return;
     }
@@ -146,6 +147,11 @@ crate::event_handler!(
 
 fn backend_reply(sess: Session, rev: Event) {
     let uc = rev.connection();
+    crate::mail_debug!(
+        uc.log(),
+        "mail proxy {} auth handler",
+        shown(sess.protocol_name())
+    );
     if ends_at_shutdown(uc, sess) {
         return;
     }
@@ -223,6 +229,7 @@ fn backend_reply(sess: Session, rev: Event) {
         }
         UpstreamStep::Send(line) => {
             sess.set_action(action);
+            crate::mail_debug!(uc.log(), "mail proxy send: {:?}", action);
             // an incomplete write of one short line is treated as an error,
             // as stock does
             if uc.send(&line) != Io::Done(line.len()) {

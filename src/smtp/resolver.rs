@@ -105,6 +105,7 @@ fn lookup_error(query: Query) -> LookupError {
 crate::resolver_handler!(addr_resolved => ptr_answer);
 
 fn ptr_answer(sess: Session, query: Query) {
+    crate::mail_debug!(sess.log(), "mail smtp resolve handler");
     let addr_text = shown(sess.client_addr());
     let answer = if query.state() != 0 {
         mail_log!(
@@ -182,6 +183,7 @@ fn start_forward(sess: Session, rev: Event) {
 crate::resolver_handler!(name_resolved => forward_answer);
 
 fn forward_answer(sess: Session, query: Query) {
+    crate::mail_debug!(sess.log(), "mail smtp resolve name handler");
     let name = query.name();
     let addrs;
     let answer = if query.state() != 0 {
