@@ -27,6 +27,20 @@ impl ModuleConf for crate::bindings::ngx_mail_ssl_conf_t {
     }
 }
 
+/// The one place every session ends: dropped by its pool's cleanup, while
+/// the session struct (in that pool) and its connection's counters and
+/// log can still be read. The session log and the metrics hang here.
+struct SessionEnd(*mut ngx_mail_session_t);
+
+impl Drop for SessionEnd {
+    fn drop(&mut self) {
+        // SAFETY: the pool being destroyed still holds the session and
+        // its connection's log; the connection struct outlives its close.
+        let sess = unsafe { Session::from_raw(self.0) };
+        crate::mail_debug!(sess.log(), "mail session done");
+    }
+}
+
 /// A live mail session. Made only by `from_raw`, in the entry points nginx
 /// calls; every method relies on the session being live, which holds for
 /// the handler that was called for it until it closes the session (and
@@ -129,6 +143,15 @@ impl Session {
         // SAFETY: the slot and pool are this live session's; no borrow of
         // the value is live.
         unsafe { crate::slots::take::<T>(self.pool(), self.slot::<T>()) }
+    }
+
+    /// Starts watching for the session's end: `SessionEnd`'s drop runs
+    /// once when its pool goes, whichever way it closes (our closes,
+    /// nginx's internal-error, quit and TLS-failure paths, a worker's
+    /// shutdown). Every protocol's `init_session` calls it first.
+    pub fn watch_end(self) {
+        // SAFETY: the pool is this live session's.
+        unsafe { crate::slots::watch(self.pool(), SessionEnd(self.0)) }
     }
 
     /// Logged in: every state of the stages before is dropped, whatever

@@ -32,8 +32,11 @@ pub trait SessionState: Sized + 'static {
 struct Header {
     /// First, so that the node's address is the block's.
     cleanup: ngx_pool_cleanup_t,
-    /// The session's slot that points here.
+    /// The session's slot that points here (or `own_slot`).
     slot: *mut *mut c_void,
+    /// The slot of a value that lives as long as the session (the end
+    /// watch): in no module's, and left alone at login.
+    own_slot: *mut c_void,
     type_id: TypeId,
     /// Drops the value in place (the block's memory stays).
     drop_value: unsafe fn(*mut Header),
@@ -69,6 +72,7 @@ pub unsafe fn put<T: SessionState>(pool: *mut ngx_pool_t, slot: *mut *mut c_void
                 next: ptr::null_mut(),
             },
             slot,
+            own_slot: ptr::null_mut(),
             type_id: TypeId::of::<T>(),
             drop_value: drop_value::<T>,
             free: free::<T>,
@@ -83,6 +87,40 @@ pub unsafe fn put<T: SessionState>(pool: *mut ngx_pool_t, slot: *mut *mut c_void
         (*h).cleanup.next = (*pool).cleanup;
         (*pool).cleanup = &raw mut (*h).cleanup;
         *slot = h.cast();
+    }
+}
+
+/// Gives `value` to the session for as long as its pool lives: it is
+/// dropped when the pool goes, however the session closes, and never
+/// before (`clear_all` passes it by).
+///
+/// # Safety
+/// `pool` is a live session pool.
+pub unsafe fn watch<T: 'static>(pool: *mut ngx_pool_t, value: T) {
+    let block = Box::into_raw(Box::new(Block {
+        header: Header {
+            cleanup: ngx_pool_cleanup_t {
+                handler: Some(pool_cleanup),
+                data: ptr::null_mut(),
+                next: ptr::null_mut(),
+            },
+            slot: ptr::null_mut(),
+            own_slot: ptr::null_mut(),
+            type_id: TypeId::of::<T>(),
+            drop_value: drop_value::<T>,
+            free: free::<T>,
+        },
+        value: ManuallyDrop::new(value),
+    }));
+    // SAFETY: as the caller promises; the node stays linked until the
+    // pool runs it.
+    unsafe {
+        let h = block.cast::<Header>();
+        (*h).slot = &raw mut (*h).own_slot;
+        (*h).own_slot = h.cast();
+        (*h).cleanup.data = h.cast();
+        (*h).cleanup.next = (*pool).cleanup;
+        (*pool).cleanup = &raw mut (*h).cleanup;
     }
 }
 
@@ -174,7 +212,11 @@ pub unsafe fn clear_all(pool: *mut ngx_pool_t) {
             // our nodes are the ones with our handler (one function of this
             // module, so one address)
             let ours = pool_cleanup as unsafe extern "C" fn(*mut c_void) as usize;
-            while !node.is_null() && (*node).handler.map(|h| h as usize) != Some(ours) {
+            // ours, and not a watch (which points at its own slot)
+            while !node.is_null()
+                && ((*node).handler.map(|h| h as usize) != Some(ours)
+                    || (*node.cast::<Header>()).slot == &raw mut (*node.cast::<Header>()).own_slot)
+            {
                 node = (*node).next;
             }
             if node.is_null() {

@@ -17,6 +17,7 @@ use crate::state::{imap_dialogue, ClientDialogue};
 pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
     // SAFETY: nginx calls init_session with a live session of this server.
     let sess = unsafe { Session::from_raw(s) };
+    sess.watch_end();
     sess.set_state(ImapState(ImapSession::default()));
     // stock makes the salt on the first AUTHENTICATE CRAM-MD5; its value is
     // random either way

@@ -17,6 +17,7 @@ use crate::state::ClientDialogue;
 pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
     // SAFETY: nginx calls init_session with a live session of this server.
     let sess = unsafe { Session::from_raw(s) };
+    sess.watch_end();
     sess.set_state(Pop3State(Pop3Session::default()));
     if conf::conf(sess).auth_methods & (auth_bits::APOP | auth_bits::CRAM_MD5) != 0 {
         if !client::make_salt(sess) || !sess.set_out(&pop3::greeting(sess.salt())) {

@@ -21,6 +21,7 @@ const INVALID_PIPELINING: &[u8] = b"503 5.5.0 Improper use of SMTP command pipel
 pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_connection_t) {
     // SAFETY: nginx calls init_session with a live session of this server.
     let sess = unsafe { Session::from_raw(s) };
+    sess.watch_end();
     // stock makes the salt on the first AUTH CRAM-MD5; its value is random
     // either way
     if conf::conf(sess).auth_methods & auth_bits::CRAM_MD5 != 0 && !client::make_salt(sess) {
