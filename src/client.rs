@@ -7,7 +7,7 @@ use mail_core::{AuthMethod, Credentials};
 
 use crate::ffi::{shown, ETIMEDOUT, LOG_INFO};
 use crate::mail_log;
-use crate::nginx::{Event, Handler, Io};
+use crate::nginx::{Buf, Event, Handler, Io};
 use crate::session::{Session, SessionState};
 use crate::session_fields::Sent;
 use crate::state::{ClientDialogue, Handover};
@@ -27,9 +27,10 @@ pub fn timed_out(ev: Event, sess: Session) -> bool {
     true
 }
 
-/// Reads what the client sent into `s->buffer` and returns the unparsed
-/// bytes, or `None` when the handler must return (busy, waiting, closed).
-pub fn read_command(sess: Session) -> Option<&'static [u8]> {
+/// Reads what the client sent into `s->buffer` and returns the buffer with
+/// the unparsed bytes, or `None` when the handler must return (busy,
+/// waiting, closed).
+pub fn read_command(sess: Session) -> Option<Buf> {
     if sess.sending() {
         // a reply is still being sent: ngx_mail_send calls us again
         sess.set_blocked(true);
@@ -53,7 +54,7 @@ pub fn read_command(sess: Session) -> Option<&'static [u8]> {
         }
         Io::Again | Io::Done(_) => {}
     }
-    Some(b.pending())
+    Some(b)
 }
 
 /// An incomplete command that fills the whole buffer is refused and the
@@ -147,9 +148,11 @@ pub fn command_loop<T: SessionState>(
         if timed_out(rev, sess) {
             return;
         }
-        let Some(buf) = read_command(sess) else {
+        let Some(b) = read_command(sess) else {
             return;
         };
+        // the bytes are lent for this command only
+        let buf = b.pending();
         let next = sess.with_state(|state: &mut T| command(sess, buf, state));
         let flow = match next {
             Some(Next::Reply) => reply(sess),
@@ -323,7 +326,11 @@ pub fn relay(sess: Session, envelope: &mail_core::smtp::Envelope, client: Client
 
 /// What the session's protocol state needs to know of its server and
 /// connection.
-pub fn config<C>(sess: Session, auth_methods: usize, capabilities: &C) -> mail_core::Config<'_, C> {
+pub fn config<C>(
+    sess: Session,
+    auth_methods: usize,
+    capabilities: &'static C,
+) -> mail_core::Config<'static, C> {
     mail_core::Config {
         auth_methods,
         capabilities,

@@ -264,9 +264,9 @@ impl Buf {
     }
 
     /// The bytes read and not yet used.
-    pub fn pending(self) -> &'static [u8] {
+    pub fn pending(&self) -> &[u8] {
         // SAFETY: pos..last are initialised bytes of the live buffer; the
-        // borrow is used before the buffer changes (callers' contract).
+        // borrow ends with the handle's, within the handler.
         unsafe {
             let b = self.0;
             core::slice::from_raw_parts((*b).pos, (*b).last.offset_from((*b).pos) as usize)
@@ -274,7 +274,7 @@ impl Buf {
     }
 
     /// Everything from the start to `last`, used bytes included.
-    pub fn all(self) -> &'static [u8] {
+    pub fn all(&self) -> &[u8] {
         // SAFETY: as above, from start.
         unsafe {
             let b = self.0;

@@ -121,14 +121,14 @@ impl Session {
         }
     }
 
-    pub fn login(self) -> &'static [u8] {
+    pub fn login(&self) -> &[u8] {
         // SAFETY: s->login is empty or a pool string.
         unsafe { bytes(&(*self.raw()).login) }
     }
 
     /// The password, or `None` when there is none at all (EXTERNAL, a
     /// salted digest already sent, `smtp_auth none`).
-    pub fn passwd(self) -> Option<&'static [u8]> {
+    pub fn passwd(&self) -> Option<&[u8]> {
         // SAFETY: s->passwd is absent or a pool string.
         unsafe {
             let p = &(*self.raw()).passwd;
@@ -182,6 +182,9 @@ impl Session {
         true
     }
 
+    /// (`'static` because the core borrows its config for as long as the
+    /// prebuilt replies; the salt is set once, before the first command,
+    /// and read only within the handler that reads it.)
     pub fn salt(self) -> Option<&'static [u8]> {
         // SAFETY: s->salt is empty or a pool string.
         let salt = unsafe { bytes(&(*self.raw()).salt) };
@@ -199,7 +202,7 @@ impl Session {
     }
 
     /// The client's name (SMTP), as the resolver left it.
-    pub fn host(self) -> &'static [u8] {
+    pub fn host(&self) -> &[u8] {
         // SAFETY: s->host is empty, static or a pool string.
         unsafe { bytes(&(*self.raw()).host) }
     }
@@ -246,7 +249,7 @@ impl Session {
     }
 
     /// HELO, MAIL FROM and RCPT TO of `smtp_auth none`.
-    pub fn envelope(self) -> (&'static [u8], &'static [u8], &'static [u8]) {
+    pub fn envelope(&self) -> (&[u8], &[u8], &[u8]) {
         // SAFETY: the three are empty or pool strings.
         unsafe {
             let s = self.raw();
@@ -269,13 +272,13 @@ impl Session {
     }
 
     /// This server's `server_name`.
-    pub fn server_name(self) -> &'static [u8] {
+    pub fn server_name(&self) -> &[u8] {
         // SAFETY: a config string.
         unsafe { bytes(&self.core_conf().server_name) }
     }
 
     /// The client's address as text (`Client-IP`, XCLIENT `ADDR`).
-    pub fn client_addr(self) -> &'static [u8] {
+    pub fn client_addr(&self) -> &[u8] {
         // SAFETY: the connection's address text lives in its pool.
         unsafe { bytes(&(*self.connection()).addr_text) }
     }
@@ -291,7 +294,7 @@ impl Session {
     }
 
     /// The server's protocol name (`Auth-Protocol`).
-    pub fn protocol_name(self) -> &'static [u8] {
+    pub fn protocol_name(&self) -> &[u8] {
         // SAFETY: a served server's protocol is set at configuration and
         // lives as long as it.
         unsafe { bytes(&(*self.core_conf().protocol).name) }
@@ -304,7 +307,7 @@ impl Session {
     }
 
     /// What the client's PROXY header said, if it sent one.
-    pub fn proxy_protocol(self) -> Option<mail_core::auth_http::ProxyProtocolInfo<'static>> {
+    pub fn proxy_protocol(&self) -> Option<mail_core::auth_http::ProxyProtocolInfo<'_>> {
         // SAFETY: c->proxy_protocol is null or lives in the connection's pool.
         unsafe {
             let pp = (*self.connection()).proxy_protocol;
