@@ -239,7 +239,9 @@ sub try_run {
 
 sub waitforfile {
 	my ($self, $file, $pid) = @_;
-	for (1 .. 100) {
+	# up to 30 s: nginx with TLS under valgrind on a loaded machine may
+	# take more than a few seconds to write its pid file
+	for (1 .. 600) {
 		return 1 if -e $file;
 		return 0 if defined $pid && waitpid($pid, WNOHANG) == $pid;
 		sleep 0.05;
