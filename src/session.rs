@@ -27,17 +27,19 @@ impl ModuleConf for crate::bindings::ngx_mail_ssl_conf_t {
     }
 }
 
-/// The one place every session ends: dropped by its pool's cleanup, while
-/// the session struct (in that pool) and its connection's counters and
-/// log can still be read. The session log and the metrics hang here.
+/// Watches a session before login for its end: dropped by its pool's
+/// cleanup, however it closes (our closes, nginx's internal-error, quit
+/// and TLS-failure paths, a worker's shutdown), while the session struct
+/// (in that pool) and its connection's log can still be read. At login it
+/// is taken back (an idle proxied session keeps nothing of ours), and the
+/// relay, which closes its sessions itself, calls `Session::ended`.
 struct SessionEnd(*mut ngx_mail_session_t);
 
 impl Drop for SessionEnd {
     fn drop(&mut self) {
-        // SAFETY: the pool being destroyed still holds the session and
-        // its connection's log; the connection struct outlives its close.
-        let sess = unsafe { Session::from_raw(self.0) };
-        crate::mail_debug!(sess.log(), "mail session done");
+        // SAFETY: as above: the pool being destroyed still holds the
+        // session, and the connection struct outlives its close.
+        unsafe { Session::from_raw(self.0) }.ended();
     }
 }
 
@@ -145,18 +147,34 @@ impl Session {
         unsafe { crate::slots::take::<T>(self.pool(), self.slot::<T>()) }
     }
 
-    /// Starts watching for the session's end: `SessionEnd`'s drop runs
-    /// once when its pool goes, whichever way it closes (our closes,
-    /// nginx's internal-error, quit and TLS-failure paths, a worker's
-    /// shutdown). Every protocol's `init_session` calls it first.
+    /// Starts watching for the session's end (`SessionEnd`). Every
+    /// protocol's `init_session` calls it first.
     pub fn watch_end(self) {
         // SAFETY: the pool is this live session's.
         unsafe { crate::slots::watch(self.pool(), SessionEnd(self.0)) }
     }
 
+    /// Logged in: the relay will say when the session ends.
+    fn unwatch_end(self) {
+        // SAFETY: the pool is this live session's; nothing borrows the
+        // watch. Taken back, it is forgotten, not dropped: the session
+        // goes on.
+        if let Some(end) = unsafe { crate::slots::unwatch::<SessionEnd>(self.pool()) } {
+            core::mem::forget(end);
+        }
+    }
+
+    /// The one place every session ends, once: where the session log and
+    /// the metrics hang. The session and its connection's log are still
+    /// readable.
+    pub fn ended(self) {
+        crate::mail_debug!(self.log(), "mail session done");
+    }
+
     /// Logged in: every state of the stages before is dropped, whatever
     /// module keeps it.
     pub fn clear_states(self) {
+        self.unwatch_end();
         // SAFETY: the pool is this live session's; no borrow is live.
         unsafe { crate::slots::clear_all(self.pool()) }
     }

@@ -124,6 +124,32 @@ pub unsafe fn watch<T: 'static>(pool: *mut ngx_pool_t, value: T) {
     }
 }
 
+/// Takes back the value `watch` gave the pool, if there is one of type `T`.
+///
+/// # Safety
+/// `pool` is a live session pool; no borrow of the value is live.
+pub unsafe fn unwatch<T: 'static>(pool: *mut ngx_pool_t) -> Option<T> {
+    // SAFETY: as the caller promises; our nodes are blocks' headers.
+    unsafe {
+        let ours = pool_cleanup as unsafe extern "C" fn(*mut c_void) as usize;
+        let mut node = (*pool).cleanup;
+        while !node.is_null() {
+            let h = node.cast::<Header>();
+            if (*node).handler.map(|f| f as usize) == Some(ours)
+                && (*h).slot == &raw mut (*h).own_slot
+                && (*h).type_id == TypeId::of::<T>()
+            {
+                let h = unlink(pool, (*h).slot);
+                let value = ManuallyDrop::take(&mut (*h.cast::<Block<T>>()).value);
+                ((*h).free)(h);
+                return Some(value);
+            }
+            node = (*node).next;
+        }
+        None
+    }
+}
+
 /// The value of type `T` in `slot`, if that is what it holds.
 ///
 /// # Safety

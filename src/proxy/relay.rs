@@ -289,6 +289,7 @@ unsafe fn bulk_nodelay(sess: Session, dst: *mut ngx_connection_t) {
 }
 
 fn close(sess: Session) {
+    sess.ended();
     sess.close_upstream();
     sess.close();
 }
