@@ -270,7 +270,9 @@ impl Session {
         unsafe { ngx_mail_close_connection(self.connection()) };
     }
 
-    /// Arms the client read event; closes the session when that fails.
+    /// Arms the client read event; closes the session when that fails
+    /// (false: the session is gone).
+    #[must_use]
     pub fn handle_read_event(self) -> bool {
         // SAFETY: the connection and its read event are live.
         if unsafe { ngx_handle_read_event((*self.connection()).read, 0) } != 0 {
@@ -284,6 +286,7 @@ impl Session {
     /// runs its read handler: a session in any stage ends then (stock keeps
     /// one that has not logged in yet until its own timeout). True when it
     /// was closed.
+    #[must_use]
     pub fn ends_at_shutdown(self) -> bool {
         let c = self.connection();
         // SAFETY: the connection and its log are live until closed here.
