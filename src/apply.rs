@@ -9,6 +9,7 @@ use mail_core::{Action, Step};
 use crate::client::{self, Next};
 use crate::ffi::{shown_rejected, LOG_INFO};
 use crate::mail_log;
+use crate::nginx::Event;
 use crate::session::{Session, SessionState};
 use crate::state::ClientDialogue;
 
@@ -23,6 +24,22 @@ pub trait ClientProtocol: SessionState {
     /// A command too long for the buffer: the refusal that ends the
     /// session, the state back at the start.
     fn too_long(&mut self) -> Action<'static>;
+    /// The session's step over the buffered `buf`, with this server's
+    /// configuration; `None` when that is missing.
+    fn step(&mut self, sess: Session, buf: &[u8]) -> Option<Step<'static>>;
+}
+
+/// A protocol's auth-state read event: its commands in the client loop.
+pub fn commands<T: ClientProtocol>(sess: Session, rev: Event) {
+    client::command_loop(sess, rev, command::<T>);
+}
+
+/// One buffered command: the session's step, applied.
+fn command<T: ClientProtocol>(sess: Session, buf: &[u8], state: &mut T) -> Next {
+    match state.step(sess, buf) {
+        Some(step) => apply(sess, state, buf, step),
+        None => Next::Error,
+    }
 }
 
 /// Applies one step of the auth-state session to the client's `buf`.

@@ -61,10 +61,13 @@ unsafe fn free<T>(h: *mut Header) {
     drop(unsafe { Box::from_raw(h.cast::<Block<T>>()) });
 }
 
+/// A block for `value` whose node is linked into `pool`'s cleanups; it
+/// points at `slot`, or (null) at its own.
+///
 /// # Safety
-/// `slot` is a live session's slot; `pool` its live pool; the slot is empty.
-pub unsafe fn put<T: SessionState>(pool: *mut ngx_pool_t, slot: *mut *mut c_void, value: T) {
-    let block = Box::into_raw(Box::new(Block {
+/// `pool` is a live session pool; `slot` is null or that session's slot.
+unsafe fn link<T: 'static>(pool: *mut ngx_pool_t, slot: *mut *mut c_void, value: T) -> *mut Header {
+    let h = Box::into_raw(Box::new(Block {
         header: Header {
             cleanup: ngx_pool_cleanup_t {
                 handler: Some(pool_cleanup),
@@ -78,50 +81,38 @@ pub unsafe fn put<T: SessionState>(pool: *mut ngx_pool_t, slot: *mut *mut c_void
             free: free::<T>,
         },
         value: ManuallyDrop::new(value),
-    }));
+    }))
+    .cast::<Header>();
     // SAFETY: as the caller promises; the node stays linked until `unlink`
     // or the pool runs it.
     unsafe {
-        let h = block.cast::<Header>();
+        if slot.is_null() {
+            (*h).slot = &raw mut (*h).own_slot;
+        }
+        *(*h).slot = h.cast();
         (*h).cleanup.data = h.cast();
         (*h).cleanup.next = (*pool).cleanup;
         (*pool).cleanup = &raw mut (*h).cleanup;
-        *slot = h.cast();
     }
+    h
+}
+
+/// # Safety
+/// `slot` is a live session's slot; `pool` its live pool; the slot is empty.
+pub unsafe fn put<T: SessionState>(pool: *mut ngx_pool_t, slot: *mut *mut c_void, value: T) {
+    // SAFETY: as the caller promises.
+    unsafe { link(pool, slot, value) };
 }
 
 /// Gives `value` to the session for as long as its pool lives: it is
 /// dropped when the pool goes, however the session closes, and never
-/// before (`clear_all` passes it by).
+/// before (`clear_all` passes it by) unless `unwatch` takes it back.
 ///
 /// # Safety
 /// `pool` is a live session pool.
 pub unsafe fn watch<T: 'static>(pool: *mut ngx_pool_t, value: T) {
-    let block = Box::into_raw(Box::new(Block {
-        header: Header {
-            cleanup: ngx_pool_cleanup_t {
-                handler: Some(pool_cleanup),
-                data: ptr::null_mut(),
-                next: ptr::null_mut(),
-            },
-            slot: ptr::null_mut(),
-            own_slot: ptr::null_mut(),
-            type_id: TypeId::of::<T>(),
-            drop_value: drop_value::<T>,
-            free: free::<T>,
-        },
-        value: ManuallyDrop::new(value),
-    }));
-    // SAFETY: as the caller promises; the node stays linked until the
-    // pool runs it.
-    unsafe {
-        let h = block.cast::<Header>();
-        (*h).slot = &raw mut (*h).own_slot;
-        (*h).own_slot = h.cast();
-        (*h).cleanup.data = h.cast();
-        (*h).cleanup.next = (*pool).cleanup;
-        (*pool).cleanup = &raw mut (*h).cleanup;
-    }
+    // SAFETY: as the caller promises.
+    unsafe { link(pool, ptr::null_mut(), value) };
 }
 
 /// Takes back the value `watch` gave the pool, if there is one of type `T`.

@@ -7,9 +7,9 @@ use mail_core::pop3::{self, Pop3Session};
 use nginx_sys::ngx_connection_t;
 
 use super::conf::{self, BUFFER_SIZE};
-use crate::apply::{apply, ClientProtocol};
+use crate::apply::{self, ClientProtocol};
 use crate::bindings::ngx_mail_session_t;
-use crate::client::{self, Next};
+use crate::client;
 use crate::nginx::Event;
 use crate::session::Session;
 use crate::state::ClientDialogue;
@@ -50,21 +50,12 @@ impl ClientProtocol for Pop3State {
     fn too_long(&mut self) -> mail_core::Action<'static> {
         self.0.too_long()
     }
+
+    fn step(&mut self, sess: Session, buf: &[u8]) -> Option<mail_core::Step<'static>> {
+        let pscf = conf::conf(sess);
+        let cfg = client::config(sess, pscf.auth_methods, pscf.replies()?);
+        Some(self.0.step(buf, &cfg))
+    }
 }
 
-crate::event_handler!(pub auth_state => commands);
-
-fn commands(sess: Session, rev: Event) {
-    client::command_loop(sess, rev, command);
-}
-
-/// One buffered command: the session's step, applied.
-fn command(sess: Session, buf: &[u8], state: &mut Pop3State) -> Next {
-    let pscf = conf::conf(sess);
-    let Some(replies) = pscf.replies() else {
-        return Next::Error;
-    };
-    let cfg = client::config(sess, pscf.auth_methods, replies);
-    let step = state.0.step(buf, &cfg);
-    apply(sess, state, buf, step)
-}
+crate::event_handler!(pub auth_state => apply::commands::<Pop3State>);

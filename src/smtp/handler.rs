@@ -7,9 +7,9 @@ use mail_core::smtp::SmtpSession;
 use nginx_sys::ngx_connection_t;
 
 use super::{conf, resolver};
-use crate::apply::{apply, ClientProtocol};
+use crate::apply::{self, ClientProtocol};
 use crate::bindings::ngx_mail_session_t;
-use crate::client::{self, Next};
+use crate::client;
 use crate::ffi::{shown_rejected, LOG_INFO};
 use crate::mail_log;
 use crate::nginx::{Event, Io};
@@ -155,21 +155,12 @@ impl ClientProtocol for SmtpState {
     fn too_long(&mut self) -> mail_core::Action<'static> {
         self.0.too_long()
     }
+
+    fn step(&mut self, sess: Session, buf: &[u8]) -> Option<mail_core::Step<'static>> {
+        let sscf = conf::conf(sess);
+        let cfg = client::config(sess, sscf.auth_methods, sscf.replies()?);
+        Some(self.0.step(buf, &cfg))
+    }
 }
 
-crate::event_handler!(pub auth_state => commands);
-
-fn commands(sess: Session, rev: Event) {
-    client::command_loop(sess, rev, command);
-}
-
-/// One buffered command: the session's step, applied.
-fn command(sess: Session, buf: &[u8], state: &mut SmtpState) -> Next {
-    let sscf = conf::conf(sess);
-    let Some(replies) = sscf.replies() else {
-        return Next::Error;
-    };
-    let cfg = client::config(sess, sscf.auth_methods, replies);
-    let step = state.0.step(buf, &cfg);
-    apply(sess, state, buf, step)
-}
+crate::event_handler!(pub auth_state => apply::commands::<SmtpState>);
