@@ -9,16 +9,16 @@ use nginx_sys::{ngx_err_t, ngx_log_t, ngx_pnalloc, ngx_pool_t, ngx_str_t, ngx_ui
 pub const CONF_OK: *mut c_char = ptr::null_mut();
 pub const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
 
-pub const NGX_ERROR: isize = -1;
-pub const NGX_AGAIN: isize = -2;
-pub const NGX_BUSY: isize = -3;
-pub const NGX_DECLINED: isize = -5;
+pub const NGX_ERROR: isize = nginx_sys::NGX_ERROR as isize;
+pub const NGX_AGAIN: isize = nginx_sys::NGX_AGAIN as isize;
+pub const NGX_BUSY: isize = nginx_sys::NGX_BUSY as isize;
+pub const NGX_DECLINED: isize = nginx_sys::NGX_DECLINED as isize;
 
 pub const LOG_EMERG: ngx_uint_t = nginx_sys::NGX_LOG_EMERG as ngx_uint_t;
 pub const LOG_ERR: ngx_uint_t = nginx_sys::NGX_LOG_ERR as ngx_uint_t;
 pub const LOG_NOTICE: ngx_uint_t = nginx_sys::NGX_LOG_NOTICE as ngx_uint_t;
 pub const LOG_INFO: ngx_uint_t = nginx_sys::NGX_LOG_INFO as ngx_uint_t;
-pub const ETIMEDOUT: ngx_err_t = 110;
+pub const ETIMEDOUT: ngx_err_t = nginx_sys::ETIMEDOUT as ngx_err_t;
 
 /// The bytes of an `ngx_str_t`.
 ///

@@ -3,8 +3,6 @@
 
 use nginx_sys::{ngx_addr_t, ngx_array_t, ngx_flag_t, ngx_msec_t, ngx_str_t, ngx_uint_t};
 
-use crate::ffi::bytes;
-
 #[repr(C)]
 pub struct AuthHttpConf {
     pub peer: *mut ngx_addr_t,
@@ -26,31 +24,27 @@ pub fn conf(s: crate::session::Session) -> &'static AuthHttpConf {
 
 impl AuthHttpConf {
     /// The auth server's address.
-    pub fn peer(&self) -> &'static ngx_addr_t {
+    pub fn peer(&'static self) -> &'static ngx_addr_t {
         // SAFETY: set from the `auth_http` URL at configuration, in the
         // cycle's pool; merge refuses a server without one.
         unsafe { &*self.peer }
     }
 
     /// The auth server's name, for log lines.
-    pub fn peer_name(&self) -> &'static [u8] {
-        // SAFETY: a configuration string.
-        unsafe { bytes(&self.peer().name) }
+    pub fn peer_name(&'static self) -> &'static [u8] {
+        self.peer().name.as_bytes()
     }
 
-    pub fn uri(&self) -> &'static [u8] {
-        // SAFETY: a configuration string.
-        unsafe { bytes(&self.uri) }
+    pub fn uri(&'static self) -> &'static [u8] {
+        self.uri.as_bytes()
     }
 
-    pub fn host_header(&self) -> &'static [u8] {
-        // SAFETY: a configuration string.
-        unsafe { bytes(&self.host_header) }
+    pub fn host_header(&'static self) -> &'static [u8] {
+        self.host_header.as_bytes()
     }
 
     /// The `auth_http_header` lines, joined.
-    pub fn extra_headers(&self) -> &'static [u8] {
-        // SAFETY: a configuration string.
-        unsafe { bytes(&self.header) }
+    pub fn extra_headers(&'static self) -> &'static [u8] {
+        self.header.as_bytes()
     }
 }

@@ -254,6 +254,5 @@ unsafe fn splice(from: c_int, to: c_int, len: usize) -> isize {
 }
 
 fn errno() -> c_int {
-    // SAFETY: the calling thread's errno.
-    unsafe { *nginx_sys::__errno_location() }
+    nginx_sys::ngx_errno()
 }
