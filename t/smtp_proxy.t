@@ -81,7 +81,7 @@ port($_) for 8081 .. 8085;
 
 $t->run_daemon(\&auth_daemon, $d);
 $t->run_daemon(\&backend, $d, $_) for 8082 .. 8085;
-$t->run()->plan(46);
+$t->run()->plan(47);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8081 .. 8085;
 
@@ -214,6 +214,9 @@ $s = session(8025, 'EHLO client.example');
 auth_plain($s, 'coded', 'x');
 $s->check(qr/^550 5\.7\.1 Not here\r\n$/, 'auth error code');
 $s = session(8025, 'EHLO client.example');
+auth_plain($s, 'emptycode', 'x');
+$s->check(qr/^535 5\.7\.0 Not here\r\n$/, 'empty auth error code: the default');
+$s = session(8025, 'EHLO client.example');
 auth_plain($s, 'retry', 'x');
 $s->check(qr/^535 5\.7\.0 Try again\r\n$/, 'refused with auth-wait');
 auth_plain($s, 'test@example.com', 'secret');
@@ -335,6 +338,9 @@ sub auth_daemon {
 		} elsif ($user eq 'coded') {
 			$reply .= "Auth-Status: Not here" . CRLF
 				. "Auth-Error-Code: 550 5.7.1" . CRLF;
+		} elsif ($user eq 'emptycode') {
+			$reply .= "Auth-Status: Not here" . CRLF
+				. "Auth-Error-Code: " . CRLF;
 		} elsif ($user eq 'retry') {
 			$reply .= "Auth-Status: Try again" . CRLF . "Auth-Wait: 1" . CRLF;
 		} elsif ($req =~ /^Auth-SMTP-To: RCPT TO:<refuse/m) {

@@ -171,7 +171,8 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ParseError> {
                     resp.sleep = n;
                 }
             }
-            Some(Known::ErrorCode) => resp.error_code = Some(value.to_vec()),
+            // an empty code means the default, as stock's `errcode.len == 0`
+            Some(Known::ErrorCode) => resp.error_code = (!value.is_empty()).then(|| value.to_vec()),
             None => {}
         }
     }

@@ -229,3 +229,14 @@ fn atoi_like_nginx() {
     assert_eq!(response::atoi(b"-1"), None);
     assert_eq!(response::atoi(b"99999999999999999999999"), None);
 }
+
+#[test]
+fn an_empty_error_code_is_the_default() {
+    let r = parse(b"HTTP/1.0 200 OK\r\nAuth-Status: No\r\nAuth-Error-Code: \r\n\r\n");
+    assert_eq!(r.error_code, None);
+    let r = parse(
+        b"HTTP/1.0 200 OK\r\nAuth-Status: No\r\nAuth-Error-Code: 550 5.7.1\r\n\
+          Auth-Error-Code:\r\n\r\n",
+    );
+    assert_eq!(r.error_code, None, "the last one counts, as in stock");
+}
