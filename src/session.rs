@@ -288,16 +288,26 @@ impl Session {
     /// was closed.
     #[must_use]
     pub fn ends_at_shutdown(self) -> bool {
-        let c = self.connection();
-        // SAFETY: the connection and its log are live until closed here.
-        unsafe {
-            if (*c).close() == 0 {
-                return false;
-            }
-            crate::ffi::log(crate::ffi::LOG_INFO, (*c).log, 0, b"shutdown timeout");
+        let c = self.client();
+        if !c.closing() {
+            return false;
         }
+        crate::mail_log!(crate::ffi::LOG_INFO, c.log(), "shutdown timeout");
         self.close();
         true
+    }
+
+    /// The same for a connection this module opened for the session (the
+    /// auth server's, the backend's), which nginx marks too: `release`
+    /// lets it go, and the session ends as at the client's own event.
+    #[must_use]
+    pub fn peer_ends_at_shutdown(self, peer: crate::nginx::Conn, release: fn(Session)) -> bool {
+        if !peer.closing() {
+            return false;
+        }
+        release(self);
+        self.client().set_closing();
+        self.ends_at_shutdown()
     }
 
     pub fn set_action(self, action: &'static core::ffi::CStr) {

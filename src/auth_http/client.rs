@@ -8,7 +8,7 @@ use nginx_sys::ngx_msec_t;
 use super::conf;
 use crate::ffi::{shown, ETIMEDOUT, LOG_ERR, LOG_INFO};
 use crate::mail_log;
-use crate::nginx::{Conn, Event, Io, Pool};
+use crate::nginx::{Event, Io, Pool};
 use crate::peer::{Connect, PeerRequest};
 use crate::session::Session;
 use crate::state::Handover;
@@ -145,18 +145,6 @@ fn client_event(sess: Session, rev: Event) {
     }
 }
 
-/// The auth connection is marked `close` at `worker_shutdown_timeout`: the
-/// session it serves ends with it. True when it did.
-fn ends_at_shutdown(pc: Conn, sess: Session) -> bool {
-    if !pc.closing() {
-        return false;
-    }
-    finish(sess);
-    // the session ends as at the client's own event
-    sess.client().set_closing();
-    sess.ends_at_shutdown()
-}
-
 /// The auth server timed out: true when it did (the session is gone).
 fn timed_out(ev: Event, sess: Session) -> bool {
     if !ev.timedout() {
@@ -173,7 +161,7 @@ crate::event_handler!(write_handler => send_request);
 fn send_request(sess: Session, wev: Event) {
     let pc = wev.connection();
     crate::mail_debug!(pc.log(), "mail auth http write handler");
-    if ends_at_shutdown(pc, sess) || timed_out(wev, sess) {
+    if sess.peer_ends_at_shutdown(pc, finish) || timed_out(wev, sess) {
         return;
     }
     // the send runs with the attempt borrowed; what may end the session
@@ -226,7 +214,7 @@ crate::event_handler!(read_handler => read_response);
 fn read_response(sess: Session, rev: Event) {
     let pc = rev.connection();
     crate::mail_debug!(pc.log(), "mail auth http read handler");
-    if ends_at_shutdown(pc, sess) || timed_out(rev, sess) {
+    if sess.peer_ends_at_shutdown(pc, finish) || timed_out(rev, sess) {
         return;
     }
     // the read and the parse run with the attempt borrowed; what may end

@@ -75,23 +75,12 @@ fn client_event(sess: Session, rev: Event) {
     }
 }
 
-/// The backend connection is marked `close` at `worker_shutdown_timeout`
-/// during the login dialogue: the session ends. True when it did.
-fn ends_at_shutdown(uc: Conn, sess: Session) -> bool {
-    if !uc.closing() {
-        return false;
-    }
-    sess.close_upstream();
-    sess.client().set_closing();
-    sess.ends_at_shutdown()
-}
-
 crate::event_handler!(write_handler => connected);
 
 fn connected(sess: Session, wev: Event) {
     let uc = wev.connection();
     crate::mail_debug!(uc.log(), "mail proxy write handler");
-    if ends_at_shutdown(uc, sess) {
+    if sess.peer_ends_at_shutdown(uc, Session::close_upstream) {
         return;
     }
     if sess.proxy_protocol_pending() {
@@ -152,7 +141,7 @@ fn backend_reply(sess: Session, rev: Event) {
         "mail proxy {} auth handler",
         shown(sess.protocol_name())
     );
-    if ends_at_shutdown(uc, sess) {
+    if sess.peer_ends_at_shutdown(uc, Session::close_upstream) {
         return;
     }
     if rev.timedout() {

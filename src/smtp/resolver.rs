@@ -56,11 +56,7 @@ fn disown(sess: Session) {
 fn finish(sess: Session) -> fn(Session) {
     sess.set_resolver_ctx(None);
     sess.take_state::<Lookup>()
-        .map_or(close as fn(Session), Lookup::done)
-}
-
-fn close(sess: Session) {
-    sess.close();
+        .map_or(Session::close as fn(Session), Lookup::done)
 }
 
 /// Starts with the client's address; `then` (the greeting) follows when
