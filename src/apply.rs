@@ -78,8 +78,9 @@ pub fn apply<T: ClientProtocol>(
             reason,
             reply,
             quit,
+            counted,
         } => {
-            client::invalid(sess, reason);
+            client::invalid(sess, reason, counted);
             if quit {
                 sess.set_quit();
             }

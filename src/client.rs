@@ -298,12 +298,15 @@ pub fn create_buffer(sess: Session, size: usize) -> bool {
     false
 }
 
-/// An invalid command: its reason logged at info, counted toward max_errors.
-pub fn invalid(sess: Session, reason: mail_core::Invalid) {
+/// An invalid command: its reason logged at info; counted toward max_errors
+/// when the parser rejected it.
+pub fn invalid(sess: Session, reason: mail_core::Invalid, counted: bool) {
     if let Some(reason) = reason.0 {
         mail_log!(LOG_INFO, sess.log(), "{}", reason);
     }
-    count_error(sess);
+    if counted {
+        count_error(sess);
+    }
 }
 
 /// The client said enough: keep its credentials; the loop asks the auth

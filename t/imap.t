@@ -98,7 +98,7 @@ http {
 EOF
 
 $t->run_daemon(\&Test::Nginx::IMAP::imap_test_daemon);
-$t->run()->plan(58);
+$t->run()->plan(63);
 
 $t->waitforsocket('127.0.0.1:' . port(8144));
 
@@ -266,6 +266,30 @@ $s->send("m$_ BOGUS") for 1 .. 5;
 $s->read() for 1 .. 4;
 is($s->read(), "m5 BAD invalid command\r\n", 'fifth error answered');
 ok($s->eof(), 'max_errors closes');
+
+# only what the parser rejects counts toward max_errors, as in stock's
+# ngx_mail_read_command: refusals of well-formed commands do not
+
+$s = Test::Nginx::IMAP->new();
+$s->read();
+$s->send($_) for 'r1 LOGIN x', 'r2 AUTHENTICATE GSSAPI',
+	'r3 AUTHENTICATE PLAIN !!!', 'r4 STARTTLS', 'r5 LOGIN a b c';
+$s->read() for 1 .. 4;
+is($s->read(), "r5 BAD invalid command\r\n", 'fifth refused command answered');
+$s->send('r6 AUTHENTICATE LOGIN');
+$s->read();
+$s->send('*');
+# stock omits the tag here, a difference README lists
+like($s->read(), $stock ? qr/^BAD invalid command\r\n$/ : qr/^r6 BAD invalid command\r\n$/,
+	'cancelled exchange refused');
+$s->send("p$_ BOGUS") for 1 .. 4;
+$s->read() for 1 .. 4;
+$s->send('n1 NOOP');
+is($s->read(), "n1 OK completed\r\n",
+	'refusals and four parser errors leave the session open');
+$s->send('p5 BOGUS');
+is($s->read(), "p5 BAD invalid command\r\n", 'fifth parser error answered');
+ok($s->eof(), 'fifth parser error closes');
 
 # the second server: imap_capabilities, imap_client_buffer 1k, timeout 1s
 

@@ -97,7 +97,7 @@ http {
 EOF
 
 $t->run_daemon(\&Test::Nginx::POP3::pop3_test_daemon);
-$t->run()->plan(46);
+$t->run()->plan(50);
 
 $t->waitforsocket('127.0.0.1:' . port(8111));
 
@@ -277,6 +277,23 @@ $s->send('BOGUS') for 1 .. 5;
 $s->read() for 1 .. 4;
 $s->check(qr/^-ERR invalid command\r\n$/, 'fifth invalid command answered');
 ok($s->eof(), 'max_errors closes');
+
+# only what the parser rejects counts toward max_errors, as in stock's
+# ngx_mail_read_command: refusals of well-formed commands do not
+
+$s = Test::Nginx::POP3->new();
+$s->read();
+$s->send($_) for 'USER', 'PASS x', 'APOP a', 'AUTH GSSAPI', 'AUTH PLAIN !!!',
+	'STLS';
+$s->read() for 1 .. 5;
+$s->check(qr/^-ERR invalid command\r\n$/, 'sixth refused command answered');
+$s->send('') for 1 .. 4;
+$s->read() for 1 .. 4;
+$s->send('NOOP');
+$s->check(qr/^\+OK/, 'refusals and four empty lines leave the session open');
+$s->send('BOGUS');
+$s->check(qr/^-ERR invalid command\r\n$/, 'fifth parser error answered');
+ok($s->eof(), 'fifth parser error closes');
 
 # pop3_capabilities and timeout on the second server
 

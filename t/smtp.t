@@ -77,7 +77,7 @@ port($_) for 8081, 8082;
 
 $t->run_daemon(\&auth_daemon, $d);
 $t->run_daemon(\&backend);
-$t->run()->plan(58);
+$t->run()->plan(62);
 
 $t->waitforsocket('127.0.0.1:' . port(8081));
 $t->waitforsocket('127.0.0.1:' . port(8082));
@@ -198,7 +198,9 @@ $s->send('AUTH EXTERNAL ' . encode_base64('test@example.com', ''));
 $s->authok('auth external initial response');
 like(last_request(), qr/^Auth-Method: external\r\nAuth-User: test\@example\.com\r\n^Auth-Pass: \r\n/m, 'external request without password');
 
-# bad base64 and cancelled exchanges count toward max_errors 3
+# only what the parser rejects counts toward max_errors 3, as in stock's
+# ngx_mail_read_command: bad base64, cancelled exchanges, VRFY and the like
+# are refused without counting
 
 $s = session();
 $s->send('AUTH PLAIN !!!!');
@@ -208,7 +210,17 @@ $s->read();
 $s->send('*');
 $s->check(qr/^500 5\.5\.1 /, 'cancelled auth login');
 $s->send('AUTH PLAIN ' . encode_base64("nonul", ''));
-$s->check(qr/^500 5\.5\.1 /, 'plain without separators, third error');
+$s->check(qr/^500 5\.5\.1 /, 'plain without separators');
+$s->send('VRFY postmaster');
+$s->check(qr/^500 5\.5\.1 /, 'vrfy refused');
+$s->send('AUTH GSSAPI');
+$s->check(qr/^500 5\.5\.1 /, 'unknown mechanism refused');
+$s->send('BOGUS') for 1 .. 2;
+$s->read() for 1 .. 2;
+$s->send('NOOP');
+$s->check(qr/^250 /, 'refusals and two parser errors leave the session open');
+$s->send('BOGUS');
+$s->check(qr/^500 5\.5\.1 /, 'third parser error answered');
 ok($s->eof(), 'closed after max_errors');
 
 # pipelined and split commands

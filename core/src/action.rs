@@ -34,12 +34,16 @@ pub enum Action<'c> {
     StartTls(Reply<'c>),
     /// Send this and close.
     Quit(Reply<'c>),
-    /// Send this, log the reason at `info`, count the error toward
-    /// `max_errors`; `quit` closes the session after the reply.
+    /// Send this and log the reason at `info`; `quit` closes the session
+    /// after the reply. Only a line the parser rejects is `counted` toward
+    /// `max_errors`, as stock counts in `ngx_mail_read_command`; a
+    /// well-formed command its handler refuses (PASS before USER, bad
+    /// base64, a disabled mechanism, VRFY, a wrong argument count) is not.
     Invalid {
         reason: Invalid,
         reply: Reply<'c>,
         quit: bool,
+        counted: bool,
     },
 }
 

@@ -50,7 +50,7 @@ impl Pop3Session {
         let continuation = matches!(self.state, State::Sasl(_));
         let (consumed, action) = match parse_line(buf, continuation) {
             Parsed::Incomplete => return Step::Incomplete,
-            Parsed::Invalid { consumed } => (consumed, invalid(Invalid(None))),
+            Parsed::Invalid { consumed } => (consumed, malformed()),
             Parsed::Line {
                 consumed,
                 args,
@@ -83,15 +83,15 @@ impl Pop3Session {
                     Action::Reply(Cow::Borrowed(OK))
                 }
                 Verb::Quit => Action::Quit(Cow::Borrowed(OK)),
-                _ => invalid(Invalid(None)),
+                _ => refused(Invalid(None)),
             },
             (State::Sasl(exchange), None) => self.sasl(exchange.respond(first), cfg),
-            _ => invalid(Invalid(None)),
+            _ => refused(Invalid(None)),
         }
     }
 
     fn start<'c>(&mut self, verb: Verb, args: &[&[u8]], cfg: &Config<'c>) -> Action<'c> {
-        let invalid = invalid(Invalid(None));
+        let invalid = refused(Invalid(None));
         match verb {
             Verb::User => {
                 if cfg.login_needs_tls() || args.len() != 1 {
@@ -130,7 +130,7 @@ impl Pop3Session {
 
     fn auth<'c>(&mut self, args: &[&[u8]], cfg: &Config<'c>) -> Action<'c> {
         if cfg.login_needs_tls() {
-            return invalid(Invalid(None));
+            return refused(Invalid(None));
         }
         if args.is_empty() {
             return Action::Reply(Cow::Borrowed(&cfg.capabilities.auth));
@@ -149,17 +149,30 @@ impl Pop3Session {
                 )))
             }
             Ok(Next::Done(creds)) => Action::Authenticate(creds),
-            Err(e) => invalid(e),
+            Err(e) => refused(e),
         }
     }
 }
 
-/// `-ERR invalid command`, with the reason to log.
-fn invalid(reason: Invalid) -> Action<'static> {
+/// `-ERR invalid command` for a line the parser rejects: counted toward
+/// `max_errors`.
+fn malformed() -> Action<'static> {
+    Action::Invalid {
+        reason: Invalid(None),
+        reply: Cow::Borrowed(INVALID_COMMAND),
+        quit: false,
+        counted: true,
+    }
+}
+
+/// `-ERR invalid command` for a well-formed command refused here, with the
+/// reason to log; stock does not count it toward `max_errors`.
+fn refused(reason: Invalid) -> Action<'static> {
     Action::Invalid {
         reason,
         reply: Cow::Borrowed(INVALID_COMMAND),
         quit: false,
+        counted: false,
     }
 }
 
@@ -237,6 +250,50 @@ mod tests {
         assert_eq!(run(&mut s, &cfg, b"BOGUS\r\n").1, INVALID_COMMAND);
         // the invalid command forgot the user
         assert_eq!(run(&mut s, &cfg, b"PASS x\r\n").1, INVALID_COMMAND);
+    }
+
+    /// Whether stock's `ngx_mail_read_command` would count the line's
+    /// refusal toward `max_errors`; `None` when it was not refused.
+    fn counted(session: &mut Pop3Session, cfg: &Config<'_>, line: &[u8]) -> Option<bool> {
+        match session.step(line, cfg) {
+            Step::Done {
+                action: Action::Invalid { counted, .. },
+                ..
+            } => Some(counted),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_parser_rejections_count() {
+        let caps = caps();
+        let cfg = cfg(&caps, StartTls::Off, false);
+        let mut s = Pop3Session::default();
+        for refused in [
+            &b"USER\n"[..],
+            b"PASS x\n",
+            b"APOP a\n",
+            b"AUTH GSSAPI\n",
+            b"AUTH PLAIN !!!\n",
+            b"STLS\n",
+        ] {
+            assert_eq!(counted(&mut s, &cfg, refused), Some(false), "{refused:?}");
+        }
+        assert_eq!(counted(&mut s, &cfg, b"AUTH LOGIN\n"), None);
+        assert_eq!(counted(&mut s, &cfg, b"*\n"), Some(false));
+        for malformed in [
+            &b"\n"[..],
+            b"BOGUS\n",
+            b"US3R a\n",
+            b"USER a\rb\n",
+            b"APOP a b c d\n",
+        ] {
+            assert_eq!(
+                counted(&mut s, &cfg, malformed),
+                Some(true),
+                "{malformed:?}"
+            );
+        }
     }
 
     #[test]

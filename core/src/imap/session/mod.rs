@@ -87,13 +87,14 @@ impl ImapSession {
                         reason: Invalid(None),
                         reply: self.tagged_reply(b"", BAD),
                         quit,
+                        counted: true,
                     },
                 }
             }
             Event::Command(cmd) => {
                 let action = match (self.sasl.take(), cmd.verb) {
                     (None, Some(verb)) => self.command(verb, &cmd.args, cfg),
-                    (None, None) => self.invalid(Invalid(None)),
+                    (None, None) => self.refused(Invalid(None)),
                     (Some(exchange), _) => {
                         let response = cmd.args.first().map(Vec::as_slice).unwrap_or_default();
                         self.next(exchange.respond(response), cfg)
@@ -112,12 +113,15 @@ impl ImapSession {
         }
     }
 
-    fn invalid(&mut self, reason: Invalid) -> Action<'static> {
+    /// `tag BAD` for a well-formed command refused here, with the reason to
+    /// log; stock does not count it toward `max_errors`.
+    fn refused(&mut self, reason: Invalid) -> Action<'static> {
         self.sasl = None;
         Action::Invalid {
             reason,
             reply: self.tagged_reply(b"", BAD),
             quit: false,
+            counted: false,
         }
     }
 
@@ -131,7 +135,7 @@ impl ImapSession {
                         passwd: passwd.clone(),
                     })
                 }
-                _ => self.invalid(Invalid(None)),
+                _ => self.refused(Invalid(None)),
             },
             Verb::Authenticate => self.authenticate(args, cfg),
             Verb::Capability => {
@@ -148,13 +152,13 @@ impl ImapSession {
             Verb::Starttls if !cfg.tls && cfg.starttls != StartTls::Off => {
                 Action::StartTls(self.tagged_reply(b"", OK))
             }
-            Verb::Starttls => self.invalid(Invalid(None)),
+            Verb::Starttls => self.refused(Invalid(None)),
         }
     }
 
     fn authenticate(&mut self, args: &[Vec<u8>], cfg: &Config<'_>) -> Action<'static> {
         if cfg.login_needs_tls() {
-            return self.invalid(Invalid(None));
+            return self.refused(Invalid(None));
         }
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         self.next(sasl::start(&args, cfg.offered()), cfg)
@@ -172,7 +176,7 @@ impl ImapSession {
                 )))
             }
             Ok(Next::Done(creds)) => Action::Authenticate(creds),
-            Err(e) => self.invalid(e),
+            Err(e) => self.refused(e),
         }
     }
 }

@@ -194,3 +194,37 @@ fn invalid_non_sync_literal_quits() {
         Action::Invalid { quit: true, .. }
     ));
 }
+
+/// Whether stock's `ngx_mail_read_command` would count the command's
+/// refusal toward `max_errors`; `None` when it was not refused.
+fn counted(s: &mut ImapSession, cfg: &Config<'_>, line: &[u8]) -> Option<bool> {
+    match reply(s, cfg, line) {
+        Action::Invalid { counted, .. } => Some(counted),
+        _ => None,
+    }
+}
+
+#[test]
+fn only_parser_rejections_count() {
+    let caps = caps();
+    let cfg = cfg(&caps, StartTls::Off);
+    let mut s = ImapSession::default();
+    for refused in [
+        &b"a LOGIN x\r\n"[..],
+        b"a LOGIN \"\" x\r\n",
+        b"a AUTHENTICATE GSSAPI\r\n",
+        b"a AUTHENTICATE PLAIN !!!\r\n",
+        b"a STARTTLS\r\n",
+    ] {
+        assert_eq!(counted(&mut s, &cfg, refused), Some(false), "{refused:?}");
+    }
+    assert_eq!(counted(&mut s, &cfg, b"b AUTHENTICATE LOGIN\r\n"), None);
+    assert_eq!(counted(&mut s, &cfg, b"*\r\n"), Some(false));
+    for malformed in [&b"a BOGUS\r\n"[..], b"a\r\n", b"\r\n", b"a N0OP\r\n"] {
+        assert_eq!(
+            counted(&mut s, &cfg, malformed),
+            Some(true),
+            "{malformed:?}"
+        );
+    }
+}

@@ -75,7 +75,7 @@ impl SmtpSession {
         let continuation = self.state != State::Start;
         let (consumed, action) = match parse_line(buf, continuation) {
             Parsed::Incomplete => return Step::Incomplete,
-            Parsed::Invalid { consumed } => (consumed, invalid(Invalid(None))),
+            Parsed::Invalid { consumed } => (consumed, malformed()),
             Parsed::Line {
                 consumed,
                 args,
@@ -109,7 +109,7 @@ impl SmtpSession {
         match (state, verb) {
             (State::Start, Some(verb)) => self.command(verb, args, line, cfg),
             (State::Sasl(exchange), None) => self.next(exchange.respond(first), cfg),
-            _ => invalid(Invalid(None)),
+            _ => refused(Invalid(None)),
         }
     }
 
@@ -178,13 +178,13 @@ impl SmtpSession {
                 self.envelope = Envelope::default();
                 Action::StartTls(Cow::Borrowed(START_TLS))
             }
-            Verb::Starttls | Verb::Vrfy | Verb::Expn | Verb::Help => invalid(Invalid(None)),
+            Verb::Starttls | Verb::Vrfy | Verb::Expn | Verb::Help => refused(Invalid(None)),
         }
     }
 
     fn auth<'c>(&mut self, args: &[&[u8]], cfg: &Config<'c>) -> Action<'c> {
         if cfg.login_needs_tls() {
-            return invalid(Invalid(None));
+            return refused(Invalid(None));
         }
         if args.is_empty() {
             return Action::Reply(Cow::Borrowed(INVALID_ARGUMENT));
@@ -203,17 +203,30 @@ impl SmtpSession {
                 )))
             }
             Ok(Next::Done(creds)) => Action::Authenticate(creds),
-            Err(e) => invalid(e),
+            Err(e) => refused(e),
         }
     }
 }
 
-/// `500 5.5.1 Invalid command`, with the reason to log.
-fn invalid(reason: Invalid) -> Action<'static> {
+/// `500 5.5.1 Invalid command` for a line the parser rejects: counted
+/// toward `max_errors`.
+fn malformed() -> Action<'static> {
+    Action::Invalid {
+        reason: Invalid(None),
+        reply: Cow::Borrowed(INVALID_COMMAND),
+        quit: false,
+        counted: true,
+    }
+}
+
+/// `500 5.5.1 Invalid command` for a well-formed command refused here, with
+/// the reason to log; stock does not count it toward `max_errors`.
+fn refused(reason: Invalid) -> Action<'static> {
     Action::Invalid {
         reason,
         reply: Cow::Borrowed(INVALID_COMMAND),
         quit: false,
+        counted: false,
     }
 }
 
