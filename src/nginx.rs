@@ -209,6 +209,39 @@ impl Conn {
         unsafe { !(*self.0).ssl.is_null() }
     }
 
+    /// The SHA-256 digest of the peer's certificate in lowercase hex, in
+    /// `pool`; empty without a certificate. nginx 1.28 has no getter for it.
+    #[cfg(ngx_mail_ssl)]
+    pub fn peer_cert_sha256(self, pool: Pool) -> &'static [u8] {
+        use nginx_sys::{EVP_sha256, SSL_get1_peer_certificate, X509_digest, X509_free};
+        if !self.is_tls() {
+            return &[];
+        }
+        // SAFETY: the connection is live and TLS; the reference to the
+        // certificate is ours and freed below.
+        let cert = unsafe { SSL_get1_peer_certificate((*(*self.0).ssl).connection) };
+        if cert.is_null() {
+            return &[];
+        }
+        let mut digest = [0u8; 32];
+        let mut len = 0;
+        // SAFETY: cert is live until X509_free; digest has room for a
+        // SHA-256 digest, the most X509_digest writes for EVP_sha256.
+        let ok = unsafe {
+            let ok = X509_digest(cert, EVP_sha256(), digest.as_mut_ptr(), &mut len);
+            X509_free(cert);
+            ok
+        };
+        let Some(digest) = digest.get(..len as usize).filter(|_| ok == 1) else {
+            return &[];
+        };
+        match pool.str(&mail_core::auth_http::hex_lower(digest)) {
+            // SAFETY: the copy lives in the pool, which outlives its use.
+            Some(s) => unsafe { crate::ffi::bytes(&s) },
+            None => &[],
+        }
+    }
+
     /// nginx marked it at `worker_shutdown_timeout`.
     pub fn closing(self) -> bool {
         // SAFETY: the connection is live.

@@ -425,6 +425,7 @@ impl Session {
             info.issuer = get(ngx_ssl_get_issuer_dn);
             info.serial = get(ngx_ssl_get_serial_number);
             info.fingerprint = get(ngx_ssl_get_fingerprint);
+            info.fingerprint_sha256 = self.client().peer_cert_sha256(pool);
             if pass_cert {
                 let raw = get(ngx_ssl_get_raw_certificate);
                 if !raw.is_empty() {

@@ -28,6 +28,9 @@ select STDOUT; $| = 1;
 
 local $SIG{PIPE} = 'IGNORE';
 
+# what stock nginx lacks is only checked against our module
+my $stock = ($ENV{TEST_NGINX_GLOBALS} // '') !~ /ngx_mail_rs/;
+
 my $t = Test::Nginx->new()->has(qw/mail mail_ssl pop3 socket_ssl/)
 	->has_daemon('openssl');
 
@@ -106,7 +109,7 @@ port($_) for 8081, 8111;
 
 $t->run_daemon(\&auth_daemon, $d);
 $t->run_daemon(\&Test::Nginx::POP3::pop3_test_daemon);
-$t->run()->plan(25);
+$t->run()->plan(27);
 
 $t->waitforsocket('127.0.0.1:' . port(8081));
 $t->waitforsocket('127.0.0.1:' . port(8111));
@@ -121,6 +124,15 @@ sub capa {
 		last if $l eq ".\r\n";
 	}
 	return $all;
+}
+
+# the certificate's digest as openssl prints it, in nginx's lowercase hex
+sub fingerprint {
+	my ($digest) = @_;
+	my $out = `openssl x509 -in $d/client.crt -noout -fingerprint -$digest`;
+	my ($hex) = $out =~ /=([0-9A-Fa-f:]+)/ or return '';
+	$hex =~ s/://g;
+	return lc $hex;
 }
 
 sub last_request {
@@ -194,8 +206,17 @@ like($r, qr/^Auth-Method: external\r$/m, 'external method');
 like($r, qr/^Auth-SSL-Verify:\ SUCCESS\r\nAuth-SSL-Subject:\ CN=client\r\n
 	Auth-SSL-Issuer:\ CN=root\r\nAuth-SSL-Serial:\ [0-9A-F]+\r\n
 	Auth-SSL-Fingerprint:\ [0-9a-f]{40}\r\n
+	(Auth-SSL-Fingerprint-SHA256:\ [0-9a-f]{64}\r\n)?
 	Auth-SSL-Cert:\ -----BEGIN%20CERTIFICATE-----%0A/mx,
 	'client certificate headers');
+is(($r =~ /^Auth-SSL-Fingerprint: (\w+)\r$/m)[0], fingerprint('sha1'),
+	'sha-1 fingerprint of the certificate');
+
+SKIP: {
+skip 'Auth-SSL-Fingerprint-SHA256 is freenginx\'s, not stock\'s', 1 if $stock;
+is(($r =~ /^Auth-SSL-Fingerprint-SHA256: (\w+)\r$/m)[0], fingerprint('sha256'),
+	'sha-256 fingerprint of the certificate');
+}
 
 $s = Test::Nginx::POP3->new(PeerAddr => '127.0.0.1:' . port(8113), SSL => 1);
 $s->read();

@@ -24,6 +24,9 @@ pub struct SslInfo<'a> {
     pub issuer: &'a [u8],
     pub serial: &'a [u8],
     pub fingerprint: &'a [u8],
+    /// The SHA-256 digest of the certificate, in lowercase hex, as
+    /// freenginx 1.27.4 sends it.
+    pub fingerprint_sha256: &'a [u8],
     /// The client certificate in PEM, already url-escaped.
     pub cert: &'a [u8],
 }
@@ -52,6 +55,17 @@ pub struct Request<'a> {
     pub ssl: Option<SslInfo<'a>>,
     /// `auth_http_header` lines, each CRLF-terminated.
     pub extra_headers: &'a [u8],
+}
+
+/// Lowercase hex, as nginx's `ngx_hex_dump` writes digests.
+pub fn hex_lower(bytes: &[u8]) -> Vec<u8> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len().saturating_mul(2));
+    for &b in bytes {
+        out.extend(DIGITS.get(usize::from(b >> 4)));
+        out.extend(DIGITS.get(usize::from(b & 15)));
+    }
+    out
 }
 
 /// Escapes as `NGX_ESCAPE_MAIL_AUTH`: control characters, space and `%`.
@@ -138,6 +152,7 @@ impl Request<'_> {
                 ("Auth-SSL-Issuer", ssl.issuer),
                 ("Auth-SSL-Serial", ssl.serial),
                 ("Auth-SSL-Fingerprint", ssl.fingerprint),
+                ("Auth-SSL-Fingerprint-SHA256", ssl.fingerprint_sha256),
                 ("Auth-SSL-Cert", ssl.cert),
             ] {
                 if !value.is_empty() {

@@ -56,6 +56,25 @@ fn optional_headers() {
     assert!(text.contains("Auth-SSL: on\r\nAuth-SSL-Protocol: TLSv1.3\r\nAuth-SSL-Cipher: TLS_AES_256_GCM_SHA384\r\nX-Auth-Key"));
 }
 
+#[test]
+fn sha256_fingerprint_follows_the_sha1_one() {
+    let mut req = request(AuthMethod::Plain, b"p", b"");
+    let sha256 = hex_lower(&[0xab; 32]);
+    req.ssl = Some(SslInfo {
+        fingerprint: b"0123",
+        fingerprint_sha256: &sha256,
+        cert: b"pem",
+        ..Default::default()
+    });
+    let text = String::from_utf8_lossy(&req.build()).into_owned();
+    let expected = format!(
+        "Auth-SSL-Fingerprint: 0123\r\nAuth-SSL-Fingerprint-SHA256: {}\r\nAuth-SSL-Cert: pem\r\n",
+        "ab".repeat(32)
+    );
+    assert!(text.contains(&expected), "{text}");
+    assert_eq!(hex_lower(&[0x00, 0x0f, 0xf0, 0xff]), b"000ff0ff");
+}
+
 fn parse(text: &[u8]) -> Response {
     match parse_response(text) {
         Ok(Some(r)) => r,
