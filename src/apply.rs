@@ -27,6 +27,8 @@ pub trait ClientProtocol: SessionState {
     /// The session's step over the buffered `buf`, with this server's
     /// configuration; `None` when that is missing.
     fn step(&mut self, sess: Session, buf: &[u8]) -> Option<Step<'static>>;
+    /// Commands read so far in this session, for `max_commands`.
+    fn commands_read(&mut self) -> &mut usize;
 }
 
 /// A protocol's auth-state read event: its commands in the client loop.
@@ -64,6 +66,13 @@ pub fn apply<T: ClientProtocol>(
         Step::Incomplete => return Next::Wait,
     };
     client::consume(sess, consumed);
+    let action = if action.is_command() && too_many_commands(sess, state) {
+        // as freenginx: refused before it runs, with the refusal that ends
+        // the session
+        state.too_long()
+    } else {
+        action
+    };
     let reply = match action {
         Action::Reply(reply) | Action::Continue(reply) => reply,
         Action::Quit(reply) => {
@@ -116,4 +125,17 @@ pub fn apply<T: ClientProtocol>(
         }
     }
     Next::Reply
+}
+
+/// Counts one command; true (and logged) once the session has read more
+/// than `max_commands`.
+fn too_many_commands<T: ClientProtocol>(sess: Session, state: &mut T) -> bool {
+    let read = state.commands_read();
+    *read = read.saturating_add(1);
+    let max = crate::proxy::conf::conf(sess).max_commands;
+    if usize::try_from(max).is_ok_and(|max| *read <= max) {
+        return false;
+    }
+    mail_log!(LOG_INFO, sess.log(), "client sent too many commands");
+    true
 }

@@ -48,6 +48,16 @@ pub enum Action<'c> {
 }
 
 impl Action<'_> {
+    /// Whether freenginx's `max_commands` counts it: every command the
+    /// parser accepted, refused or not, but neither a line the parser
+    /// rejected nor a literal's `+ OK`.
+    pub fn is_command(&self) -> bool {
+        !matches!(
+            self,
+            Action::Continue(_) | Action::Invalid { counted: true, .. }
+        )
+    }
+
     /// The bytes the client is sent; empty when the auth server is asked
     /// first.
     pub fn reply(&self) -> &[u8] {

@@ -18,7 +18,7 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
     // SAFETY: nginx calls init_session with a live session of this server.
     let sess = unsafe { Session::from_raw(s) };
     sess.watch_end();
-    sess.set_state(ImapState(ImapSession::default()));
+    sess.set_state(ImapState::default());
     // stock makes the salt on the first AUTHENTICATE CRAM-MD5; its value is
     // random either way
     if conf::conf(sess).auth_methods & auth_bits::CRAM_MD5 != 0 && !client::make_salt(sess) {
@@ -35,25 +35,34 @@ fn first_command(sess: Session, rev: Event) {
 }
 
 /// The imap module's per-session state: the not-authenticated state.
-pub struct ImapState(pub ImapSession);
+#[derive(Default)]
+pub struct ImapState {
+    session: ImapSession,
+    /// Commands read so far, for `max_commands`.
+    commands: usize,
+}
 
 impl ClientProtocol for ImapState {
     fn handover(&self) -> ClientDialogue {
-        imap_dialogue(&self.0)
+        imap_dialogue(&self.session)
     }
 
     fn reset(&mut self) {
-        self.0.reset();
+        self.session.reset();
     }
 
     fn too_long(&mut self) -> mail_core::Action<'static> {
-        self.0.too_long()
+        self.session.too_long()
+    }
+
+    fn commands_read(&mut self) -> &mut usize {
+        &mut self.commands
     }
 
     fn step(&mut self, sess: Session, buf: &[u8]) -> Option<mail_core::Step<'static>> {
         let iscf = conf::conf(sess);
         let cfg = client::config(sess, iscf.auth_methods, iscf.replies()?);
-        Some(self.0.step(buf, &cfg))
+        Some(self.session.step(buf, &cfg))
     }
 }
 

@@ -18,7 +18,7 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
     // SAFETY: nginx calls init_session with a live session of this server.
     let sess = unsafe { Session::from_raw(s) };
     sess.watch_end();
-    sess.set_state(Pop3State(Pop3Session::default()));
+    sess.set_state(Pop3State::default());
     if conf::conf(sess).auth_methods & (auth_bits::APOP | auth_bits::CRAM_MD5) != 0 {
         if !client::make_salt(sess) || !sess.set_out(&pop3::greeting(sess.salt())) {
             return sess.internal_server_error();
@@ -36,7 +36,12 @@ fn first_command(sess: Session, rev: Event) {
 }
 
 /// The pop3 module's per-session state: the authorization state.
-pub struct Pop3State(pub Pop3Session);
+#[derive(Default)]
+pub struct Pop3State {
+    session: Pop3Session,
+    /// Commands read so far, for `max_commands`.
+    commands: usize,
+}
 
 impl ClientProtocol for Pop3State {
     fn handover(&self) -> ClientDialogue {
@@ -44,17 +49,21 @@ impl ClientProtocol for Pop3State {
     }
 
     fn reset(&mut self) {
-        self.0.reset();
+        self.session.reset();
     }
 
     fn too_long(&mut self) -> mail_core::Action<'static> {
-        self.0.too_long()
+        self.session.too_long()
+    }
+
+    fn commands_read(&mut self) -> &mut usize {
+        &mut self.commands
     }
 
     fn step(&mut self, sess: Session, buf: &[u8]) -> Option<mail_core::Step<'static>> {
         let pscf = conf::conf(sess);
         let cfg = client::config(sess, pscf.auth_methods, pscf.replies()?);
-        Some(self.0.step(buf, &cfg))
+        Some(self.session.step(buf, &cfg))
     }
 }
 

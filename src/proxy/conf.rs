@@ -1,7 +1,7 @@
 //! The proxy module's server conf, as its stage reads it. The directives
 //! that fill it and the module tables are in `module.rs`.
 
-use nginx_sys::{ngx_flag_t, ngx_msec_t};
+use nginx_sys::{ngx_flag_t, ngx_int_t, ngx_msec_t};
 
 #[repr(C)]
 pub struct ProxyConf {
@@ -12,6 +12,9 @@ pub struct ProxyConf {
     pub proxy_protocol: ngx_flag_t,
     pub buffer_size: usize,
     pub timeout: ngx_msec_t,
+    /// freenginx's `max_commands` (its mail core's, not in nginx 1.28):
+    /// commands a client may send before logging in.
+    pub max_commands: ngx_int_t,
 }
 
 /// This server's conf.

@@ -5,8 +5,9 @@ use core::ffi::{c_char, c_void};
 use core::ptr::{self, addr_of, addr_of_mut};
 
 use nginx_sys::{
-    ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot, ngx_conf_t, ngx_flag_t,
-    ngx_module_t, ngx_msec_t, ngx_pcalloc, NGX_CONF_FLAG, NGX_CONF_TAKE1,
+    ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_num_slot, ngx_conf_set_size_slot,
+    ngx_conf_t, ngx_flag_t, ngx_int_t, ngx_module_t, ngx_msec_t, ngx_pcalloc, NGX_CONF_FLAG,
+    NGX_CONF_TAKE1,
 };
 
 use super::conf::ProxyConf;
@@ -34,6 +35,9 @@ crate::directives! {
         ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, smtp_auth), ptr::null_mut();
     c"proxy_protocol" =>
         ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, proxy_protocol), ptr::null_mut();
+    // freenginx's; stock has no directive of that name to forward to
+    c"max_commands" =>
+        ngx_conf_set_num_slot, TAKE1, offset_of!(ProxyConf, max_commands), ptr::null_mut();
 }
 
 static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
@@ -58,6 +62,8 @@ impl crate::session::ModuleConf for ProxyConf {
 }
 
 const UNSET: ngx_flag_t = -1;
+/// `NGX_CONF_UNSET`, as `ngx_conf_set_num_slot` expects it.
+const UNSET_NUM: ngx_int_t = -1;
 
 unsafe extern "C" fn create_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     // SAFETY: cf->pool is live while configuring.
@@ -74,6 +80,7 @@ unsafe extern "C" fn create_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             proxy_protocol: UNSET,
             buffer_size: usize::MAX,
             timeout: ngx_msec_t::MAX,
+            max_commands: UNSET_NUM,
         };
         p.cast()
     }
@@ -113,6 +120,7 @@ unsafe extern "C" fn merge_conf(
         ngx_msec_t::MAX,
         24 * 60 * 60000,
     );
+    merge(&mut conf.max_commands, prev.max_commands, UNSET_NUM, 1000);
     CONF_OK
 }
 

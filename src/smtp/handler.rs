@@ -33,7 +33,7 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
 /// Once the client's name is known: the banner now, or after
 /// `smtp_greeting_delay`, refusing a client that talks first.
 fn greeting(sess: Session) {
-    sess.set_state(SmtpState(SmtpSession::default()));
+    sess.set_state(SmtpState::default());
     let rev = sess.read_event();
     let sscf = conf::conf(sess);
     let timeout = if sscf.greeting_delay != 0 {
@@ -141,25 +141,34 @@ fn first_command(sess: Session, rev: Event) {
 
 /// The smtp module's per-session state once greeted: the session before
 /// the backend. (Until the greeting the slot holds the client-name lookup.)
-pub struct SmtpState(pub SmtpSession);
+#[derive(Default)]
+pub struct SmtpState {
+    session: SmtpSession,
+    /// Commands read so far, for `max_commands`.
+    commands: usize,
+}
 
 impl ClientProtocol for SmtpState {
     fn handover(&self) -> ClientDialogue {
-        smtp_dialogue(&self.0)
+        smtp_dialogue(&self.session)
     }
 
     fn reset(&mut self) {
-        self.0.reset();
+        self.session.reset();
     }
 
     fn too_long(&mut self) -> mail_core::Action<'static> {
-        self.0.too_long()
+        self.session.too_long()
+    }
+
+    fn commands_read(&mut self) -> &mut usize {
+        &mut self.commands
     }
 
     fn step(&mut self, sess: Session, buf: &[u8]) -> Option<mail_core::Step<'static>> {
         let sscf = conf::conf(sess);
         let cfg = client::config(sess, sscf.auth_methods, sscf.replies()?);
-        Some(self.0.step(buf, &cfg))
+        Some(self.session.step(buf, &cfg))
     }
 }
 
