@@ -85,6 +85,9 @@ pub unsafe fn set_and_forward(
         while !c.is_null() && (*c).name.len != 0 {
             if bytes(&(*c).name) == name {
                 let Some(set) = (*c).set else { break };
+                if !stock_takes_value(cf, (*c).type_) {
+                    break;
+                }
                 let confp = *((*cf).ctx as *mut u8)
                     .add((*c).conf)
                     .cast::<*mut *mut c_void>();
@@ -98,6 +101,28 @@ pub unsafe fn set_and_forward(
         }
     }
     CONF_OK
+}
+
+/// Whether a stock directive of type `type_` can take this one's value:
+/// where nginx 1.28 has a flag and we have more values (`proxy_protocol
+/// v2`), only `on` and `off` are handed on; stock keeps its default then,
+/// and only our conf is read.
+///
+/// # Safety
+/// `cf` is live, with the directive's arguments.
+unsafe fn stock_takes_value(cf: *mut ngx_conf_t, type_: ngx_uint_t) -> bool {
+    if type_ & nginx_sys::NGX_CONF_FLAG as ngx_uint_t == 0 {
+        return true;
+    }
+    // SAFETY: cf->args holds the directive's name and its arguments.
+    let value = unsafe {
+        let args = (*cf).args;
+        if (*args).nelts < 2 {
+            return true;
+        }
+        bytes(&*(*args).elts.cast::<ngx_str_t>().add(1))
+    };
+    value.eq_ignore_ascii_case(b"on") || value.eq_ignore_ascii_case(b"off")
 }
 
 /// A module's directives from one list: the `ngx_command_t` table nginx

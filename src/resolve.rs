@@ -2,7 +2,7 @@
 //! finished with the function of its kind.
 
 use core::ptr;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use nginx_sys::{
     ngx_msec_t, ngx_resolve_addr, ngx_resolve_addr_done, ngx_resolve_name, ngx_resolve_name_done,
@@ -163,6 +163,19 @@ pub unsafe fn ip_of(sa: *const sockaddr, len: socklen_t) -> Option<IpAddr> {
             }
             _ => None,
         }
+    }
+}
+
+/// The IP address and port of a socket address, if it is an IP one.
+///
+/// # Safety
+/// As [`ip_of`].
+pub unsafe fn socket_addr_of(sa: *const sockaddr, len: socklen_t) -> Option<SocketAddr> {
+    // SAFETY: as ip_of's; the port is at the same place in both structs.
+    unsafe {
+        let ip = ip_of(sa, len)?;
+        let port = u16::from_be((*sa.cast::<nginx_sys::sockaddr_in>()).sin_port);
+        Some(SocketAddr::new(ip, port))
     }
 }
 

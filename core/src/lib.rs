@@ -28,6 +28,7 @@ mod config;
 pub mod imap;
 pub mod line;
 pub mod pop3;
+pub mod proxy_protocol;
 pub mod sasl;
 pub mod smtp;
 pub mod upstream;

@@ -5,14 +5,14 @@ use core::ffi::{c_char, c_void};
 use core::ptr::{self, addr_of, addr_of_mut};
 
 use nginx_sys::{
-    ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_num_slot, ngx_conf_set_size_slot,
-    ngx_conf_t, ngx_flag_t, ngx_int_t, ngx_module_t, ngx_msec_t, ngx_pcalloc, NGX_CONF_FLAG,
-    NGX_CONF_TAKE1,
+    ngx_conf_enum_t, ngx_conf_set_enum_slot, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot,
+    ngx_conf_set_num_slot, ngx_conf_set_size_slot, ngx_conf_t, ngx_flag_t, ngx_int_t, ngx_module_t,
+    ngx_msec_t, ngx_pcalloc, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_TAKE1,
 };
 
-use super::conf::ProxyConf;
+use super::conf::{ProxyConf, PROXY_PROTOCOL_V2};
 use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF};
-use crate::conf::{mail_module, merge, srv_ctx};
+use crate::conf::{mail_module, merge, ngx_str, srv_ctx};
 use crate::ffi::CONF_OK;
 
 const STOCK: &core::ffi::CStr = c"ngx_mail_proxy_module";
@@ -33,12 +33,35 @@ crate::directives! {
     c"xclient" => ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, xclient), ptr::null_mut();
     c"proxy_smtp_auth" =>
         ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, smtp_auth), ptr::null_mut();
-    c"proxy_protocol" =>
-        ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, proxy_protocol), ptr::null_mut();
+    // nginx 1.31.4's values; stock 1.28 is handed only on and off
+    c"proxy_protocol" => ngx_conf_set_enum_slot, TAKE1, offset_of!(ProxyConf, proxy_protocol),
+        addr_of_mut!(PROXY_PROTOCOL_VERSIONS).cast();
     // freenginx's; stock has no directive of that name to forward to
     c"max_commands" =>
         ngx_conf_set_num_slot, TAKE1, offset_of!(ProxyConf, max_commands), ptr::null_mut();
 }
+
+static mut PROXY_PROTOCOL_VERSIONS: [ngx_conf_enum_t; 4] = [
+    ngx_conf_enum_t {
+        name: ngx_str(c"off"),
+        value: 0,
+    },
+    ngx_conf_enum_t {
+        name: ngx_str(c"on"),
+        value: 1,
+    },
+    ngx_conf_enum_t {
+        name: ngx_str(c"v2"),
+        value: PROXY_PROTOCOL_V2,
+    },
+    ngx_conf_enum_t {
+        name: ngx_str_t {
+            len: 0,
+            data: ptr::null_mut(),
+        },
+        value: 0,
+    },
+];
 
 static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
 
@@ -77,7 +100,7 @@ unsafe extern "C" fn create_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             pass_error_message: UNSET,
             xclient: UNSET,
             smtp_auth: UNSET,
-            proxy_protocol: UNSET,
+            proxy_protocol: ngx_uint_t::MAX,
             buffer_size: usize::MAX,
             timeout: ngx_msec_t::MAX,
             max_commands: UNSET_NUM,
@@ -107,7 +130,12 @@ unsafe extern "C" fn merge_conf(
     );
     merge(&mut conf.xclient, prev.xclient, UNSET, 1);
     merge(&mut conf.smtp_auth, prev.smtp_auth, UNSET, 0);
-    merge(&mut conf.proxy_protocol, prev.proxy_protocol, UNSET, 0);
+    merge(
+        &mut conf.proxy_protocol,
+        prev.proxy_protocol,
+        ngx_uint_t::MAX,
+        0,
+    );
     merge(
         &mut conf.buffer_size,
         prev.buffer_size,

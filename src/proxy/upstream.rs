@@ -97,15 +97,25 @@ fn connected(sess: Session, wev: Event) {
     }
 }
 
-/// Sends the PROXY v1 header in one write; false when the caller must stop.
+/// Sends the PROXY header (v1, or v2 with `proxy_protocol v2`) in one
+/// write; false when the caller must stop.
 fn send_proxy_protocol(sess: Session, uc: Conn) -> bool {
     sess.set_action(c"sending PROXY protocol header to upstream");
-    let mut buf: ProxyHeader = [0; core::mem::size_of::<ProxyHeader>()];
-    let Some(size) = sess.proxy_protocol_header(&mut buf) else {
+    let mut v1: ProxyHeader = [0; core::mem::size_of::<ProxyHeader>()];
+    let v2;
+    let header = if conf::conf(sess).proxy_protocol == conf::PROXY_PROTOCOL_V2 {
+        v2 = super::proxy_v2::header(sess.client());
+        v2.as_deref()
+    } else {
+        sess.proxy_protocol_header(&mut v1)
+            .and_then(|size| v1.get(..size))
+    };
+    let Some(header) = header else {
         internal_server_error(sess);
         return false;
     };
-    match uc.send(buf.get(..size).unwrap_or_default()) {
+    let size = header.len();
+    match uc.send(header) {
         Io::Again => {
             if !uc.write().handle_write() {
                 internal_server_error(sess);
