@@ -8,6 +8,8 @@ use mail_core::{imap, pop3, smtp, AuthMethod};
 pub struct Handover {
     pub method: AuthMethod,
     pub client: ClientDialogue,
+    /// The auth server's `Auth-SMTP-Auth`, overriding `proxy_smtp_auth`.
+    pub smtp_auth: Option<smtp::BackendAuth>,
 }
 
 /// What the backend login and a refusal need of the client's dialogue.
@@ -26,7 +28,11 @@ pub enum ClientDialogue {
 
 impl Handover {
     pub fn new(method: AuthMethod, client: ClientDialogue) -> Self {
-        Handover { method, client }
+        Handover {
+            method,
+            client,
+            smtp_auth: None,
+        }
     }
 
     /// The client's reply when the auth server refuses the login.

@@ -388,7 +388,7 @@ fn smtp_ehlo_auth_plain_xclient() {
             let mut dialogue = smtp::LoginDialogue::new(smtp::Login {
                 server_name: b"proxy.example".to_vec(),
                 xclient: true,
-                smtp_auth: false,
+                smtp_auth: smtp::BackendAuth::Off,
                 client_addr: b"192.0.2.1".to_vec(),
                 client_ipv6: false,
                 client_host: b"client.example".to_vec(),

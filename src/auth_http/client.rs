@@ -360,6 +360,7 @@ fn act_on(sess: Session, decision: Decision, refusal: Option<Vec<u8>>) {
             name,
             login,
             passwd,
+            smtp_auth,
         } => {
             if login.is_some_and(|l| !sess.set_login(&l))
                 || passwd.is_some_and(|p| !sess.set_passwd(&p))
@@ -367,9 +368,10 @@ fn act_on(sess: Session, decision: Decision, refusal: Option<Vec<u8>>) {
                 return sess.internal_server_error();
             }
             // the auth stage is over; the login goes on to the proxy
-            let Some(auth) = sess.take_state::<AuthState>() else {
+            let Some(mut auth) = sess.take_state::<AuthState>() else {
                 return sess.internal_server_error();
             };
+            auth.handover.smtp_auth = smtp_auth;
             crate::proxy::upstream::connect(sess, addr, &name, auth.handover);
         }
     }

@@ -8,7 +8,8 @@ pub struct ProxyConf {
     pub enable: ngx_flag_t,
     pub pass_error_message: ngx_flag_t,
     pub xclient: ngx_flag_t,
-    pub smtp_auth: ngx_flag_t,
+    /// `off` (0), `on` or `plain` (1), `login` ([`SMTP_AUTH_LOGIN`]).
+    pub smtp_auth: ngx_uint_t,
     /// `off` (0), `on` (1: v1) or `v2` (2), as nginx 1.31.4 numbers them.
     pub proxy_protocol: ngx_uint_t,
     pub buffer_size: usize,
@@ -17,6 +18,9 @@ pub struct ProxyConf {
     /// commands a client may send before logging in.
     pub max_commands: ngx_int_t,
 }
+
+/// `proxy_smtp_auth login`.
+pub const SMTP_AUTH_LOGIN: ngx_uint_t = 2;
 
 /// `proxy_protocol v2`.
 pub const PROXY_PROTOCOL_V2: ngx_uint_t = 2;

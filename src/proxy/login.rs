@@ -28,7 +28,7 @@ impl LoginState {
                 LoginState::Imap(imap::LoginDialogue::new(tag, login, passwd))
             }
             ClientDialogue::Smtp { helo, esmtp } => LoginState::Smtp(smtp::LoginDialogue::new(
-                smtp_login(sess, helo, *esmtp, handover.method == AuthMethod::None),
+                smtp_login(sess, helo, *esmtp, handover),
             )),
         }
     }
@@ -54,13 +54,18 @@ impl LoginState {
 /// What the SMTP backend dialogue needs: our name, the proxy switches, the
 /// client's address, name and greeting, and the login or (`relay`, for
 /// `smtp_auth none`) the envelope.
-fn smtp_login(sess: Session, helo: &[u8], esmtp: bool, relay: bool) -> smtp::Login {
+fn smtp_login(sess: Session, helo: &[u8], esmtp: bool, handover: &Handover) -> smtp::Login {
     let pcf = conf::conf(sess);
+    let relay = handover.method == AuthMethod::None;
     let (_, from, to) = sess.envelope();
     smtp::Login {
         server_name: sess.server_name().to_vec(),
         xclient: pcf.xclient != 0,
-        smtp_auth: pcf.smtp_auth != 0,
+        smtp_auth: handover.smtp_auth.unwrap_or(match pcf.smtp_auth {
+            0 => smtp::BackendAuth::Off,
+            conf::SMTP_AUTH_LOGIN => smtp::BackendAuth::Login,
+            _ => smtp::BackendAuth::Plain,
+        }),
         client_addr: sess.client_addr().to_vec(),
         client_ipv6: sess.client_is_ipv6(),
         client_host: sess.host().to_vec(),

@@ -10,7 +10,7 @@ use nginx_sys::{
     ngx_msec_t, ngx_pcalloc, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_TAKE1,
 };
 
-use super::conf::{ProxyConf, PROXY_PROTOCOL_V2};
+use super::conf::{ProxyConf, PROXY_PROTOCOL_V2, SMTP_AUTH_LOGIN};
 use crate::bindings::{ngx_mail_module_t, NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF};
 use crate::conf::{mail_module, merge, ngx_str, srv_ctx};
 use crate::ffi::CONF_OK;
@@ -31,8 +31,9 @@ crate::directives! {
     c"proxy_pass_error_message" =>
         ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, pass_error_message), ptr::null_mut();
     c"xclient" => ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, xclient), ptr::null_mut();
-    c"proxy_smtp_auth" =>
-        ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, smtp_auth), ptr::null_mut();
+    // stock 1.28 is handed only on and off
+    c"proxy_smtp_auth" => ngx_conf_set_enum_slot, TAKE1, offset_of!(ProxyConf, smtp_auth),
+        addr_of_mut!(SMTP_AUTH_METHODS).cast();
     // nginx 1.31.4's values; stock 1.28 is handed only on and off
     c"proxy_protocol" => ngx_conf_set_enum_slot, TAKE1, offset_of!(ProxyConf, proxy_protocol),
         addr_of_mut!(PROXY_PROTOCOL_VERSIONS).cast();
@@ -41,27 +42,35 @@ crate::directives! {
         ngx_conf_set_num_slot, TAKE1, offset_of!(ProxyConf, max_commands), ptr::null_mut();
 }
 
-static mut PROXY_PROTOCOL_VERSIONS: [ngx_conf_enum_t; 4] = [
-    ngx_conf_enum_t {
-        name: ngx_str(c"off"),
-        value: 0,
-    },
-    ngx_conf_enum_t {
-        name: ngx_str(c"on"),
-        value: 1,
-    },
-    ngx_conf_enum_t {
-        name: ngx_str(c"v2"),
-        value: PROXY_PROTOCOL_V2,
-    },
-    ngx_conf_enum_t {
-        name: ngx_str_t {
-            len: 0,
-            data: ptr::null_mut(),
-        },
-        value: 0,
-    },
+static mut SMTP_AUTH_METHODS: [ngx_conf_enum_t; 5] = [
+    enum_value(c"off", 0),
+    enum_value(c"on", 1),
+    enum_value(c"plain", 1),
+    enum_value(c"login", SMTP_AUTH_LOGIN),
+    NULL_ENUM,
 ];
+
+static mut PROXY_PROTOCOL_VERSIONS: [ngx_conf_enum_t; 4] = [
+    enum_value(c"off", 0),
+    enum_value(c"on", 1),
+    enum_value(c"v2", PROXY_PROTOCOL_V2),
+    NULL_ENUM,
+];
+
+const fn enum_value(name: &'static core::ffi::CStr, value: ngx_uint_t) -> ngx_conf_enum_t {
+    ngx_conf_enum_t {
+        name: ngx_str(name),
+        value,
+    }
+}
+
+const NULL_ENUM: ngx_conf_enum_t = ngx_conf_enum_t {
+    name: ngx_str_t {
+        len: 0,
+        data: ptr::null_mut(),
+    },
+    value: 0,
+};
 
 static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
 
@@ -99,7 +108,7 @@ unsafe extern "C" fn create_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             enable: UNSET,
             pass_error_message: UNSET,
             xclient: UNSET,
-            smtp_auth: UNSET,
+            smtp_auth: ngx_uint_t::MAX,
             proxy_protocol: ngx_uint_t::MAX,
             buffer_size: usize::MAX,
             timeout: ngx_msec_t::MAX,
@@ -129,7 +138,7 @@ unsafe extern "C" fn merge_conf(
         0,
     );
     merge(&mut conf.xclient, prev.xclient, UNSET, 1);
-    merge(&mut conf.smtp_auth, prev.smtp_auth, UNSET, 0);
+    merge(&mut conf.smtp_auth, prev.smtp_auth, ngx_uint_t::MAX, 0);
     merge(
         &mut conf.proxy_protocol,
         prev.proxy_protocol,

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use super::parse_server;
+use crate::smtp::BackendAuth;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -26,6 +27,9 @@ pub struct Response {
     /// `Auth-Wait`, seconds.
     pub sleep: u64,
     pub error_code: Option<Vec<u8>>,
+    /// `Auth-SMTP-Auth` (ours): how to log in to this SMTP backend,
+    /// overriding `proxy_smtp_auth`; an unknown value is ignored.
+    pub smtp_auth: Option<BackendAuth>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +120,7 @@ enum Known {
     Pass,
     Wait,
     ErrorCode,
+    SmtpAuth,
 }
 
 fn known(name: &[u8]) -> Option<Known> {
@@ -131,6 +136,7 @@ fn known(name: &[u8]) -> Option<Known> {
         4 if is(b"wait") => Known::Wait,
         6 if is(b"status") => Known::Status,
         6 if is(b"server") => Known::Server,
+        9 if is(b"smtp-auth") => Known::SmtpAuth,
         10 if is(b"error-code") => Known::ErrorCode,
         _ => return None,
     };
@@ -173,6 +179,11 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ParseError> {
             }
             // an empty code means the default, as stock's `errcode.len == 0`
             Some(Known::ErrorCode) => resp.error_code = (!value.is_empty()).then(|| value.to_vec()),
+            Some(Known::SmtpAuth) => {
+                if let Some(auth) = BackendAuth::parse(value) {
+                    resp.smtp_auth = Some(auth);
+                }
+            }
             None => {}
         }
     }
@@ -214,6 +225,8 @@ pub enum Decision {
         name: Vec<u8>,
         login: Option<Vec<u8>>,
         passwd: Option<Vec<u8>>,
+        /// The auth server's choice of SMTP backend login, if it made one.
+        smtp_auth: Option<BackendAuth>,
     },
 }
 
@@ -257,5 +270,6 @@ pub fn decide(resp: Response, have_password: bool, password_required: bool) -> D
         name,
         login: resp.user,
         passwd: resp.pass,
+        smtp_auth: resp.smtp_auth,
     }
 }

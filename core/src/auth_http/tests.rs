@@ -259,3 +259,18 @@ fn an_empty_error_code_is_the_default() {
     );
     assert_eq!(r.error_code, None, "the last one counts, as in stock");
 }
+
+#[test]
+fn smtp_backend_login_chosen_per_session() {
+    let r = parse(b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 25\r\nAuth-SMTP-Auth: LOGIN\r\n\r\n");
+    assert_eq!(r.smtp_auth, Some(crate::smtp::BackendAuth::Login));
+    match decide(r, false, false) {
+        Decision::Proxy { smtp_auth, .. } => {
+            assert_eq!(smtp_auth, Some(crate::smtp::BackendAuth::Login))
+        }
+        other => panic!("{other:?}"),
+    }
+    let r = parse(b"Auth-Status: OK\r\nAuth-SMTP-Auth: off\r\nAuth-SMTP-Auth: bogus\r\n\r\n");
+    assert_eq!(r.smtp_auth, Some(crate::smtp::BackendAuth::Off));
+    assert_eq!(parse(b"Auth-Status: OK\r\n\r\n").smtp_auth, None);
+}

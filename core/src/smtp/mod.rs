@@ -12,7 +12,7 @@ mod upstream;
 pub use capabilities::Replies;
 pub use parser::{parse_line, Parsed, Verb};
 pub use session::{Config, Envelope, SmtpSession, INVALID_COMMAND};
-pub use upstream::{xtext, Login, LoginDialogue};
+pub use upstream::{xtext, BackendAuth, Login, LoginDialogue};
 
 pub const INTERNAL_SERVER_ERROR: &[u8] = b"451 4.3.2 Internal server error\r\n";
 pub const CERT_ERROR: &[u8] = b"421 4.7.1 SSL certificate error\r\n";

@@ -1,7 +1,7 @@
 //! The dialogue with an SMTP backend before pass-through
 //! (`ngx_mail_proxy_smtp_handler`): greeting, EHLO/HELO with our
 //! server_name, XCLIENT (ADDR, LOGIN, NAME, xtext-encoded), the client's own
-//! HELO/EHLO, AUTH PLAIN (`proxy_smtp_auth`), and for `smtp_auth none` the
+//! HELO/EHLO, AUTH PLAIN or LOGIN (`proxy_smtp_auth`), and for `smtp_auth none` the
 //! client's MAIL FROM and RCPT TO replayed.
 
 use crate::base64;
@@ -12,6 +12,36 @@ use crate::upstream::UpstreamStep;
 
 const AUTH_OK: &[u8] = b"235 2.0.0 OK\r\n";
 
+/// How the proxy logs in to the SMTP backend (`proxy_smtp_auth`, or the
+/// auth server's `Auth-SMTP-Auth` for one session).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendAuth {
+    /// No login: the backend trusts the proxy (XCLIENT LOGIN= says who).
+    #[default]
+    Off,
+    /// `AUTH PLAIN` with the credentials as one initial response.
+    Plain,
+    /// `AUTH LOGIN`, user name and password each answering a 334 prompt,
+    /// for backends without PLAIN (Exchange).
+    Login,
+}
+
+impl BackendAuth {
+    /// A directive or header value: `on` is `plain`, as in stock.
+    pub fn parse(value: &[u8]) -> Option<BackendAuth> {
+        let is = |name: &[u8]| value.eq_ignore_ascii_case(name);
+        if is(b"off") {
+            Some(BackendAuth::Off)
+        } else if is(b"on") || is(b"plain") {
+            Some(BackendAuth::Plain)
+        } else if is(b"login") {
+            Some(BackendAuth::Login)
+        } else {
+            None
+        }
+    }
+}
+
 /// What the proxy knows when it starts the dialogue.
 #[derive(Clone, Debug, Default)]
 pub struct Login {
@@ -19,8 +49,8 @@ pub struct Login {
     pub server_name: Vec<u8>,
     /// `xclient on`
     pub xclient: bool,
-    /// `proxy_smtp_auth on`
-    pub smtp_auth: bool,
+    /// `proxy_smtp_auth`
+    pub smtp_auth: BackendAuth,
     /// The client address as text, and whether it is IPv6.
     pub client_addr: Vec<u8>,
     pub client_ipv6: bool,
@@ -48,6 +78,10 @@ enum State {
     XclientHelo,
     XclientAuth,
     AuthPlain,
+    /// `AUTH LOGIN` sent: the user name prompt is due.
+    AuthLoginUser,
+    /// The user name sent: the password prompt is due.
+    AuthLoginPass,
     From,
     To,
 }
@@ -108,7 +142,9 @@ impl LoginDialogue {
             State::Xclient | State::XclientFrom | State::XclientHelo | State::XclientAuth => {
                 c"sending XCLIENT to upstream"
             }
-            State::AuthPlain => c"sending AUTH to upstream",
+            State::AuthPlain | State::AuthLoginUser | State::AuthLoginPass => {
+                c"sending AUTH to upstream"
+            }
             State::From => c"sending MAIL FROM to upstream",
             State::To => c"sending RCPT TO to upstream",
         }
@@ -124,6 +160,7 @@ impl LoginDialogue {
                 code == b"220" || code == b"250"
             }
             State::AuthPlain => code == b"235",
+            State::AuthLoginUser | State::AuthLoginPass => code == b"334",
             State::To => true,
         }
     }
@@ -138,7 +175,7 @@ impl LoginDialogue {
     fn next_after_greeting(&self, from: State, auth: State, plain: State) -> State {
         if self.login.envelope.is_some() {
             from
-        } else if self.login.smtp_auth {
+        } else if self.login.smtp_auth != BackendAuth::Off {
             auth
         } else {
             plain
@@ -190,7 +227,7 @@ impl LoginDialogue {
                     out.extend_from_slice(b"IPV6:");
                 }
                 xtext(&l.client_addr, &mut out);
-                if !l.login.is_empty() && !l.smtp_auth {
+                if !l.login.is_empty() && l.smtp_auth == BackendAuth::Off {
                     out.extend_from_slice(b" LOGIN=");
                     xtext(&l.login, &mut out);
                 }
@@ -215,9 +252,24 @@ impl LoginDialogue {
                 let Some(passwd) = &l.passwd else {
                     return UpstreamStep::Failed("no password available");
                 };
+                if l.smtp_auth == BackendAuth::Login {
+                    self.state = State::AuthLoginUser;
+                    return UpstreamStep::Send(b"AUTH LOGIN\r\n".to_vec());
+                }
                 let plain = [b"\0", l.login.as_slice(), b"\0", passwd.as_slice()].concat();
                 self.state = State::AuthPlain;
                 UpstreamStep::Send(Self::line(&[b"AUTH PLAIN ", &base64::encode(&plain)]))
+            }
+            State::AuthLoginUser => {
+                self.state = State::AuthLoginPass;
+                UpstreamStep::Send(Self::line(&[&base64::encode(&l.login)]))
+            }
+            State::AuthLoginPass => {
+                let Some(passwd) = &l.passwd else {
+                    return UpstreamStep::Failed("no password available");
+                };
+                self.state = State::AuthPlain;
+                UpstreamStep::Send(Self::line(&[&base64::encode(passwd)]))
             }
             State::HeloFrom | State::XclientFrom => {
                 let Some((from, _)) = &l.envelope else {

@@ -4,7 +4,7 @@ fn login() -> Login {
     Login {
         server_name: b"proxy.example".to_vec(),
         xclient: true,
-        smtp_auth: false,
+        smtp_auth: BackendAuth::Off,
         client_addr: b"192.0.2.1".to_vec(),
         client_ipv6: false,
         client_host: b"client.example".to_vec(),
@@ -43,7 +43,7 @@ fn xclient_then_client_helo() {
 fn proxy_smtp_auth_sends_auth_plain() {
     let mut d = LoginDialogue::new(Login {
         xclient: false,
-        smtp_auth: true,
+        smtp_auth: BackendAuth::Plain,
         esmtp: false,
         ..login()
     });
@@ -58,7 +58,7 @@ fn proxy_smtp_auth_sends_auth_plain() {
     );
     let mut d = LoginDialogue::new(Login {
         xclient: false,
-        smtp_auth: true,
+        smtp_auth: BackendAuth::Plain,
         passwd: None,
         ..login()
     });
@@ -67,6 +67,53 @@ fn proxy_smtp_auth_sends_auth_plain() {
         d.on_data(b"250 mx\r\n", false),
         UpstreamStep::Failed("no password available")
     );
+}
+
+#[test]
+fn proxy_smtp_auth_login_answers_both_prompts() {
+    let mut d = LoginDialogue::new(Login {
+        xclient: true,
+        smtp_auth: BackendAuth::Login,
+        helo: Vec::new(),
+        ..login()
+    });
+    assert_eq!(send(&mut d, b"220 mx\r\n"), b"EHLO proxy.example\r\n");
+    // the backend learns the login from AUTH, not from XCLIENT
+    assert_eq!(
+        send(&mut d, b"250 mx\r\n"),
+        b"XCLIENT ADDR=192.0.2.1 NAME=client.example\r\n"
+    );
+    assert_eq!(send(&mut d, b"220 mx\r\n"), b"AUTH LOGIN\r\n");
+    assert_eq!(d.action(), c"sending AUTH to upstream");
+    assert_eq!(send(&mut d, b"334 VXNlcm5hbWU6\r\n"), b"dXMgZXIreA==\r\n");
+    assert_eq!(send(&mut d, b"334 UGFzc3dvcmQ6\r\n"), b"c2VjcmV0\r\n");
+    assert_eq!(
+        d.on_data(b"235 2.7.0 ok\r\n", false),
+        UpstreamStep::LoggedInReplacing(b"235 2.0.0 OK\r\n")
+    );
+    // a backend that refuses AUTH LOGIN itself
+    let mut d = LoginDialogue::new(Login {
+        xclient: false,
+        smtp_auth: BackendAuth::Login,
+        ..login()
+    });
+    send(&mut d, b"220 mx\r\n");
+    send(&mut d, b"250 mx\r\n");
+    assert_eq!(
+        d.on_data(b"504 5.7.4 unrecognized\r\n", false),
+        UpstreamStep::Refused {
+            line: b"504 5.7.4 unrecognized".to_vec()
+        }
+    );
+}
+
+#[test]
+fn backend_auth_values() {
+    assert_eq!(BackendAuth::parse(b"on"), Some(BackendAuth::Plain));
+    assert_eq!(BackendAuth::parse(b"PLAIN"), Some(BackendAuth::Plain));
+    assert_eq!(BackendAuth::parse(b"login"), Some(BackendAuth::Login));
+    assert_eq!(BackendAuth::parse(b"off"), Some(BackendAuth::Off));
+    assert_eq!(BackendAuth::parse(b"cram-md5"), None);
 }
 
 #[test]
