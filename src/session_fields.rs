@@ -283,6 +283,31 @@ impl Session {
         unsafe { bytes(&(*self.connection()).addr_text) }
     }
 
+    /// The client's identity for `proxy_pass_client_info`: its address and
+    /// port, the address and port it connected to, the connection number;
+    /// `None` for a client that is not on IP.
+    pub fn client_info(self) -> Option<mail_core::upstream::ClientInfo> {
+        let c = self.connection();
+        // SAFETY: c is live; nginx fills local_sockaddr in its pool or fails.
+        let (peer, local, number) = unsafe {
+            if nginx_sys::ngx_connection_local_sockaddr(c, ptr::null_mut(), 0) != 0 {
+                return None;
+            }
+            (
+                crate::resolve::socket_addr_of((*c).sockaddr, (*c).socklen)?,
+                crate::resolve::socket_addr_of((*c).local_sockaddr, (*c).local_socklen)?,
+                (*c).number,
+            )
+        };
+        Some(mail_core::upstream::ClientInfo {
+            addr: self.client_addr().to_vec(),
+            port: peer.port(),
+            local_addr: local.ip().to_string().into_bytes(),
+            local_port: local.port(),
+            session: number.to_string().into_bytes(),
+        })
+    }
+
     pub fn client_is_ipv6(self) -> bool {
         // SAFETY: a live connection has its peer's address.
         unsafe { u32::from((*(*self.connection()).sockaddr).sa_family) == nginx_sys::AF_INET6 }

@@ -246,7 +246,7 @@ fn pop3_user_pass() {
         let (addr, login, passwd) = proxy_to(auth_answer(response, true), &creds);
         assert_eq!(addr, "127.0.0.1:8110".parse().unwrap());
         for upstream in Split::all(backend.longest_reply()) {
-            let mut dialogue = pop3::LoginDialogue::new(&login, &passwd);
+            let mut dialogue = pop3::LoginDialogue::new(&login, &passwd, None);
             let (sent, last) =
                 backend_phase(&backend, upstream, |buf, full| dialogue.on_data(buf, full));
             let splits = (client, upstream);
@@ -308,7 +308,7 @@ fn imap_login_with_a_literal() {
         let (addr, login, passwd) = proxy_to(auth_answer(response, true), &creds);
         assert_eq!(addr, "127.0.0.1:8143".parse().unwrap());
         for upstream in Split::all(backend.longest_reply()) {
-            let mut dialogue = imap::LoginDialogue::new(session.tag(), &login, &passwd);
+            let mut dialogue = imap::LoginDialogue::new(session.tag(), &login, &passwd, None);
             let (sent, last) =
                 backend_phase(&backend, upstream, |buf, full| dialogue.on_data(buf, full));
             let splits = (client, upstream);

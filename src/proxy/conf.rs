@@ -17,6 +17,9 @@ pub struct ProxyConf {
     /// freenginx's `max_commands` (its mail core's, not in nginx 1.28):
     /// commands a client may send before logging in.
     pub max_commands: ngx_int_t,
+    /// `proxy_pass_client_info` (ours): IMAP ID / POP3 XCLIENT with the
+    /// client's address before the backend login.
+    pub pass_client_info: ngx_flag_t,
 }
 
 /// `proxy_smtp_auth login`.

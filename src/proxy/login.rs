@@ -22,10 +22,17 @@ pub enum LoginState {
 impl LoginState {
     pub fn new(sess: Session, handover: &Handover) -> LoginState {
         let (login, passwd) = (sess.login(), sess.passwd().unwrap_or_default());
+        let client_info = || {
+            (conf::conf(sess).pass_client_info != 0)
+                .then(|| sess.client_info())
+                .flatten()
+        };
         match &handover.client {
-            ClientDialogue::Pop3 => LoginState::Pop3(pop3::LoginDialogue::new(login, passwd)),
+            ClientDialogue::Pop3 => {
+                LoginState::Pop3(pop3::LoginDialogue::new(login, passwd, client_info()))
+            }
             ClientDialogue::Imap { tag } => {
-                LoginState::Imap(imap::LoginDialogue::new(tag, login, passwd))
+                LoginState::Imap(imap::LoginDialogue::new(tag, login, passwd, client_info()))
             }
             ClientDialogue::Smtp { helo, esmtp } => LoginState::Smtp(smtp::LoginDialogue::new(
                 smtp_login(sess, helo, *esmtp, handover),

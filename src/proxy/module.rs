@@ -37,6 +37,9 @@ crate::directives! {
     // nginx 1.31.4's values; stock 1.28 is handed only on and off
     c"proxy_protocol" => ngx_conf_set_enum_slot, TAKE1, offset_of!(ProxyConf, proxy_protocol),
         addr_of_mut!(PROXY_PROTOCOL_VERSIONS).cast();
+    // ours: stock has no directive of that name to forward to
+    c"proxy_pass_client_info" =>
+        ngx_conf_set_flag_slot, FLAG, offset_of!(ProxyConf, pass_client_info), ptr::null_mut();
     // freenginx's; stock has no directive of that name to forward to
     c"max_commands" =>
         ngx_conf_set_num_slot, TAKE1, offset_of!(ProxyConf, max_commands), ptr::null_mut();
@@ -113,6 +116,7 @@ unsafe extern "C" fn create_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             buffer_size: usize::MAX,
             timeout: ngx_msec_t::MAX,
             max_commands: UNSET_NUM,
+            pass_client_info: UNSET,
         };
         p.cast()
     }
@@ -158,6 +162,7 @@ unsafe extern "C" fn merge_conf(
         24 * 60 * 60000,
     );
     merge(&mut conf.max_commands, prev.max_commands, UNSET_NUM, 1000);
+    merge(&mut conf.pass_client_info, prev.pass_client_info, UNSET, 0);
     CONF_OK
 }
 
