@@ -13,6 +13,7 @@ mod conf;
 mod ffi;
 mod imap;
 mod nginx;
+mod observe;
 mod peer;
 mod pop3;
 mod proxy;
@@ -31,6 +32,7 @@ use nginx_sys::ngx_module_t;
 
 pub use auth_http::module::ngx_mail_rs_auth_http_module;
 pub use imap::module::ngx_mail_rs_imap_module;
+pub use observe::module::ngx_mail_rs_observe_module;
 pub use pop3::module::ngx_mail_rs_pop3_module;
 pub use proxy::module::ngx_mail_rs_proxy_module;
 pub use smtp::module::ngx_mail_rs_smtp_module;
@@ -39,22 +41,24 @@ pub use smtp::module::ngx_mail_rs_smtp_module;
 static ALLOCATOR: alloc::WorkerAlloc = alloc::WorkerAlloc::new();
 
 #[no_mangle]
-pub static mut ngx_modules: [*const ngx_module_t; 6] = [
+pub static mut ngx_modules: [*const ngx_module_t; 7] = [
     addr_of!(ngx_mail_rs_pop3_module),
     addr_of!(ngx_mail_rs_imap_module),
     addr_of!(ngx_mail_rs_smtp_module),
     addr_of!(ngx_mail_rs_auth_http_module),
     addr_of!(ngx_mail_rs_proxy_module),
+    addr_of!(ngx_mail_rs_observe_module),
     null(),
 ];
 
 #[no_mangle]
-pub static mut ngx_module_names: [*const c_char; 6] = [
+pub static mut ngx_module_names: [*const c_char; 7] = [
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
     c"ngx_mail_rs_smtp_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
+    c"ngx_mail_rs_observe_module".as_ptr(),
     null(),
 ];
 
@@ -62,12 +66,13 @@ pub static mut ngx_module_names: [*const c_char; 6] = [
 /// each of ours ahead of the first of its successors already loaded, which
 /// puts all of ours right after ngx_mail_ssl_module in every build shape.
 #[no_mangle]
-pub static mut ngx_module_order: [*const c_char; 12] = [
+pub static mut ngx_module_order: [*const c_char; 13] = [
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
     c"ngx_mail_rs_smtp_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
+    c"ngx_mail_rs_observe_module".as_ptr(),
     c"ngx_mail_pop3_module".as_ptr(),
     c"ngx_mail_imap_module".as_ptr(),
     c"ngx_mail_smtp_module".as_ptr(),

@@ -30,6 +30,7 @@ pub mod line;
 pub mod pop3;
 pub mod proxy_protocol;
 pub mod sasl;
+pub mod session_log;
 pub mod smtp;
 pub mod upstream;
 
