@@ -32,6 +32,7 @@ use nginx_sys::ngx_module_t;
 
 pub use auth_http::module::ngx_mail_rs_auth_http_module;
 pub use imap::module::ngx_mail_rs_imap_module;
+pub use observe::http::ngx_http_mail_rs_metrics_module;
 pub use observe::module::ngx_mail_rs_observe_module;
 pub use pop3::module::ngx_mail_rs_pop3_module;
 pub use proxy::module::ngx_mail_rs_proxy_module;
@@ -41,24 +42,28 @@ pub use smtp::module::ngx_mail_rs_smtp_module;
 static ALLOCATOR: alloc::WorkerAlloc = alloc::WorkerAlloc::new();
 
 #[no_mangle]
-pub static mut ngx_modules: [*const ngx_module_t; 7] = [
+pub static mut ngx_modules: [*const ngx_module_t; 8] = [
     addr_of!(ngx_mail_rs_pop3_module),
     addr_of!(ngx_mail_rs_imap_module),
     addr_of!(ngx_mail_rs_smtp_module),
     addr_of!(ngx_mail_rs_auth_http_module),
     addr_of!(ngx_mail_rs_proxy_module),
     addr_of!(ngx_mail_rs_observe_module),
+    // an http module, in no order list: nginx appends it to the http
+    // modules (it is a content handler, no filter)
+    addr_of!(ngx_http_mail_rs_metrics_module),
     null(),
 ];
 
 #[no_mangle]
-pub static mut ngx_module_names: [*const c_char; 7] = [
+pub static mut ngx_module_names: [*const c_char; 8] = [
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
     c"ngx_mail_rs_smtp_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
     c"ngx_mail_rs_observe_module".as_ptr(),
+    c"ngx_http_mail_rs_metrics_module".as_ptr(),
     null(),
 ];
 

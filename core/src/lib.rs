@@ -27,6 +27,7 @@ mod command;
 mod config;
 pub mod imap;
 pub mod line;
+pub mod metrics;
 pub mod pop3;
 pub mod proxy_protocol;
 pub mod sasl;

@@ -3,6 +3,7 @@
 //! line each; all that they do is here.
 
 mod access_log;
+pub mod http;
 mod metrics;
 pub mod module;
 mod record;

@@ -19,7 +19,7 @@ pub struct ObserveConf {
     /// `access_log`: unset (inherit), off, or a file.
     pub log: LogSetting,
     /// `metrics_zone` of the mail{} block (inherited by every server).
-    pub zone: *mut super::metrics::Zone,
+    pub zone: *mut nginx_sys::ngx_shm_zone_t,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -140,13 +140,18 @@ pub fn note_tls(sess: Session) {
         };
         let version = get(nginx_sys::ngx_ssl_get_protocol);
         let cipher = get(nginx_sys::ngx_ssl_get_cipher_name);
-        with(sess, |r| {
+        if with(sess, |r| {
             if r.tls.is_none() {
                 if let (Some(v), Some(ci)) = (version, cipher) {
                     r.tls = Some((v, ci));
+                    return true;
                 }
             }
-        });
+            false
+        }) == Some(true)
+        {
+            super::metrics::tls_done(sess);
+        }
     }
     #[cfg(not(ngx_mail_ssl))]
     let _ = sess;
