@@ -51,7 +51,7 @@ pub struct Snapshot {
     pub sessions: [[u64; C]; P],
     pub bytes: [[u64; 2]; P],
     pub tls_handshakes: [u64; P],
-    pub tls_failures: u64,
+    pub tls_failures: [u64; P],
     pub auth_latency: [Histogram; P],
     pub connect_latency: [Histogram; P],
 }
@@ -219,9 +219,11 @@ pub fn render(s: &Snapshot, version: &str, nginx: &str) -> String {
         &mut out,
         name,
         "counter",
-        "Client TLS handshakes that failed.",
+        "Client TLS handshakes (listen ssl or STARTTLS) that failed.",
     );
-    sample(&mut out, name, &[], &s.tls_failures.to_string());
+    for (p, n) in PROTOCOLS.iter().zip(&s.tls_failures) {
+        sample(&mut out, name, &[("protocol", p)], &n.to_string());
+    }
     histogram(
         &mut out,
         "nginx_mail_auth_http_duration_seconds",

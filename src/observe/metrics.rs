@@ -38,7 +38,7 @@ struct Counters {
     sessions: [[AtomicU64; m::C]; m::P],
     bytes: [[AtomicU64; 2]; m::P],
     tls_handshakes: [AtomicU64; m::P],
-    tls_failures: AtomicU64,
+    tls_failures: [AtomicU64; m::P],
     auth_latency: [Hist; m::P],
     connect_latency: [Hist; m::P],
 }
@@ -170,8 +170,18 @@ pub fn session_started(sess: Session, conf: &ObserveConf) {
 }
 
 pub fn tls_done(sess: Session) {
-    with_counters(sess.conf::<ObserveConf>(), sess.protocol_name(), |c, p| {
-        if let Some(n) = c.tls_handshakes.get(p) {
+    tls_handshake(sess.conf::<ObserveConf>(), sess.protocol_name(), true);
+}
+
+/// A client TLS handshake ended, completed or not.
+pub fn tls_handshake(conf: &ObserveConf, protocol: &[u8], ok: bool) {
+    with_counters(conf, protocol, |c, p| {
+        let counter = if ok {
+            c.tls_handshakes.get(p)
+        } else {
+            c.tls_failures.get(p)
+        };
+        if let Some(n) = counter {
             n.fetch_add(1, Relaxed);
         }
     });
@@ -243,6 +253,9 @@ pub fn snapshot(zone: &Zone) -> Option<Snapshot> {
         if let Some(v) = s.tls_handshakes.get_mut(p) {
             *v = get(&c.tls_handshakes);
         }
+        if let Some(v) = s.tls_failures.get_mut(p) {
+            *v = get(&c.tls_failures);
+        }
         if let (Some(dst), Some(src)) = (s.auth.get_mut(p), c.auth.get(p)) {
             for (d, sr) in dst.iter_mut().zip(src) {
                 for (x, y) in d.iter_mut().zip(sr) {
@@ -272,6 +285,5 @@ pub fn snapshot(zone: &Zone) -> Option<Snapshot> {
             }
         }
     }
-    s.tls_failures = load(&c.tls_failures);
     Some(s)
 }

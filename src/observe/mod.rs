@@ -7,6 +7,7 @@ pub mod http;
 mod metrics;
 pub mod module;
 mod record;
+mod tls;
 
 pub use record::{auth_started, backend_connected, backend_connecting, ended, logged_in, start};
 

@@ -73,9 +73,15 @@ static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
 
 #[no_mangle]
 pub static mut ngx_mail_rs_observe_module: ngx_module_t = ngx_module_t {
+    init_process: Some(init_process),
     exit_process: Some(exit_process),
     ..mail_module(addr_of_mut!(CTX), addr_of_mut!(COMMANDS).cast())
 };
+
+unsafe extern "C" fn init_process(cycle: *mut nginx_sys::ngx_cycle_t) -> nginx_sys::ngx_int_t {
+    // SAFETY: the worker's cycle is live.
+    unsafe { super::tls::init_process(cycle) }
+}
 
 unsafe extern "C" fn exit_process(cycle: *mut nginx_sys::ngx_cycle_t) {
     // SAFETY: the cycle is live at a worker's exit.

@@ -302,6 +302,21 @@ fn finish(r: &mut Record) {
         )
     };
     let (to_backend, to_client) = sent.unwrap_or((0, 0));
+    // a STARTTLS handshake: failed if the session ended in it, else
+    // completed (counted here unless a login already noted its TLS)
+    // SAFETY: as in `reason`.
+    let starttls = unsafe {
+        let s = r.sess;
+        ((*s).starttls() != 0 && r.tls.is_none()).then(|| {
+            !super::tls::action_is(
+                (*(*(*s).connection).log).action.cast_const().cast(),
+                super::tls::STARTTLS,
+            )
+        })
+    };
+    if let Some(ok) = starttls {
+        super::metrics::tls_handshake(r.conf, protocol, ok);
+    }
     super::metrics::session_ended(r.conf, protocol, reason, to_backend, to_client);
     let Some(target) = r.conf.target() else {
         return;
