@@ -13,6 +13,7 @@ use strict;
 
 use Test::More;
 
+use IO::Socket::INET;
 use Socket qw/ CRLF /;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
@@ -69,6 +70,21 @@ mail {
         protocol   pop3;
         access_log off;
     }
+
+    server {
+        listen     127.0.0.1:8114;
+        protocol   pop3;
+        access_log %%TESTDIR%%/failures.log;
+        auth_http  127.0.0.1:8083/down;
+    }
+
+    server {
+        listen     127.0.0.1:8115;
+        protocol   pop3;
+        access_log %%TESTDIR%%/failures.log;
+        auth_http  127.0.0.1:8084/stall;
+        auth_http_timeout 500ms;
+    }
 }
 
 http {
@@ -103,10 +119,13 @@ EOF
 
 $t->run_daemon(\&Test::Nginx::POP3::pop3_test_daemon);
 $t->run_daemon(\&Test::Nginx::IMAP::imap_test_daemon);
-$t->run()->plan(38);
+$t->run_daemon(\&stall_daemon);
+port(8083);
+$t->run()->plan(40);
 
 $t->waitforsocket('127.0.0.1:' . port(8111));
 $t->waitforsocket('127.0.0.1:' . port(8144));
+$t->waitforsocket('127.0.0.1:' . port(8084));
 
 ###############################################################################
 
@@ -257,10 +276,40 @@ undef $s;
 select undef, undef, undef, 0.3;
 is(scalar(() = lines('mail.log', 0)), 3, 'off: nothing logged');
 
+# the auth server down, and not answering
+
+for my $port (8114, 8115) {
+	$s = Test::Nginx::POP3->new(PeerAddr => '127.0.0.1:' . port($port));
+	$s->read();
+	$s->send('USER test@example.com');
+	$s->read();
+	$s->send('PASS Pa55-w0rd');
+	$s->read();
+	undef $s;
+	lines('failures.log', $port == 8114 ? 1 : 2);
+}
+@l = map { fields($_) } lines('failures.log', 2);
+is(join(' ', map { "$_->{auth} $_->{reason}" } @l), 'error error timeout error',
+	'auth server down: error; silent: timeout');
+like($l[1]{auth_time} // '', qr/^0\.[5-9]\d\d$/, 'timeout after auth_http_timeout');
+
 $t->stop();
 
 my $all = join '', map { $t->read_file($_) }
-	qw/ mail.log json.log buffered.log error.log /;
+	qw/ mail.log json.log buffered.log failures.log error.log /;
 unlike($all, qr/Pa55|wrong-Pa|secret/, 'no password in any log');
+
+###############################################################################
+
+# an auth server that accepts and never answers
+sub stall_daemon {
+	my $server = IO::Socket::INET->new(Proto => 'tcp',
+		LocalAddr => '127.0.0.1:' . port(8084), Listen => 16,
+		ReuseAddr => 1) or die "listen: $!";
+	my @held;
+	while (my $c = $server->accept()) {
+		push @held, $c;
+	}
+}
 
 ###############################################################################
