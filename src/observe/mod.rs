@@ -3,6 +3,11 @@
 //! line each; all that they do is here.
 
 mod access_log;
+#[cfg(ngx_http)]
+pub mod http;
+/// Without http in nginx: the module entry only, which nginx never uses.
+#[cfg(not(ngx_http))]
+#[path = "http_absent.rs"]
 pub mod http;
 mod metrics;
 pub mod module;
