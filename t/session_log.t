@@ -72,6 +72,12 @@ mail {
     }
 
     server {
+        listen     127.0.0.1:8116;
+        protocol   pop3;
+        access_log %%TESTDIR%%/reopened.log mail buffer=64k;
+    }
+
+    server {
         listen     127.0.0.1:8114;
         protocol   pop3;
         access_log %%TESTDIR%%/failures.log;
@@ -121,7 +127,7 @@ $t->run_daemon(\&Test::Nginx::POP3::pop3_test_daemon);
 $t->run_daemon(\&Test::Nginx::IMAP::imap_test_daemon);
 $t->run_daemon(\&stall_daemon);
 port(8083);
-$t->run()->plan(40);
+$t->run()->plan(42);
 
 $t->waitforsocket('127.0.0.1:' . port(8111));
 $t->waitforsocket('127.0.0.1:' . port(8144));
@@ -265,6 +271,20 @@ select undef, undef, undef, 0.3;
 is(-s $t->testdir() . '/buffered.log', 0, 'buffered: not yet');
 @l = lines('buffered.log', 1);
 like($l[0] // '', qr/ reason=quit$/, 'buffered: flushed');
+
+# buffer= without flush=: written at a reopen (USR1), which flushes first
+
+$s = Test::Nginx::POP3->new(PeerAddr => '127.0.0.1:' . port(8116));
+$s->read();
+$s->send('QUIT');
+$s->read();
+undef $s;
+select undef, undef, undef, 0.3;
+is(-s $t->testdir() . '/reopened.log', 0, 'buffered without flush: not yet');
+kill 'USR1', $t->read_file('nginx.pid') =~ /(\d+)/;
+@l = lines('reopened.log', 1);
+like($l[0] // '', qr/ server_port=\Q${\ port(8116)}\E .* reason=quit$/,
+	'written at reopen');
 
 # access_log off
 

@@ -2,7 +2,7 @@
 //! server has an `access_log` or a `metrics_zone`, kept on the heap in our
 //! module's ctx slot (which login's `clear_states` leaves alone), and
 //! finished once, at `Session::ended` or, should the pool go first, at its
-//! own pool cleanup. About 150 bytes; nothing of it is in the pool.
+//! own pool cleanup. About 200 bytes; nothing of it is in the pool.
 
 use core::ffi::{c_void, CStr};
 use core::ptr;
@@ -289,7 +289,10 @@ fn finish(r: &mut Record) {
             } else {
                 ((*uc).sent - u0).max(0) as u64
             };
-            (to_backend, to_client)
+            // a backend connection with TLS (none today: kept for when
+            // the proxy learns it)
+            let backend_tls = !uc.is_null() && !(*uc).ssl.is_null();
+            (to_backend, to_client, backend_tls)
         });
         let cscf = Session::from_raw(s).core_conf();
         (
@@ -301,7 +304,7 @@ fn finish(r: &mut Record) {
             sent,
         )
     };
-    let (to_backend, to_client) = sent.unwrap_or((0, 0));
+    let (to_backend, to_client, backend_tls) = sent.unwrap_or((0, 0, false));
     // a STARTTLS handshake: failed if the session ended in it, else
     // completed (counted here unless a login already noted its TLS)
     // SAFETY: as in `reason`.
@@ -344,7 +347,7 @@ fn finish(r: &mut Record) {
         auth_reason: r.auth_reason.as_deref(),
         auth_ms: r.auth_ms.map(|ms| ms as u64),
         backend: backend.as_deref().map(str::as_bytes),
-        backend_tls: false,
+        backend_tls,
         bytes_to_backend: to_backend,
         bytes_to_client: to_client,
         duration_ms: duration as u64,
