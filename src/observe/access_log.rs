@@ -63,9 +63,11 @@ pub unsafe fn parse(cf: *mut ngx_conf_t) -> Result<Parsed, String> {
         if i == 0 && (arg == b"mail" || arg == b"json") {
             json = arg == b"json";
         } else if let Some(v) = arg.strip_prefix(b"buffer=") {
-            size = parse_size(v).ok_or_else(|| format!("invalid buffer size \"{shown}\""))?;
+            let bad = || format!("invalid buffer size \"{}\"", String::from_utf8_lossy(v));
+            size = parse_size(v).ok_or_else(bad)?;
         } else if let Some(v) = arg.strip_prefix(b"flush=") {
-            flush = Some(parse_msec(v).ok_or_else(|| format!("invalid flush time \"{shown}\""))?);
+            let bad = || format!("invalid flush time \"{}\"", String::from_utf8_lossy(v));
+            flush = Some(parse_msec(v).ok_or_else(bad)?);
         } else {
             return Err(format!("invalid parameter \"{shown}\""));
         }
