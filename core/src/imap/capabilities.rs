@@ -21,6 +21,8 @@ pub struct Capabilities {
     pub starttls: Vec<u8>,
     /// With `starttls only`: no AUTH=, and STARTTLS LOGINDISABLED.
     pub starttls_only: Vec<u8>,
+    /// The untagged answer to ID (`imap_id`), `* ID NIL` by default.
+    pub id: Vec<u8>,
 }
 
 impl Capabilities {
@@ -46,7 +48,14 @@ impl Capabilities {
             plain,
             starttls,
             starttls_only,
+            id: super::id::id_reply(&[]),
         }
+    }
+
+    /// With the `imap_id` name/value pairs as ID's answer.
+    pub fn with_id(mut self, pairs: &[&[u8]]) -> Capabilities {
+        self.id = super::id::id_reply(pairs);
+        self
     }
 }
 

@@ -113,6 +113,18 @@ impl ImapSession {
         }
     }
 
+    /// `tag BAD` for an ID list that is not RFC 2971's: a syntax error,
+    /// counted toward `max_errors` as the parser's are.
+    fn malformed(&mut self) -> Action<'static> {
+        self.sasl = None;
+        Action::Invalid {
+            reason: Invalid(None),
+            reply: self.tagged_reply(b"", BAD),
+            quit: false,
+            counted: true,
+        }
+    }
+
     /// `tag BAD` for a well-formed command refused here, with the reason to
     /// log; stock does not count it toward `max_errors`.
     fn refused(&mut self, reason: Invalid) -> Action<'static> {
@@ -153,6 +165,13 @@ impl ImapSession {
                 Action::StartTls(self.tagged_reply(b"", OK))
             }
             Verb::Starttls => self.refused(Invalid(None)),
+            // RFC 2971: answered here, the client's list never forwarded
+            Verb::Id => match args {
+                [list] if super::id::valid_list(list) => {
+                    Action::Reply(self.tagged_reply(&cfg.capabilities.id, OK))
+                }
+                _ => self.malformed(),
+            },
         }
     }
 
