@@ -6,7 +6,7 @@
 pub mod conf;
 pub mod conn;
 pub mod module;
-
+pub mod rate;
 pub mod zone;
 
 /// The limits a session is under, in the limit module's slot for the rest
