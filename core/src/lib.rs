@@ -26,6 +26,7 @@ pub mod base64;
 mod command;
 mod config;
 pub mod imap;
+pub mod limit;
 pub mod line;
 pub mod pop3;
 pub mod proxy_protocol;

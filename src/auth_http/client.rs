@@ -270,6 +270,12 @@ fn read_response(sess: Session, rev: Event) {
             return fail(sess);
         }
     };
+    // limit_conn may be keyed by the auth server's headers
+    sess.with_state(|auth: &mut AuthState| {
+        if let Some(attempt) = &auth.attempt {
+            crate::limit::conn::keep_auth_keys(sess, attempt.response());
+        }
+    });
     finish(sess);
     crate::mail_debug!(sess.log(), "mail auth http process headers");
     let have_password = sess.passwd().is_some();
@@ -372,6 +378,9 @@ fn act_on(sess: Session, decision: Decision, refusal: Option<Vec<u8>>) {
                 return sess.internal_server_error();
             };
             auth.handover.smtp_auth = smtp_auth;
+            if !crate::limit::conn::admit(sess, &auth.handover) {
+                return;
+            }
             crate::proxy::upstream::connect(sess, addr, &name, auth.handover);
         }
     }

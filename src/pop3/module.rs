@@ -101,11 +101,15 @@ unsafe extern "C" fn merge_srv_conf(
     if conf.auth_methods & auth_bits::PLAIN as ngx_uint_t != 0 {
         conf.auth_methods |= auth_bits::LOGIN as ngx_uint_t;
     }
-    let Some(caps) = merge_capabilities(
-        &mut conf.capabilities,
-        &prev.capabilities,
-        &DEFAULT_CAPABILITIES,
-    ) else {
+    // with limit_conn, freenginx's default: RESP-CODES, so that clients know
+    // the [SYS/TEMP] of its refusal (stock 1.28's default otherwise)
+    let mut defaults = DEFAULT_CAPABILITIES.to_vec();
+    // SAFETY: nginx merges this server with cf->ctx its own.
+    if unsafe { crate::limit::module::server_has_limits(cf) } {
+        defaults.push(c"RESP-CODES");
+    }
+    let Some(caps) = merge_capabilities(&mut conf.capabilities, &prev.capabilities, &defaults)
+    else {
         return CONF_ERROR;
     };
     // SAFETY: cf is the live configuration.

@@ -62,7 +62,7 @@ fn line_end(buf: &[u8], err: ParseError) -> Result<Option<(&[u8], usize)>, Parse
     }
 }
 
-fn status_line_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
+pub(crate) fn status_line_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     let is_http = buf.iter().zip(b"HTTP/").all(|(a, b)| a == b);
     if !is_http {
         return Ok(Some(0));
@@ -73,9 +73,9 @@ fn status_line_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     Ok(line_end(buf, ParseError::InvalidResponse)?.map(|(_, next)| next))
 }
 
-struct Header<'a> {
-    name: &'a [u8],
-    value: &'a [u8],
+pub(crate) struct Header<'a> {
+    pub(crate) name: &'a [u8],
+    pub(crate) value: &'a [u8],
 }
 
 /// One header line at the start of `buf`: `Ok(None)` when incomplete,
@@ -84,7 +84,7 @@ struct Header<'a> {
     clippy::arithmetic_side_effects,
     reason = "name_end is an offset inside `line`, so +1 cannot overflow"
 )]
-fn header_line(buf: &[u8]) -> Result<Option<(Option<Header<'_>>, usize)>, ParseError> {
+pub(crate) fn header_line(buf: &[u8]) -> Result<Option<(Option<Header<'_>>, usize)>, ParseError> {
     let Some((line, next)) = line_end(buf, ParseError::InvalidHeader)? else {
         return Ok(None);
     };
