@@ -66,6 +66,13 @@ mail {
     }
 
     server {
+        listen     127.0.0.1:8112;
+        protocol   pop3;
+        pop3_auth  oauthbearer;
+        pop3_client_buffer 16k;
+    }
+
+    server {
         listen     127.0.0.1:8143;
         protocol   imap;
         imap_auth  plain xoauth2 oauthbearer;
@@ -108,7 +115,7 @@ $t->run_daemon(\&auth_daemon, $d);
 $t->run_daemon(\&pop3_backend, $d);
 $t->run_daemon(\&imap_backend, $d);
 $t->run_daemon(\&smtp_backend, $d);
-$t->run()->plan(81);
+$t->run()->plan(83);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8120, 8150, 8040;
 
@@ -273,6 +280,14 @@ is($s->read(), "-ERR invalid command\r\n", 'pop3 xoauth2 bad base64');
 $s->send('AUTH XOAUTH2 ' . xoauth2("u\r\nDELE 1", 'x'));
 is($s->read(), "-ERR invalid command\r\n", 'pop3 xoauth2 line break in the user');
 
+# with a bearer mechanism on, the POP3 command buffer is a page by
+# default (stock's 128 bytes without)
+
+$s = Test::Nginx::POP3->new();
+$s->read();
+$s->send('AUTH XOAUTH2 ' . xoauth2('joe', 'good' . ('t' x 2000)));
+is($s->read(), "+OK backend logged in\r\n", 'pop3 2 KiB token, default buffer');
+
 # only the enabled mechanisms
 
 $s = Test::Nginx::POP3->new(PeerAddr => '127.0.0.1:' . port(8111));
@@ -371,7 +386,7 @@ my $python = `python3 -c 'import imaplib, smtplib; print("ok")' 2>/dev/null` // 
 my $big = 'eyJ' . join('', map { ('A' .. 'Z', 'a' .. 'z')[$_ % 52] } 1 .. 8000);
 
 SKIP: {
-skip 'no curl with pop3, imap and smtp', 13
+skip 'no curl with pop3, imap and smtp', 14
 	unless grep({ $curl =~ /^Protocols:.*\b$_\b/m } qw/pop3 imap smtp/) == 3;
 
 # curl picks OAUTHBEARER when offered, XOAUTH2 otherwise
@@ -381,6 +396,8 @@ like(last_request(), qr/^Auth-Method: oauthbearer\r\nAuth-User: curl-user\r\n/m,
 is(curl('pop3', 8111, '/', 'good-pop3'), "0|1 120\r\n", 'curl pop3 xoauth2');
 like(last_request(), qr/^Auth-Method: xoauth2\r\nAuth-User: curl-user\r\n/m,
 	'curl pop3 xoauth2 auth request');
+is(curl('pop3', 8112, '/', "good$big"), "0|1 120\r\n",
+	'curl pop3 oauthbearer, 8 KiB token, pop3_client_buffer');
 like(curl('imap', 8143, '/', "good$big"), qr/^0\|\* LIST .* INBOX\r\n\z/,
 	'curl imap oauthbearer, 8 KiB token');
 like(last_request(), qr/^Auth-Method: oauthbearer\r\nAuth-User: curl-user\r\nAuth-Pass: good$big\r\n/m, 'curl imap token in Auth-Pass');
