@@ -153,6 +153,11 @@ impl SmtpSession {
                         reply: Cow::Borrowed(AUTH_REQUIRED),
                     };
                 }
+                // `starttls only` holds for relaying too (nginx PR 705):
+                // refused as AUTH is before STARTTLS, uncounted, unlogged
+                if cfg.login_needs_tls() {
+                    return refused(Invalid(None));
+                }
                 if !self.envelope.from.is_empty() {
                     return Action::Reply(Cow::Borrowed(BAD_SEQUENCE));
                 }
