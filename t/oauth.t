@@ -115,7 +115,7 @@ $t->run_daemon(\&auth_daemon, $d);
 $t->run_daemon(\&pop3_backend, $d);
 $t->run_daemon(\&imap_backend, $d);
 $t->run_daemon(\&smtp_backend, $d);
-$t->run()->plan(83);
+$t->run()->plan(84);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8120, 8150, 8040;
 
@@ -221,6 +221,15 @@ is($s->read(), "+OK\r\n", 'pop3 session goes on');
 $s->send('AUTH XOAUTH2 ' . xoauth2('retry', 'good'));
 is($s->read(), "+OK backend logged in\r\n", 'pop3 then logged in');
 like(last_request(), qr/^Auth-Login-Attempt: 3\r$/m, 'pop3 third attempt');
+
+# the dummy response pipelined behind the AUTH command waits for the
+# challenge
+
+$s = Test::Nginx::POP3->new();
+$s->read();
+$s->print('AUTH XOAUTH2 ' . xoauth2('retry', 'bad') . CRLF . CRLF . 'NOOP' . CRLF);
+is($s->read() . $s->read() . $s->read(),
+	"+ $esasl\r\n-ERR Invalid token\r\n+OK\r\n", 'pop3 pipelined dummy response');
 
 # without Auth-Wait the refusal ends the session
 
