@@ -541,6 +541,8 @@ sub auth_daemon {
 			$req .= $l;
 			last if $l eq CRLF;
 		}
+		# waitforsocket connects and sends nothing
+		next unless length $req;
 		open my $fh, '>>', "$dir/auth.log" or die;
 		print $fh $req;
 		close $fh;
