@@ -38,11 +38,13 @@ pub static mut IMAP_PROTOCOL: ngx_mail_protocol_t = ngx_mail_protocol_t {
     no_cert: ngx_str(c"* BYE No required SSL certificate\r\n"),
 };
 
-static mut AUTH_METHODS: [ngx_conf_bitmask_t; 5] = [
+static mut AUTH_METHODS: [ngx_conf_bitmask_t; 7] = [
     bitmask(c"plain", auth_bits::PLAIN),
     bitmask(c"login", auth_bits::LOGIN),
     bitmask(c"cram-md5", auth_bits::CRAM_MD5),
     bitmask(c"external", auth_bits::EXTERNAL),
+    bitmask(c"xoauth2", auth_bits::XOAUTH2),
+    bitmask(c"oauthbearer", auth_bits::OAUTHBEARER),
     NULL_BITMASK,
 ];
 

@@ -6,11 +6,13 @@ use crate::auth_bits;
 /// NUL-terminated because nginx string tables are.
 pub const DEFAULT_CAPABILITIES: [&core::ffi::CStr; 3] = [c"IMAP4", c"IMAP4rev1", c"UIDPLUS"];
 
-const AUTH_NAMES: [(usize, &str); 4] = [
+const AUTH_NAMES: [(usize, &str); 6] = [
     (auth_bits::PLAIN, "AUTH=PLAIN"),
     (auth_bits::LOGIN, "AUTH=LOGIN"),
     (auth_bits::CRAM_MD5, "AUTH=CRAM-MD5"),
     (auth_bits::EXTERNAL, "AUTH=EXTERNAL"),
+    (auth_bits::XOAUTH2, "AUTH=XOAUTH2"),
+    (auth_bits::OAUTHBEARER, "AUTH=OAUTHBEARER"),
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +90,22 @@ mod tests {
         assert_eq!(
             c.plain,
             b"* CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=LOGIN AUTH=CRAM-MD5 AUTH=EXTERNAL\r\n"
+        );
+    }
+
+    #[test]
+    fn bearer_mechanisms() {
+        let c = Capabilities::build(
+            &[b"IMAP4rev1"],
+            auth_bits::PLAIN | auth_bits::XOAUTH2 | auth_bits::OAUTHBEARER,
+        );
+        assert_eq!(
+            c.plain,
+            b"* CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 AUTH=OAUTHBEARER\r\n"
+        );
+        assert_eq!(
+            c.starttls_only,
+            b"* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n"
         );
     }
 }
