@@ -21,6 +21,10 @@ pub trait ClientProtocol: SessionState {
     /// The login is in the auth stage's hands: back to the start, so that
     /// a refused client may try again.
     fn reset(&mut self);
+    /// The auth server's SASL error challenge went out (a bearer token
+    /// login refused with `Auth-Error-SASL`): the next line is the
+    /// client's dummy response, answered with `refusal`.
+    fn sasl_refused(&mut self, refusal: mail_core::sasl::Refusal);
     /// A command too long for the buffer: the refusal that ends the
     /// session, the state back at the start.
     fn too_long(&mut self) -> Action<'static>;
@@ -33,6 +37,10 @@ pub trait ClientProtocol: SessionState {
 
 /// A protocol's auth-state read event: its commands in the client loop.
 pub fn commands<T: ClientProtocol>(sess: Session, rev: Event) {
+    // handed back by the auth stage with its error challenge
+    if let Some(refusal) = sess.take_state::<mail_core::sasl::Refusal>() {
+        let _ = sess.with_state(|state: &mut T| state.sasl_refused(refusal));
+    }
     client::command_loop(sess, rev, command::<T>);
 }
 

@@ -95,6 +95,9 @@ pub unsafe fn set_and_forward(
                     break;
                 }
                 let stock_conf = *confp.add((*stock).ctx_index);
+                if dir.set as usize == nginx_sys::ngx_conf_set_bitmask_slot as *const () as usize {
+                    return forward_known_values(cf, c, set, stock_conf);
+                }
                 return set(cf, c, stock_conf);
             }
             c = c.add(1);
@@ -123,6 +126,64 @@ unsafe fn stock_takes_value(cf: *mut ngx_conf_t, type_: ngx_uint_t) -> bool {
         bytes(&*(*args).elts.cast::<ngx_str_t>().add(1))
     };
     value.eq_ignore_ascii_case(b"on") || value.eq_ignore_ascii_case(b"off")
+}
+
+/// Forwards a bitmask directive (`pop3_auth`, ...) with the values the
+/// stock module's own table names only: stock 1.28 rejects the ones it does
+/// not know (`xoauth2`, `oauthbearer`), and a directive left with none is
+/// not forwarded at all.
+///
+/// # Safety
+/// As for `set_and_forward`; `c` is the stock module's command, whose
+/// `post` is its `ngx_conf_bitmask_t` table.
+unsafe fn forward_known_values(
+    cf: *mut ngx_conf_t,
+    c: *mut ngx_command_t,
+    set: SetFn,
+    stock_conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as the caller promises: cf->args holds the directive's name
+    // and values, and the table ends with an empty name.
+    unsafe {
+        let mask = (*c).post.cast::<nginx_sys::ngx_conf_bitmask_t>();
+        if mask.is_null() {
+            return set(cf, c, stock_conf);
+        }
+        let known = |value: &[u8]| {
+            let mut m = mask;
+            while (*m).name.len != 0 {
+                if bytes(&(*m).name).eq_ignore_ascii_case(value) {
+                    return true;
+                }
+                m = m.add(1);
+            }
+            false
+        };
+        let args = (*cf).args;
+        let elts = (*args).elts.cast::<ngx_str_t>();
+        let all: Vec<ngx_str_t> = (0..(*args).nelts).map(|i| *elts.add(i)).collect();
+        let (name, values) = match all.split_first() {
+            Some(split) => split,
+            None => return CONF_OK,
+        };
+        let kept: Vec<ngx_str_t> = values.iter().filter(|v| known(bytes(v))).copied().collect();
+        if kept.is_empty() {
+            return CONF_OK;
+        }
+        // the stock setter sees the known values only; the array is put
+        // back as it was for whatever reads it after us
+        *elts = *name;
+        for (i, v) in kept.iter().enumerate() {
+            *elts.add(i + 1) = *v;
+        }
+        (*args).nelts = kept.len() + 1;
+        let rv = set(cf, c, stock_conf);
+        for (i, v) in all.iter().enumerate() {
+            *elts.add(i) = *v;
+        }
+        (*args).nelts = all.len();
+        rv
+    }
 }
 
 /// A module's directives from one list: the `ngx_command_t` table nginx

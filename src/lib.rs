@@ -12,6 +12,7 @@ mod client;
 mod conf;
 mod ffi;
 mod imap;
+mod limit;
 mod nginx;
 mod observe;
 mod peer;
@@ -32,6 +33,7 @@ use nginx_sys::ngx_module_t;
 
 pub use auth_http::module::ngx_mail_rs_auth_http_module;
 pub use imap::module::ngx_mail_rs_imap_module;
+pub use limit::module::ngx_mail_rs_limit_module;
 pub use observe::http::ngx_http_mail_rs_metrics_module;
 pub use observe::module::ngx_mail_rs_observe_module;
 pub use pop3::module::ngx_mail_rs_pop3_module;
@@ -42,7 +44,8 @@ pub use smtp::module::ngx_mail_rs_smtp_module;
 static ALLOCATOR: alloc::WorkerAlloc = alloc::WorkerAlloc::new();
 
 #[no_mangle]
-pub static mut ngx_modules: [*const ngx_module_t; 8] = [
+pub static mut ngx_modules: [*const ngx_module_t; 9] = [
+    addr_of!(ngx_mail_rs_limit_module),
     addr_of!(ngx_mail_rs_pop3_module),
     addr_of!(ngx_mail_rs_imap_module),
     addr_of!(ngx_mail_rs_smtp_module),
@@ -56,7 +59,8 @@ pub static mut ngx_modules: [*const ngx_module_t; 8] = [
 ];
 
 #[no_mangle]
-pub static mut ngx_module_names: [*const c_char; 8] = [
+pub static mut ngx_module_names: [*const c_char; 9] = [
+    c"ngx_mail_rs_limit_module".as_ptr(),
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
     c"ngx_mail_rs_smtp_module".as_ptr(),
@@ -70,8 +74,10 @@ pub static mut ngx_module_names: [*const c_char; 8] = [
 /// Our modules, then every stock module we must come before: nginx inserts
 /// each of ours ahead of the first of its successors already loaded, which
 /// puts all of ours right after ngx_mail_ssl_module in every build shape.
+/// The limit module comes first: the protocols' merges read its conf.
 #[no_mangle]
-pub static mut ngx_module_order: [*const c_char; 13] = [
+pub static mut ngx_module_order: [*const c_char; 14] = [
+    c"ngx_mail_rs_limit_module".as_ptr(),
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
     c"ngx_mail_rs_smtp_module".as_ptr(),

@@ -55,6 +55,17 @@ impl Event {
         unsafe { (*self.0).ready() != 0 }
     }
 
+    /// A write held back by a rate limit until its timer fires.
+    pub fn delayed(self) -> bool {
+        // SAFETY: the event is live.
+        unsafe { (*self.0).delayed() != 0 }
+    }
+
+    pub fn set_delayed(self, on: bool) {
+        // SAFETY: the event is live.
+        unsafe { (*self.0).set_delayed(on.into()) }
+    }
+
     pub fn active(self) -> bool {
         // SAFETY: the event is live.
         unsafe { (*self.0).active() != 0 }

@@ -132,6 +132,17 @@ impl Session {
         }
     }
 
+    /// Gives `value` to its module's slot for the rest of the session:
+    /// unlike `set_state`'s, login does not drop it (the pool does).
+    pub fn keep_state<T: SessionState>(self, value: T) {
+        let slot = self.slot::<T>();
+        // SAFETY: as for set_state.
+        unsafe {
+            crate::slots::clear(self.pool(), slot);
+            crate::slots::put_kept(self.pool(), slot, value);
+        }
+    }
+
     /// Runs `f` on the `T` in its module's slot; `None` when the slot holds
     /// no `T`. The borrow ends with `f`: nothing in `f` may close the
     /// session (which frees its states) or reach the same slot again.
@@ -170,6 +181,9 @@ impl Session {
     /// readable.
     pub fn ended(self) {
         crate::mail_debug!(self.log(), "mail session done");
+        // its limit_conn counts go; reached by its slot, never by walking
+        // the pool's cleanups, which may be running (see slots.rs)
+        self.with_state(|limits: &mut crate::limit::Limits| limits.leases.clear());
         crate::observe::ended(self);
     }
 
@@ -311,6 +325,12 @@ impl Session {
         release(self);
         self.client().set_closing();
         self.ends_at_shutdown()
+    }
+
+    /// No "while ..." in the session's log lines.
+    pub fn clear_action(self) {
+        // SAFETY: the log is live.
+        unsafe { (*(*self.connection()).log).action = ptr::null_mut() };
     }
 
     pub fn set_action(self, action: &'static core::ffi::CStr) {

@@ -37,6 +37,9 @@ struct Header {
     /// The slot of a value that lives as long as the session (the end
     /// watch): in no module's, and left alone at login.
     own_slot: *mut c_void,
+    /// A module's state for the rest of the session (`put_kept`): left
+    /// alone at login too.
+    kept: bool,
     type_id: TypeId,
     /// Drops the value in place (the block's memory stays).
     drop_value: unsafe fn(*mut Header),
@@ -76,6 +79,7 @@ unsafe fn link<T: 'static>(pool: *mut ngx_pool_t, slot: *mut *mut c_void, value:
             },
             slot,
             own_slot: ptr::null_mut(),
+            kept: false,
             type_id: TypeId::of::<T>(),
             drop_value: drop_value::<T>,
             free: free::<T>,
@@ -102,6 +106,17 @@ unsafe fn link<T: 'static>(pool: *mut ngx_pool_t, slot: *mut *mut c_void, value:
 pub unsafe fn put<T: SessionState>(pool: *mut ngx_pool_t, slot: *mut *mut c_void, value: T) {
     // SAFETY: as the caller promises.
     unsafe { link(pool, slot, value) };
+}
+
+/// As `put`, for the rest of the session: `clear_all` (login) passes it
+/// by, so the module's slot reaches it until the pool goes (which drops
+/// it) or it is taken back.
+///
+/// # Safety
+/// As for `put`.
+pub unsafe fn put_kept<T: SessionState>(pool: *mut ngx_pool_t, slot: *mut *mut c_void, value: T) {
+    // SAFETY: as the caller promises.
+    unsafe { (*link(pool, slot, value)).kept = true };
 }
 
 /// Gives `value` to the session for as long as its pool lives: it is
@@ -229,10 +244,12 @@ pub unsafe fn clear_all(pool: *mut ngx_pool_t) {
             // our nodes are the ones with our handler (one function of this
             // module, so one address)
             let ours = pool_cleanup as unsafe extern "C" fn(*mut c_void) as usize;
-            // ours, and not a watch (which points at its own slot)
+            // ours, and neither a watch (which points at its own slot) nor
+            // kept for the rest of the session
             while !node.is_null()
                 && ((*node).handler.map(|h| h as usize) != Some(ours)
-                    || (*node.cast::<Header>()).slot == &raw mut (*node.cast::<Header>()).own_slot)
+                    || (*node.cast::<Header>()).slot == &raw mut (*node.cast::<Header>()).own_slot
+                    || (*node.cast::<Header>()).kept)
             {
                 node = (*node).next;
             }

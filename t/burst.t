@@ -72,8 +72,9 @@ mail {
     server {
         listen     127.0.0.1:8143;
         protocol   imap;
-        # ends stock's stalled session (see below)
-        timeout    5s;
+        # ends stock's stalled session (see below); ours gets longer, so a
+        # loaded machine's slow reader is not taken for a stalled client
+        timeout    %%IMAP_TIMEOUT%%;
     }
 
     server {
@@ -107,6 +108,7 @@ EOF
 # our module has freenginx's max_commands, 1000 by default, which would end
 # the burst; stock has no such directive
 $conf =~ s/%%MAX_COMMANDS%%/$stock ? '' : 'max_commands 100000000;'/e;
+$conf =~ s/%%IMAP_TIMEOUT%%/$stock ? '5s' : '60s'/e;
 $t->write_file_expand('nginx.conf', $conf);
 
 $t->run()->plan(16);

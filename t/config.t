@@ -3,8 +3,9 @@
 # Tests for configuration: every POP3, IMAP, auth_http and proxy directive
 # is accepted where stock nginx accepts it, and bad values are refused with
 # stock nginx's [emerg] texts. Against our module, also: the notice line at
-# start, and servers whose protocol is guessed from `listen 110` and
-# `listen 143` are ours.
+# start, servers whose protocol is guessed from `listen 110` and
+# `listen 143` are ours, and our own values (xoauth2, oauthbearer) and
+# directives (pop3_client_buffer) pass with stock's modules loaded.
 
 ###############################################################################
 
@@ -136,7 +137,7 @@ unless ($can_guess) {
 }
 
 $t->run_daemon(\&Test::Nginx::POP3::pop3_test_daemon);
-$t->run()->plan(27);
+$t->run()->plan(32);
 
 $t->waitforsocket('127.0.0.1:' . port(8111));
 
@@ -226,6 +227,42 @@ like(config_test("auth_http 127.0.0.1:1/a; smtp_client_buffer 1x; $server"),
 like(config_test("auth_http 127.0.0.1:1/a; smtp_capabilities; $server"),
 	qr/\[emerg\] invalid number of arguments in "smtp_capabilities" directive/,
 	'smtp_capabilities without arguments');
+
+# values and directives of ours: stock 1.28 refuses them, so they are never
+# forwarded to its modules (which still get the values they know)
+
+my $bearer = 'pop3_auth plain XOAUTH2 oauthbearer; imap_auth oauthbearer; '
+	. 'smtp_auth xoauth2 none login;';
+if ($stock) {
+	like(config_test("auth_http 127.0.0.1:1/a; $bearer $server"),
+		qr/\[emerg\] invalid value "XOAUTH2" in .*test\.conf:\d+/,
+		'stock refuses xoauth2');
+	like(config_test("auth_http 127.0.0.1:1/a; pop3_client_buffer 8k; $server"),
+		qr/\[emerg\] unknown directive "pop3_client_buffer" in .*test\.conf:\d+/,
+		'stock has no pop3_client_buffer');
+} else {
+	like(config_test("auth_http 127.0.0.1:1/a; $bearer $server"),
+		qr/test is successful/, 'xoauth2 and oauthbearer, never forwarded');
+	like(config_test("auth_http 127.0.0.1:1/a; pop3_client_buffer 8k; "
+		. 'server { listen 127.0.0.1:' . port(8113) . '; protocol pop3; '
+		. 'pop3_client_buffer 256; }'),
+		qr/test is successful/, 'pop3_client_buffer at both levels');
+}
+
+SKIP: {
+skip 'our directives only', 3 if $stock;
+
+like(config_test("auth_http 127.0.0.1:1/a; pop3_auth xoauth2 bogus; $server"),
+	qr/\[emerg\] invalid value "bogus" in .*test\.conf:\d+/,
+	'bad value after xoauth2');
+like(config_test("auth_http 127.0.0.1:1/a; pop3_client_buffer 1x; $server"),
+	qr/\[emerg\] "pop3_client_buffer" directive invalid value in .*test\.conf:\d+/,
+	'bad pop3_client_buffer');
+like(config_test("auth_http 127.0.0.1:1/a; pop3_client_buffer 1k 2k; $server"),
+	qr/\[emerg\] invalid number of arguments in "pop3_client_buffer" directive/,
+	'pop3_client_buffer takes one size');
+
+}
 
 like(config_test('auth_http 127.0.0.1:1/a; server { listen 127.0.0.1:'
 	. port(8114) . '; }'),

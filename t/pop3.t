@@ -30,8 +30,17 @@ local $SIG{PIPE} = 'IGNORE';
 # checks of stock-version behaviour only apply to stock modules
 my $stock = ($ENV{TEST_NGINX_GLOBALS} // '') !~ /ngx_mail_rs/;
 
+# pop3_client_buffer is ours (nginx PR 1590): stock 1.28 refuses it
+my $ours = $stock ? '' : <<'EOF';
+    server {
+        listen     127.0.0.1:8113;
+        protocol   pop3;
+        pop3_client_buffer 1k;
+    }
+EOF
+
 my $t = Test::Nginx->new()->has(qw/mail pop3 http rewrite/)
-	->write_file_expand('nginx.conf', <<'EOF');
+	->write_file_expand('nginx.conf', <<'EOF' =~ s/%%OURS%%\n/$ours/r);
 
 %%TEST_GLOBALS%%
 
@@ -57,6 +66,8 @@ mail {
         pop3_capabilities TOP "RESP-CODES" UIDL;
         timeout    1s;
     }
+
+%%OURS%%
 }
 
 http {
@@ -97,7 +108,7 @@ http {
 EOF
 
 $t->run_daemon(\&Test::Nginx::POP3::pop3_test_daemon);
-$t->run()->plan(50);
+$t->run()->plan(53);
 
 $t->waitforsocket('127.0.0.1:' . port(8111));
 
@@ -263,6 +274,21 @@ $s->read();
 $s->send('NOOP ' . ('x' x 200));
 $s->check(qr/^-ERR invalid command\r\n$/, 'too long command');
 ok($s->eof(), 'too long command closes');
+
+# pop3_client_buffer: the limit of a command
+
+SKIP: {
+skip 'no pop3_client_buffer in stock nginx 1.28', 3 if $stock;
+
+$s = Test::Nginx::POP3->new(PeerAddr => '127.0.0.1:' . port(8113));
+$s->read();
+$s->send('USER ' . ('u' x 1000));
+$s->check(qr/^\+OK\r\n$/, 'pop3_client_buffer: a 1000-byte command');
+$s->send('PASS ' . ('p' x 1100));
+$s->check(qr/^-ERR invalid command\r\n$/, 'pop3_client_buffer: too long command');
+ok($s->eof(), 'pop3_client_buffer: too long command closes');
+
+}
 
 $s = Test::Nginx::POP3->new();
 $s->read();

@@ -148,7 +148,8 @@ sub auth_daemon {
 			$req .= $l;
 			last if $l eq CRLF;
 		}
-		my ($user) = $req =~ /^Auth-User: (\S+)\r$/m;
+		# waitforsocket connects and sends nothing
+		my ($user) = $req =~ /^Auth-User: (\S+)\r$/m or next;
 		my $port = $req =~ /Auth-Protocol: imap/
 			? port($user eq 'noid' ? 8145 : 8144)
 			: port($user eq 'plain' ? 8113 : 8112);

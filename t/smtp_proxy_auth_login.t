@@ -156,7 +156,8 @@ sub auth_daemon {
 			$req .= $l;
 			last if $l eq CRLF;
 		}
-		my ($user) = $req =~ /^Auth-User: (\S+)\r$/m;
+		# waitforsocket connects and sends nothing
+		my ($user) = $req =~ /^Auth-User: (\S+)\r$/m or next;
 		my $port = $user eq 'erin' ? port(8083) : port(8082);
 		my $choice = $user =~ /-(login|off)$/ ? "Auth-SMTP-Auth: $1" . CRLF : '';
 		print $c "HTTP/1.0 200 OK" . CRLF . "Auth-Status: OK" . CRLF

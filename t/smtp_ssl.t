@@ -29,6 +29,9 @@ select STDOUT; $| = 1;
 
 local $SIG{PIPE} = 'IGNORE';
 
+# checks of stock-version behaviour only apply to stock modules
+my $stock = ($ENV{TEST_NGINX_GLOBALS} // '') !~ /ngx_mail_rs/;
+
 my $t = Test::Nginx->new()->has(qw/mail mail_ssl smtp socket_ssl/)
 	->has_daemon('openssl');
 
@@ -60,6 +63,13 @@ mail {
         listen     127.0.0.1:8026;
         protocol   smtp;
         starttls   only;
+    }
+
+    server {
+        listen     127.0.0.1:8028;
+        protocol   smtp;
+        starttls   only;
+        smtp_auth  none;
     }
 
     server {
@@ -97,7 +107,7 @@ port($_) for 8081, 8082;
 
 $t->run_daemon(\&auth_daemon, $d);
 $t->run_daemon(\&backend);
-$t->run()->plan(23);
+$t->run()->plan(30);
 
 $t->waitforsocket('127.0.0.1:' . port(8081));
 $t->waitforsocket('127.0.0.1:' . port(8082));
@@ -189,6 +199,42 @@ $s->send('EHLO client.example');
 is(reply($s), "250-mx.test\r\n250 AUTH PLAIN LOGIN\r\n", 'auth after starttls');
 $s->send($plain);
 $s->authok('login after starttls');
+
+# starttls only with smtp_auth none: relaying waits for STARTTLS too
+# (nginx PR 705); stock 1.28 takes MAIL FROM in the clear
+
+$s = Test::Nginx::SMTP->new(PeerAddr => '127.0.0.1:' . port(8028));
+$s->read();
+$s->send('EHLO client.example');
+is(reply($s), "250-mx.test\r\n250 STARTTLS\r\n", 'ehlo, starttls only, auth none');
+$s->send('MAIL FROM:<a@example.com>');
+if ($stock) {
+	$s->check(qr/^250 2\.0\.0 OK\r\n$/, 'stock: mail from before starttls');
+} else {
+	$s->check(qr/^500 5\.5\.1 Invalid command\r\n$/,
+		'no mail from before starttls with smtp_auth none');
+}
+
+SKIP: {
+skip 'stock 1.28 relays without STARTTLS', 5 if $stock;
+
+$s->send('RCPT TO:<b@example.com>');
+$s->check(qr/^503 5\.5\.1 Bad sequence/, 'no envelope before starttls');
+$s->send('NOOP');
+$s->ok('the session goes on');
+$s->send('STARTTLS');
+$s->read();
+starttls($s);
+$s->send('EHLO client.example');
+reply($s);
+$s->send('MAIL FROM:<a@example.com>');
+$s->ok('mail from after starttls');
+$s->send('RCPT TO:<b@example.com>');
+$s->check(qr/^250 backend/, 'relayed after starttls');
+like(last_request(), qr/^Auth-Method: none\r\n.*^Auth-SMTP-From: MAIL FROM:<a\@example\.com>\r$/ms,
+	'auth request after starttls');
+
+}
 
 # listen ssl
 

@@ -36,6 +36,8 @@ impl<C> Config<'_, C> {
         crate::sasl::Offered {
             cram_md5: self.enabled(crate::auth_bits::CRAM_MD5) && self.salt.is_some(),
             external: self.enabled(crate::auth_bits::EXTERNAL),
+            xoauth2: self.enabled(crate::auth_bits::XOAUTH2),
+            oauthbearer: self.enabled(crate::auth_bits::OAUTHBEARER),
         }
     }
 }

@@ -6,10 +6,32 @@
 use std::fmt::Write as _;
 
 use crate::session_log::{AuthResult, CloseReason};
+use crate::AuthMethod;
 
 pub const PROTOCOLS: [&str; 3] = ["pop3", "imap", "smtp"];
-/// `Auth-Method` names, numbered as `AuthMethod` is.
-pub const MECHANISMS: [&str; 5] = ["plain", "apop", "cram-md5", "external", "none"];
+/// `Auth-Method` names, numbered by `mechanism_index`.
+pub const MECHANISMS: [&str; 7] = [
+    "plain",
+    "apop",
+    "cram-md5",
+    "external",
+    "xoauth2",
+    "oauthbearer",
+    "none",
+];
+
+/// A method's place in `MECHANISMS` (a new method fails to build here).
+pub fn mechanism_index(m: AuthMethod) -> usize {
+    match m {
+        AuthMethod::Plain => 0,
+        AuthMethod::Apop => 1,
+        AuthMethod::CramMd5 => 2,
+        AuthMethod::External => 3,
+        AuthMethod::XOauth2 => 4,
+        AuthMethod::OauthBearer => 5,
+        AuthMethod::None => 6,
+    }
+}
 pub const DIRECTIONS: [&str; 2] = ["client_to_backend", "backend_to_client"];
 /// Upper bounds of the latency histograms' buckets, in milliseconds
 /// (`+Inf` follows).
@@ -248,6 +270,21 @@ mod tests {
         let mut s = String::new();
         label_value(&mut s, "a\"b\\c\nd");
         assert_eq!(s, "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn mechanisms() {
+        for m in [
+            AuthMethod::Plain,
+            AuthMethod::Apop,
+            AuthMethod::CramMd5,
+            AuthMethod::External,
+            AuthMethod::XOauth2,
+            AuthMethod::OauthBearer,
+            AuthMethod::None,
+        ] {
+            assert_eq!(MECHANISMS[mechanism_index(m)], m.http_name());
+        }
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! SASL payload decoders (RFC 4616 PLAIN, LOGIN, RFC 2195 CRAM-MD5, RFC 4422
-//! EXTERNAL) with nginx's acceptance rules and log texts.
+//! EXTERNAL, and freenginx's XOAUTH2 and RFC 7628 OAUTHBEARER) with nginx's
+//! acceptance rules and log texts.
 //!
 //! Hardening beyond stock: decoded logins and passwords may not hold CR, LF
 //! or NUL, because they end up in backend command lines (`USER x`, `PASS y`)
 //! where a CR/LF would smuggle in a command of the client's choosing.
 
 use crate::{base64, AuthMethod, Credentials, Invalid};
+
+mod oauth;
+pub use oauth::{error_challenge, oauthbearer, xoauth2, Refusal};
 
 fn line_safe(value: &[u8]) -> bool {
     !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
@@ -16,6 +20,8 @@ fn decode(arg: &[u8], mechanism: &'static str) -> Result<Vec<u8>, Invalid> {
         "PLAIN" => "client sent invalid base64 encoding in AUTH PLAIN command",
         "LOGIN" => "client sent invalid base64 encoding in AUTH LOGIN command",
         "CRAM-MD5" => "client sent invalid base64 encoding in AUTH CRAM-MD5 command",
+        "XOAUTH2" => "client sent invalid base64 encoding in AUTH XOAUTH2 command",
+        "OAUTHBEARER" => "client sent invalid base64 encoding in AUTH OAUTHBEARER command",
         _ => "client sent invalid base64 encoding in AUTH EXTERNAL command",
     })))
 }
@@ -120,6 +126,10 @@ pub enum Mechanism<'a> {
     CramMd5,
     External,
     ExternalResponse(&'a [u8]),
+    XOauth2,
+    XOauth2Response(&'a [u8]),
+    OauthBearer,
+    OauthBearerResponse(&'a [u8]),
 }
 
 /// Sorts the arguments of `AUTH <mechanism> [initial-response]`.
@@ -150,6 +160,20 @@ pub fn mechanism<'a>(args: &[&'a [u8]]) -> Option<Mechanism<'a>> {
             _ => None,
         };
     }
+    if is("XOAUTH2") {
+        return match rest {
+            [] => Some(Mechanism::XOauth2),
+            [resp] => Some(Mechanism::XOauth2Response(resp)),
+            _ => None,
+        };
+    }
+    if is("OAUTHBEARER") {
+        return match rest {
+            [] => Some(Mechanism::OauthBearer),
+            [resp] => Some(Mechanism::OauthBearerResponse(resp)),
+            _ => None,
+        };
+    }
     None
 }
 
@@ -171,6 +195,11 @@ pub enum Exchange {
     Plain,
     CramMd5,
     External,
+    XOauth2,
+    OauthBearer,
+    /// The auth server's error challenge is out: the client's next line
+    /// is the mechanism's dummy response.
+    Refused(Refusal),
 }
 
 /// What the server sends next; each protocol puts its own prefix on it
@@ -195,6 +224,13 @@ pub enum Next {
     Prompt(Exchange, Prompt),
     /// The client has proved enough: ask the auth server.
     Done(Credentials),
+    /// The client answered the error challenge with the dummy response:
+    /// send the refusal (and close after it when `quit`).
+    Refused { reply: Vec<u8>, quit: bool },
+    /// The client answered the error challenge with anything else: the
+    /// protocol's invalid command reply, not counted toward `max_errors`
+    /// (and close after it when `quit`).
+    Cancelled { quit: bool },
 }
 
 /// Which mechanisms the server offers beyond PLAIN and LOGIN (always on).
@@ -203,15 +239,17 @@ pub struct Offered {
     /// `cram-md5` is enabled and the session has a salt.
     pub cram_md5: bool,
     pub external: bool,
+    pub xoauth2: bool,
+    pub oauthbearer: bool,
 }
 
 /// Starts an exchange from `AUTH <mechanism> [initial-response]`.
 pub fn start(args: &[&[u8]], offered: Offered) -> Result<Next, Invalid> {
     match mechanism(args) {
         Some(Mechanism::Login) => Ok(Next::Prompt(Exchange::LoginUsername, Prompt::Username)),
-        Some(Mechanism::LoginUsername(user)) => Exchange::LoginUsername.respond(user),
+        Some(Mechanism::LoginUsername(user)) => Exchange::LoginUsername.respond(&[user]),
         Some(Mechanism::Plain) => Ok(Next::Prompt(Exchange::Plain, Prompt::Empty)),
-        Some(Mechanism::PlainResponse(resp)) => Exchange::Plain.respond(resp),
+        Some(Mechanism::PlainResponse(resp)) => Exchange::Plain.respond(&[resp]),
         Some(Mechanism::CramMd5) if offered.cram_md5 => {
             Ok(Next::Prompt(Exchange::CramMd5, Prompt::CramMd5))
         }
@@ -221,15 +259,30 @@ pub fn start(args: &[&[u8]], offered: Offered) -> Result<Next, Invalid> {
         // hardening: stock accepts an EXTERNAL initial response even when
         // `external` is not enabled
         Some(Mechanism::ExternalResponse(resp)) if offered.external => {
-            Exchange::External.respond(resp)
+            Exchange::External.respond(&[resp])
+        }
+        Some(Mechanism::XOauth2) if offered.xoauth2 => {
+            Ok(Next::Prompt(Exchange::XOauth2, Prompt::Empty))
+        }
+        Some(Mechanism::XOauth2Response(resp)) if offered.xoauth2 => {
+            Exchange::XOauth2.respond(&[resp])
+        }
+        Some(Mechanism::OauthBearer) if offered.oauthbearer => {
+            Ok(Next::Prompt(Exchange::OauthBearer, Prompt::Empty))
+        }
+        Some(Mechanism::OauthBearerResponse(resp)) if offered.oauthbearer => {
+            Exchange::OauthBearer.respond(&[resp])
         }
         _ => Err(Invalid(None)),
     }
 }
 
 impl Exchange {
-    /// Takes the client's line in this exchange.
-    pub fn respond(self, response: &[u8]) -> Result<Next, Invalid> {
+    /// Takes the client's line in this exchange: its space-separated
+    /// arguments (the first is the response; stock ignores the rest, except
+    /// after an error challenge).
+    pub fn respond(self, args: &[&[u8]]) -> Result<Next, Invalid> {
+        let response = args.first().copied().unwrap_or_default();
         Ok(match self {
             Exchange::LoginUsername => Next::Prompt(
                 Exchange::LoginPassword(login_username(response)?),
@@ -243,6 +296,15 @@ impl Exchange {
             Exchange::Plain => Next::Done(plain(response)?),
             Exchange::CramMd5 => Next::Done(cram_md5(response)?),
             Exchange::External => Next::Done(external(response)?),
+            Exchange::XOauth2 => Next::Done(xoauth2(response)?),
+            Exchange::OauthBearer => Next::Done(oauthbearer(response)?),
+            Exchange::Refused(refusal) => match refusal.is_dummy(args) {
+                true => Next::Refused {
+                    reply: refusal.reply,
+                    quit: refusal.quit,
+                },
+                false => Next::Cancelled { quit: refusal.quit },
+            },
         })
     }
 }

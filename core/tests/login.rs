@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 use mail_core::auth_http::{decide, parse_response, Decision, Request};
 use mail_core::upstream::UpstreamStep;
-use mail_core::{auth_bits, base64, imap, pop3, smtp, Action, Credentials, StartTls, Step};
+use mail_core::{auth_bits, base64, imap, pop3, sasl, smtp, Action, Credentials, StartTls, Step};
 
 /// How a stream of bytes arrives: in two reads split at an offset, or one
 /// byte per read.
@@ -409,4 +409,169 @@ fn smtp_ehlo_auth_plain_xclient() {
         }
     }
     assert_eq!(runs, (input.len() + 2) * (backend.longest_reply() + 2));
+}
+
+/// The client's answer to an error challenge, split as `split`: the one
+/// action it ends in.
+fn answer_phase<'c>(
+    input: &[u8],
+    split: Split,
+    mut step: impl FnMut(&[u8]) -> Step<'c>,
+) -> Action<'c> {
+    let mut buf = Vec::new();
+    for read in split.reads(input) {
+        buf.extend_from_slice(&read);
+        if let Step::Done { consumed, action } = step(&buf) {
+            assert_eq!(consumed, buf.len(), "{split:?}");
+            return action;
+        }
+    }
+    panic!("{split:?}: no answer");
+}
+
+/// A bearer token login the auth server refuses with `Auth-Error-SASL`, in
+/// every protocol: the request, the error challenge the shell builds, the
+/// dummy response and the refusal, whatever the splits.
+#[test]
+fn bearer_token_refused_with_an_error_challenge() {
+    let methods = auth_bits::PLAIN | auth_bits::XOAUTH2 | auth_bits::OAUTHBEARER;
+    let xoauth2 = base64::encode(b"user=joe@example.com\x01auth=Bearer t0k%n\x01\x01");
+    let bearer = base64::encode(b"n,a=joe=2Cx,\x01host=mx\x01auth=Bearer t0k%n\x01\x01");
+    // Auth-Wait: the session goes on after the refusal
+    let response: &[u8] = b"HTTP/1.0 200 OK\r\nAuth-Status: Invalid token\r\n\
+        Auth-Error-SASL: eyJzdGF0dXMiOiI0MDEifQ==\r\nAuth-Wait: 1\r\n\r\n";
+    let request = |method: &str, user: &str, protocol: &str| {
+        format!(
+            "GET /mail/auth HTTP/1.0\r\nHost: auth.example\r\n\
+            Auth-Method: {method}\r\nAuth-User: {user}\r\nAuth-Pass: t0k%25n\r\n\
+            Auth-Protocol: {protocol}\r\nAuth-Login-Attempt: 1\r\nClient-IP: 192.0.2.1\r\n\
+            X-Auth-Key: secret\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    // what the shell makes of the decision
+    let refusal = |prefix: &[u8], method, reply: Vec<u8>| -> (Vec<u8>, sasl::Refusal) {
+        let Decision::Refused {
+            sasl: Some(value),
+            sleep: 1,
+            ..
+        } = auth_answer(response, true)
+        else {
+            panic!("not refused with a challenge");
+        };
+        let challenge = sasl::error_challenge(prefix, &value);
+        (
+            challenge,
+            sasl::Refusal {
+                method,
+                reply,
+                quit: false,
+            },
+        )
+    };
+
+    let pop3_caps = pop3::Capabilities::build(&[b"USER"], methods);
+    let pop3_cfg = pop3::Config {
+        auth_methods: methods,
+        capabilities: &pop3_caps,
+        starttls: StartTls::Off,
+        tls: false,
+        salt: None,
+    };
+    let input = [&b"AUTH XOAUTH2 "[..], &xoauth2, b"\r\n"].concat();
+    for client in Split::all(input.len()) {
+        let mut session = pop3::Pop3Session::default();
+        let (seen, action) = client_phase(&input, client, |buf| session.step(buf, &pop3_cfg));
+        assert!(seen.is_empty());
+        let Action::Authenticate(creds) = action else {
+            panic!("{action:?}");
+        };
+        let got = auth_request(&creds, b"pop3", b"");
+        assert_eq!(
+            got,
+            request("xoauth2", "joe@example.com", "pop3"),
+            "{client:?}"
+        );
+        session.reset();
+        let (challenge, r) = refusal(
+            b"+ ",
+            creds.method,
+            pop3::auth_error_reply(b"Invalid token"),
+        );
+        assert_eq!(challenge, b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n");
+        session.sasl_refused(r.clone());
+        let action = answer_phase(b"\r\n", client, |buf| session.step(buf, &pop3_cfg));
+        assert_eq!(action, Action::Reply(b"-ERR Invalid token\r\n"[..].into()));
+        // OAUTHBEARER's dummy is not XOAUTH2's
+        session.sasl_refused(r);
+        let action = answer_phase(b"AQ==\r\n", client, |buf| session.step(buf, &pop3_cfg));
+        assert_eq!(
+            action.reply(),
+            pop3::INVALID_COMMAND,
+            "XOAUTH2's dummy is empty"
+        );
+    }
+
+    let imap_caps = imap::Capabilities::build(&[b"IMAP4rev1"], methods);
+    let imap_cfg = imap::Config {
+        auth_methods: methods,
+        capabilities: &imap_caps,
+        starttls: StartTls::Off,
+        tls: false,
+        salt: None,
+    };
+    let input: &[u8] = b"a1 AUTHENTICATE OAUTHBEARER\r\n";
+    for client in Split::all(input.len()) {
+        let mut session = imap::ImapSession::default();
+        let (seen, action) = client_phase(&[input, &bearer, b"\r\n"].concat(), client, |buf| {
+            session.step(buf, &imap_cfg)
+        });
+        assert_eq!(seen, b"+ \r\n");
+        let Action::Authenticate(creds) = action else {
+            panic!("{action:?}");
+        };
+        let got = auth_request(&creds, b"imap", b"");
+        assert_eq!(got, request("oauthbearer", "joe,x", "imap"), "{client:?}");
+        session.reset();
+        let reply = session.auth_error_reply(b"Invalid token");
+        let (challenge, r) = refusal(b"+ ", creds.method, reply);
+        assert_eq!(challenge, b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n");
+        session.sasl_refused(r);
+        let action = answer_phase(b"AQ==\r\n", client, |buf| session.step(buf, &imap_cfg));
+        assert_eq!(action, Action::Reply(b"a1 NO Invalid token\r\n"[..].into()));
+        // the next command brings its own tag
+        let action = answer_phase(b"NOOP\r\n", Split::Bytes, |buf| {
+            session.step(buf, &imap_cfg)
+        });
+        assert_eq!(action.reply(), b"* BAD invalid command\r\n");
+    }
+
+    let replies = smtp::Replies::build(b"mx.example", &[], methods);
+    let smtp_cfg = smtp::Config {
+        auth_methods: methods,
+        capabilities: &replies,
+        starttls: StartTls::Off,
+        tls: false,
+        salt: None,
+    };
+    let input = [&b"EHLO c\r\nAUTH XOAUTH2 "[..], &xoauth2, b"\r\n"].concat();
+    for client in Split::all(input.len()) {
+        let mut session = smtp::SmtpSession::default();
+        let (_, action) = client_phase(&input, client, |buf| session.step(buf, &smtp_cfg));
+        let Action::Authenticate(creds) = action else {
+            panic!("{action:?}");
+        };
+        session.reset();
+        let reply = smtp::auth_error_reply(b"Invalid token", None);
+        let (challenge, mut r) = refusal(b"334 ", creds.method, reply);
+        assert_eq!(challenge, b"334 eyJzdGF0dXMiOiI0MDEifQ==\r\n");
+        // no Auth-Wait: the refusal ends the session
+        r.quit = true;
+        session.sasl_refused(r);
+        let action = answer_phase(b"\r\n", Split::Bytes, |buf| session.step(buf, &smtp_cfg));
+        assert_eq!(
+            action,
+            Action::Quit(b"535 5.7.0 Invalid token\r\n"[..].into())
+        );
+    }
 }

@@ -2,6 +2,7 @@
 //! attempt, the request built and the response judged by mail-core.
 
 use mail_core::auth_http::{decide, parse_response, Decision, ParseError, Request, SmtpEnvelope};
+use mail_core::sasl::{self, Refusal};
 use mail_core::AuthMethod;
 use nginx_sys::ngx_msec_t;
 
@@ -11,7 +12,7 @@ use crate::mail_log;
 use crate::nginx::{Event, Io, Pool};
 use crate::peer::{Connect, PeerRequest};
 use crate::session::Session;
-use crate::state::Handover;
+use crate::state::{ClientDialogue, Handover};
 
 /// nginx reads at most this much of an auth response, as stock does.
 const RESPONSE_LIMIT: usize = 1024;
@@ -24,6 +25,9 @@ pub struct AuthState {
     /// True while the session sleeps on `Auth-Wait` before asking again
     /// (false: it sleeps before telling the client of a refusal).
     wait: bool,
+    /// A bearer token login refused with `Auth-Error-SASL`: the challenge
+    /// is the reply, and this answers the client's dummy response.
+    sasl_refusal: Option<Refusal>,
 }
 
 /// The client said enough: ask the auth server (`ngx_mail_auth`).
@@ -33,6 +37,7 @@ pub fn start_login(sess: Session, handover: Handover) {
         handover,
         attempt: None,
         wait: false,
+        sasl_refusal: None,
     });
     match sess.buffer() {
         Some(b) if b.is_empty() => b.reset(),
@@ -273,6 +278,12 @@ fn read_response(sess: Session, rev: Event) {
             return fail(sess);
         }
     };
+    // limit_conn may be keyed by the auth server's headers
+    sess.with_state(|auth: &mut AuthState| {
+        if let Some(attempt) = &auth.attempt {
+            crate::limit::conn::keep_auth_keys(sess, attempt.response());
+        }
+    });
     finish(sess);
     crate::mail_debug!(sess.log(), "mail auth http process headers");
     let have_password = sess.passwd().is_some();
@@ -281,22 +292,53 @@ fn read_response(sess: Session, rev: Event) {
         let decision = decide(resp, have_password, auth.handover.password_required());
         let refusal = match &decision {
             Decision::Refused {
-                text, error_code, ..
-            } => Some(auth.handover.refusal(text, error_code.as_deref())),
+                text,
+                error_code,
+                sleep,
+                sasl,
+            } => Some(refuse(auth, text, error_code.as_deref(), *sleep, sasl)),
             _ => None,
         };
         // what the sleep after this answer ends in (sleep_handler)
         auth.wait = matches!(decision, Decision::Wait { .. });
-        (decision, refusal)
+        (decision, refusal, auth.sasl_refusal.is_some())
     });
-    let Some((decision, refusal)) = judged else {
+    let Some((decision, refusal, challenged)) = judged else {
         return sess.internal_server_error();
     };
-    act_on(sess, decision, refusal);
+    act_on(sess, decision, refusal, challenged);
+}
+
+/// The client's reply to a refusal: the refusal itself, or for a bearer
+/// token login with `Auth-Error-SASL` the error challenge (`+ value`,
+/// `334 value`), the refusal kept for the client's dummy response, and the
+/// session ending after it when there is no `Auth-Wait` (freenginx).
+fn refuse(
+    auth: &mut AuthState,
+    text: &[u8],
+    error_code: Option<&[u8]>,
+    sleep: u64,
+    sasl: &Option<Vec<u8>>,
+) -> Vec<u8> {
+    let reply = auth.handover.refusal(text, error_code);
+    let method = auth.handover.method;
+    let Some(value) = sasl.as_deref().filter(|_| method.takes_sasl_error()) else {
+        return reply;
+    };
+    let prefix: &[u8] = match auth.handover.client {
+        ClientDialogue::Smtp { .. } => b"334 ",
+        _ => b"+ ",
+    };
+    auth.sasl_refusal = Some(Refusal {
+        method,
+        reply,
+        quit: sleep == 0,
+    });
+    sasl::error_challenge(prefix, value)
 }
 
 /// What the auth server decided, done.
-fn act_on(sess: Session, decision: Decision, refusal: Option<Vec<u8>>) {
+fn act_on(sess: Session, decision: Decision, refusal: Option<Vec<u8>>, challenged: bool) {
     crate::observe::auth_decided(sess, &decision);
     match decision {
         Decision::Refused { text, sleep, .. } => {
@@ -309,11 +351,15 @@ fn act_on(sess: Session, decision: Decision, refusal: Option<Vec<u8>>) {
             if !sess.set_out(&refusal.unwrap_or_default()) {
                 return sess.internal_server_error();
             }
-            if sleep == 0 {
-                sess.set_quit();
-                return sess.send();
+            match (sleep, challenged) {
+                (0, false) => {
+                    sess.set_quit();
+                    sess.send();
+                }
+                // the challenge goes out now; the refusal ends the session
+                (0, true) => back_to_client(sess, sess.read_event()),
+                _ => sleep_for(sess, sleep),
             }
-            sleep_for(sess, sleep);
         }
         Decision::Wait { sleep } => {
             if sleep == 0 {
@@ -376,6 +422,9 @@ fn act_on(sess: Session, decision: Decision, refusal: Option<Vec<u8>>) {
                 return sess.internal_server_error();
             };
             auth.handover.smtp_auth = smtp_auth;
+            if !crate::limit::conn::admit(sess, &auth.handover) {
+                return;
+            }
             crate::proxy::upstream::connect(sess, addr, &name, auth.handover);
         }
     }
@@ -415,7 +464,19 @@ fn wake(sess: Session, rev: Event) {
     if ask_again {
         return start(sess);
     }
-    drop(sess.take_state::<AuthState>());
+    back_to_client(sess, rev);
+}
+
+/// The refusal (or the error challenge) goes out and the client may answer
+/// or try again: the auth stage is over (`ngx_mail_auth_send_error`).
+fn back_to_client(sess: Session, rev: Event) {
+    let refusal = sess
+        .take_state::<AuthState>()
+        .and_then(|auth| auth.sasl_refusal);
+    if let Some(refusal) = refusal {
+        // for the protocol stage, in this module's slot
+        sess.set_state(refusal);
+    }
     // A retry starts from nothing: no password or digest of the refused
     // attempt may reach the next request (CVE-2026-27651 class).
     sess.forget_password();

@@ -191,3 +191,11 @@ impl crate::session::SessionState for super::client::AuthState {
         addr_of!(ngx_mail_rs_auth_http_module)
     }
 }
+
+/// A refused bearer token login whose SASL error challenge is out: the
+/// protocol stage takes it before it reads the client's answer.
+impl crate::session::SessionState for mail_core::sasl::Refusal {
+    fn module() -> *const ngx_module_t {
+        addr_of!(ngx_mail_rs_auth_http_module)
+    }
+}

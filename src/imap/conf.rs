@@ -10,6 +10,8 @@ pub struct ImapSrvConf {
     pub client_buffer_size: usize,
     pub auth_methods: ngx_uint_t,
     pub capabilities: ngx_array_t,
+    /// `imap_id` (ours): name/value pairs for the answer to ID.
+    pub id: ngx_array_t,
     pub replies: *const Capabilities,
 }
 

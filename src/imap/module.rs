@@ -18,8 +18,8 @@ use crate::bindings::{
     NGX_MAIL_MAIN_CONF, NGX_MAIL_SRV_CONF,
 };
 use crate::conf::{
-    bitmask, capabilities_array, keep_in_conf_pool, mail_module, merge, merge_auth_methods,
-    merge_capabilities, ngx_str, NULL_BITMASK,
+    bitmask, capabilities_array, conf_error, keep_in_conf_pool, mail_module, merge,
+    merge_auth_methods, merge_capabilities, ngx_str, NULL_BITMASK,
 };
 use crate::ffi::{CONF_ERROR, CONF_OK};
 
@@ -38,11 +38,13 @@ pub static mut IMAP_PROTOCOL: ngx_mail_protocol_t = ngx_mail_protocol_t {
     no_cert: ngx_str(c"* BYE No required SSL certificate\r\n"),
 };
 
-static mut AUTH_METHODS: [ngx_conf_bitmask_t; 5] = [
+static mut AUTH_METHODS: [ngx_conf_bitmask_t; 7] = [
     bitmask(c"plain", auth_bits::PLAIN),
     bitmask(c"login", auth_bits::LOGIN),
     bitmask(c"cram-md5", auth_bits::CRAM_MD5),
     bitmask(c"external", auth_bits::EXTERNAL),
+    bitmask(c"xoauth2", auth_bits::XOAUTH2),
+    bitmask(c"oauthbearer", auth_bits::OAUTHBEARER),
     NULL_BITMASK,
 ];
 
@@ -56,6 +58,9 @@ crate::directives! {
         ngx_conf_set_size_slot, SRV | NGX_CONF_TAKE1, offset_of!(ImapSrvConf, client_buffer_size), ptr::null_mut();
     c"imap_capabilities" =>
         ngx_mail_capabilities, SRV | NGX_CONF_1MORE, offset_of!(ImapSrvConf, capabilities), ptr::null_mut();
+    // ours: stock has no directive of that name to forward to
+    c"imap_id" =>
+        ngx_mail_capabilities, SRV | NGX_CONF_1MORE, offset_of!(ImapSrvConf, id), ptr::null_mut();
     c"imap_auth" =>
         ngx_conf_set_bitmask_slot, SRV | NGX_CONF_1MORE, offset_of!(ImapSrvConf, auth_methods), addr_of_mut!(AUTH_METHODS).cast();
 }
@@ -76,7 +81,7 @@ unsafe extern "C" fn create_srv_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     // SAFETY: cf->pool is live while configuring.
     unsafe {
         let conf = ngx_pcalloc((*cf).pool, size_of::<ImapSrvConf>()).cast::<ImapSrvConf>();
-        let Some(caps) = capabilities_array(cf) else {
+        let (Some(caps), Some(id)) = (capabilities_array(cf), capabilities_array(cf)) else {
             return ptr::null_mut();
         };
         if conf.is_null() {
@@ -84,6 +89,7 @@ unsafe extern "C" fn create_srv_conf(cf: *mut ngx_conf_t) -> *mut c_void {
         }
         (*conf).client_buffer_size = usize::MAX;
         (*conf).capabilities = caps;
+        (*conf).id = id;
         conf.cast()
     }
 }
@@ -115,8 +121,15 @@ unsafe extern "C" fn merge_srv_conf(
     ) else {
         return CONF_ERROR;
     };
+    let Some(id) = merge_capabilities(&mut conf.id, &prev.id, &[]) else {
+        return CONF_ERROR;
+    };
+    if let Err(why) = mail_core::imap::id::check_config(&id) {
+        return conf_error(cf, &format!("\"imap_id\" {why}"));
+    }
+    let replies = Capabilities::build(&caps, conf.auth_methods).with_id(&id);
     // SAFETY: cf is the live configuration.
-    match unsafe { keep_in_conf_pool(cf, Capabilities::build(&caps, conf.auth_methods)) } {
+    match unsafe { keep_in_conf_pool(cf, replies) } {
         Some(p) => conf.replies = p,
         None => return CONF_ERROR,
     }

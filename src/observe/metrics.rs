@@ -19,7 +19,9 @@ use crate::session::Session;
 /// A zone's handle: nginx's shared zone (its memory holds `Counters`).
 pub type Zone = ngx_shm_zone_t;
 
-const MAGIC: u64 = 0x6e67_786d_6169_6c31; // "ngxmail1"
+// "ngxmail1", and the layout's size: a zone a reload hands over from a
+// module build with other counters is not read as ours
+const MAGIC: u64 = 0x6e67_786d_6169_6c31 ^ size_of::<Counters>() as u64;
 const DEFAULT_SIZE: usize = 64 * 1024;
 
 #[derive(Default)]
@@ -122,12 +124,12 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
     // its slab pool, before any worker runs; `data` is the previous
     // cycle's zone data (our counters) or null.
     unsafe {
-        if !data.is_null() {
+        if !data.is_null() && (*data.cast::<Counters>()).magic.load(Relaxed) == MAGIC {
             (*zone).data = data;
             return 0;
         }
         let pool = (*zone).shm.addr.cast::<nginx_sys::ngx_slab_pool_t>();
-        if (*zone).shm.exists != 0 {
+        if (*zone).shm.exists != 0 && data.is_null() {
             (*zone).data = (*pool).data;
             return 0;
         }
@@ -188,7 +190,7 @@ pub fn tls_handshake(conf: &ObserveConf, protocol: &[u8], ok: bool) {
 }
 
 pub fn auth_done(sess: Session, method: Option<AuthMethod>, result: AuthResult, ms: ngx_msec_t) {
-    let mech = method.unwrap_or(AuthMethod::Plain) as usize;
+    let mech = m::mechanism_index(method.unwrap_or(AuthMethod::Plain));
     let r = AuthResult::ALL
         .iter()
         .position(|&x| x == result)

@@ -4,9 +4,11 @@
 use mail_core::pop3::Capabilities;
 use nginx_sys::{ngx_array_t, ngx_uint_t};
 
-/// Our pop3 server conf. `auth_methods` 0 means unset, as nginx's bitmask merge wants.
+/// Our pop3 server conf. `auth_methods` 0 means unset, as nginx's bitmask
+/// merge wants; `client_buffer_size` `usize::MAX`.
 #[repr(C)]
 pub struct Pop3SrvConf {
+    pub client_buffer_size: usize,
     pub auth_methods: ngx_uint_t,
     pub capabilities: ngx_array_t,
     pub replies: *const Capabilities,
@@ -23,6 +25,3 @@ impl Pop3SrvConf {
 pub fn conf(s: crate::session::Session) -> &'static Pop3SrvConf {
     s.conf::<Pop3SrvConf>()
 }
-
-/// POP3's command buffer, fixed as in stock.
-pub const BUFFER_SIZE: usize = mail_core::pop3::COMMAND_BUFFER;

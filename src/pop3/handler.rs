@@ -6,7 +6,7 @@ use mail_core::auth_bits;
 use mail_core::pop3::{self, Pop3Session};
 use nginx_sys::ngx_connection_t;
 
-use super::conf::{self, BUFFER_SIZE};
+use super::conf;
 use crate::apply::{self, ClientProtocol};
 use crate::bindings::ngx_mail_session_t;
 use crate::client;
@@ -32,7 +32,7 @@ pub unsafe extern "C" fn init_session(s: *mut ngx_mail_session_t, _c: *mut ngx_c
 crate::event_handler!(pub init_protocol => first_command);
 
 fn first_command(sess: Session, rev: Event) {
-    client::init_protocol(sess, rev, BUFFER_SIZE, auth_state);
+    client::init_protocol(sess, rev, conf::conf(sess).client_buffer_size, auth_state);
 }
 
 /// The pop3 module's per-session state: the authorization state.
@@ -50,6 +50,10 @@ impl ClientProtocol for Pop3State {
 
     fn reset(&mut self) {
         self.session.reset();
+    }
+
+    fn sasl_refused(&mut self, refusal: mail_core::sasl::Refusal) {
+        self.session.sasl_refused(refusal);
     }
 
     fn too_long(&mut self) -> mail_core::Action<'static> {

@@ -22,7 +22,9 @@ use nginx_sys::{
 use super::conf;
 use super::splice;
 use crate::ffi::{log, ETIMEDOUT, LOG_INFO, NGX_AGAIN, NGX_ERROR};
+use crate::limit::rate;
 use crate::mail_log;
+use crate::nginx::Event;
 use crate::session::Session;
 
 /// Logged in: switch both connections to the relay.
@@ -36,6 +38,7 @@ pub fn start(sess: Session) {
         // nothing of the login is needed any more: an idle proxied session
         // holds what a stock one does
         sess.clear_states();
+        rate::start(sess);
         // As stock: the client's command buffer carries the client's side
         // (with anything it pipelined), so an idle session holds no more
         // memory than a stock one (128 bytes for POP3, a page for IMAP/SMTP).
@@ -74,6 +77,11 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
     // which this function returns at once.
     unsafe {
         let uc = (*(*s).proxy).upstream.connection;
+        // a write held back by limit_rate whose wait is over
+        if (*ev).delayed() != 0 && (*ev).timedout() != 0 {
+            (*ev).set_delayed(0);
+            (*ev).set_timedout(0);
+        }
         if (*ev).timedout() != 0 || (*c).close() != 0 {
             sess.set_action(c"proxying");
             if (*c).close() != 0 {
@@ -117,7 +125,16 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
             let spliced = splice::active(sess, from_upstream);
             if do_write || spliced {
                 let size = (*b).last.offset_from((*b).pos) as usize;
-                if size > 0 && (*(*dst).write).ready() != 0 {
+                let wev = Event::from_raw((*dst).write);
+                if size > 0 && wev.ready() && !wev.delayed() {
+                    let size = if from_upstream {
+                        rate::allow(sess, wev, size)
+                    } else {
+                        size
+                    };
+                    if size == 0 {
+                        break;
+                    }
                     (*(*c).log).action = send_action.as_ptr().cast_mut();
                     let Some(send) = (*dst).send else {
                         return close(sess);
@@ -127,6 +144,9 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
                         return close(sess);
                     }
                     if n > 0 {
+                        if from_upstream {
+                            rate::sent(sess, wev, n as usize);
+                        }
                         (*b).pos = (*b).pos.add(n as usize);
                         if (*b).pos == (*b).last {
                             (*b).pos = (*b).start;
@@ -162,7 +182,10 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
                     (*b).last = (*b).last.add(n as usize);
                     if (*b).last == (*b).end {
                         bulk_nodelay(sess, dst);
-                        splice::start(sess, from_upstream, src, dst);
+                        // a paced direction stays on its buffer
+                        if !(from_upstream && rate::limited(sess)) {
+                            splice::start(sess, from_upstream, src, dst);
+                        }
                     }
                     continue;
                 }

@@ -157,6 +157,10 @@ impl ClientProtocol for SmtpState {
         self.session.reset();
     }
 
+    fn sasl_refused(&mut self, refusal: mail_core::sasl::Refusal) {
+        self.session.sasl_refused(refusal);
+    }
+
     fn too_long(&mut self) -> mail_core::Action<'static> {
         self.session.too_long()
     }

@@ -39,11 +39,13 @@ pub static mut SMTP_PROTOCOL: ngx_mail_protocol_t = ngx_mail_protocol_t {
     no_cert: ngx_str(c"421 4.7.1 No required SSL certificate\r\n"),
 };
 
-static mut AUTH_METHODS: [ngx_conf_bitmask_t; 6] = [
+static mut AUTH_METHODS: [ngx_conf_bitmask_t; 8] = [
     bitmask(c"plain", auth_bits::PLAIN),
     bitmask(c"login", auth_bits::LOGIN),
     bitmask(c"cram-md5", auth_bits::CRAM_MD5),
     bitmask(c"external", auth_bits::EXTERNAL),
+    bitmask(c"xoauth2", auth_bits::XOAUTH2),
+    bitmask(c"oauthbearer", auth_bits::OAUTHBEARER),
     bitmask(c"none", auth_bits::NONE),
     NULL_BITMASK,
 ];

@@ -16,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
         sasl::plain(data),
         sasl::cram_md5(data),
         sasl::external(data),
+        sasl::xoauth2(data),
+        sasl::oauthbearer(data),
+        sasl::xoauth2(&base64::encode(data)),
+        sasl::oauthbearer(&base64::encode(data)),
     ]
     .into_iter()
     .flatten()

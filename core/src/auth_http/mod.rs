@@ -166,7 +166,7 @@ impl Request<'_> {
     }
 }
 
-mod response;
+pub(crate) mod response;
 pub use response::{decide, parse_response, Decision, ParseError, Response, Status};
 
 #[cfg(test)]

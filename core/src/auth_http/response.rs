@@ -30,6 +30,9 @@ pub struct Response {
     /// `Auth-SMTP-Auth` (ours): how to log in to this SMTP backend,
     /// overriding `proxy_smtp_auth`; an unknown value is ignored.
     pub smtp_auth: Option<BackendAuth>,
+    /// `Auth-Error-SASL` (freenginx 1.27.1): mechanism-specific error
+    /// details, base64, for the client of an XOAUTH2 or OAUTHBEARER login.
+    pub error_sasl: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +65,7 @@ fn line_end(buf: &[u8], err: ParseError) -> Result<Option<(&[u8], usize)>, Parse
     }
 }
 
-fn status_line_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
+pub(crate) fn status_line_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     let is_http = buf.iter().zip(b"HTTP/").all(|(a, b)| a == b);
     if !is_http {
         return Ok(Some(0));
@@ -73,9 +76,9 @@ fn status_line_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     Ok(line_end(buf, ParseError::InvalidResponse)?.map(|(_, next)| next))
 }
 
-struct Header<'a> {
-    name: &'a [u8],
-    value: &'a [u8],
+pub(crate) struct Header<'a> {
+    pub(crate) name: &'a [u8],
+    pub(crate) value: &'a [u8],
 }
 
 /// One header line at the start of `buf`: `Ok(None)` when incomplete,
@@ -84,7 +87,7 @@ struct Header<'a> {
     clippy::arithmetic_side_effects,
     reason = "name_end is an offset inside `line`, so +1 cannot overflow"
 )]
-fn header_line(buf: &[u8]) -> Result<Option<(Option<Header<'_>>, usize)>, ParseError> {
+pub(crate) fn header_line(buf: &[u8]) -> Result<Option<(Option<Header<'_>>, usize)>, ParseError> {
     let Some((line, next)) = line_end(buf, ParseError::InvalidHeader)? else {
         return Ok(None);
     };
@@ -121,6 +124,7 @@ enum Known {
     Wait,
     ErrorCode,
     SmtpAuth,
+    ErrorSasl,
 }
 
 fn known(name: &[u8]) -> Option<Known> {
@@ -138,6 +142,7 @@ fn known(name: &[u8]) -> Option<Known> {
         6 if is(b"server") => Known::Server,
         9 if is(b"smtp-auth") => Known::SmtpAuth,
         10 if is(b"error-code") => Known::ErrorCode,
+        10 if is(b"error-sasl") => Known::ErrorSasl,
         _ => return None,
     };
     Some(header)
@@ -184,6 +189,8 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ParseError> {
                     resp.smtp_auth = Some(auth);
                 }
             }
+            // the last one counts; an empty one is still a challenge
+            Some(Known::ErrorSasl) => resp.error_sasl = Some(value.to_vec()),
             None => {}
         }
     }
@@ -205,11 +212,13 @@ pub fn atoi(value: &[u8]) -> Option<u64> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Refused: tell the client `text`; after `sleep` seconds it may retry,
-    /// with no sleep the session ends.
+    /// with no sleep the session ends. `sasl`: the `Auth-Error-SASL` value,
+    /// which a bearer token login relays as a challenge first.
     Refused {
         text: Vec<u8>,
         error_code: Option<Vec<u8>>,
         sleep: u64,
+        sasl: Option<Vec<u8>>,
     },
     /// Ask again after `sleep` seconds.
     Wait {
@@ -238,6 +247,7 @@ pub fn decide(resp: Response, have_password: bool, password_required: bool) -> D
             text,
             error_code: resp.error_code,
             sleep: resp.sleep,
+            sasl: resp.error_sasl,
         };
     }
     if resp.wait {

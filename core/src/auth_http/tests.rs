@@ -100,7 +100,8 @@ fn no_status_line() {
         Decision::Refused {
             text: b"Invalid login or password".to_vec(),
             error_code: None,
-            sleep: 3
+            sleep: 3,
+            sasl: None,
         }
     );
 }
@@ -273,4 +274,28 @@ fn smtp_backend_login_chosen_per_session() {
     let r = parse(b"Auth-Status: OK\r\nAuth-SMTP-Auth: off\r\nAuth-SMTP-Auth: bogus\r\n\r\n");
     assert_eq!(r.smtp_auth, Some(crate::smtp::BackendAuth::Off));
     assert_eq!(parse(b"Auth-Status: OK\r\n\r\n").smtp_auth, None);
+}
+
+#[test]
+fn error_sasl() {
+    let r = parse(
+        b"HTTP/1.0 200 OK\r\nAuth-Status: Invalid token\r\n\
+          auth-error-sasl:  eyJzdGF0dXMiOiI0MDEifQ== \r\nAuth-Wait: 1\r\n\r\n",
+    );
+    assert_eq!(
+        decide(r, true, true),
+        Decision::Refused {
+            text: b"Invalid token".to_vec(),
+            error_code: None,
+            sleep: 1,
+            sasl: Some(b"eyJzdGF0dXMiOiI0MDEifQ==".to_vec()),
+        }
+    );
+    let r = parse(b"Auth-Status: No\r\nAuth-Error-SASL: a\r\nAuth-Error-SASL:\r\n\r\n");
+    assert_eq!(r.error_sasl, Some(Vec::new()), "the last one counts");
+    // with an OK it is ignored
+    let r = parse(
+        b"Auth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1\r\nAuth-Error-SASL: x\r\n\r\n",
+    );
+    assert!(matches!(decide(r, true, true), Decision::Proxy { .. }));
 }

@@ -6,11 +6,13 @@ use crate::auth_bits;
 /// NUL-terminated because nginx string tables are.
 pub const DEFAULT_CAPABILITIES: [&core::ffi::CStr; 3] = [c"IMAP4", c"IMAP4rev1", c"UIDPLUS"];
 
-const AUTH_NAMES: [(usize, &str); 4] = [
+const AUTH_NAMES: [(usize, &str); 6] = [
     (auth_bits::PLAIN, "AUTH=PLAIN"),
     (auth_bits::LOGIN, "AUTH=LOGIN"),
     (auth_bits::CRAM_MD5, "AUTH=CRAM-MD5"),
     (auth_bits::EXTERNAL, "AUTH=EXTERNAL"),
+    (auth_bits::XOAUTH2, "AUTH=XOAUTH2"),
+    (auth_bits::OAUTHBEARER, "AUTH=OAUTHBEARER"),
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct Capabilities {
     pub starttls: Vec<u8>,
     /// With `starttls only`: no AUTH=, and STARTTLS LOGINDISABLED.
     pub starttls_only: Vec<u8>,
+    /// The untagged answer to ID (`imap_id`), `* ID NIL` by default.
+    pub id: Vec<u8>,
 }
 
 impl Capabilities {
@@ -46,7 +50,14 @@ impl Capabilities {
             plain,
             starttls,
             starttls_only,
+            id: super::id::id_reply(&[]),
         }
+    }
+
+    /// With the `imap_id` name/value pairs as ID's answer.
+    pub fn with_id(mut self, pairs: &[&[u8]]) -> Capabilities {
+        self.id = super::id::id_reply(pairs);
+        self
     }
 }
 
@@ -79,6 +90,22 @@ mod tests {
         assert_eq!(
             c.plain,
             b"* CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=LOGIN AUTH=CRAM-MD5 AUTH=EXTERNAL\r\n"
+        );
+    }
+
+    #[test]
+    fn bearer_mechanisms() {
+        let c = Capabilities::build(
+            &[b"IMAP4rev1"],
+            auth_bits::PLAIN | auth_bits::XOAUTH2 | auth_bits::OAUTHBEARER,
+        );
+        assert_eq!(
+            c.plain,
+            b"* CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 AUTH=OAUTHBEARER\r\n"
+        );
+        assert_eq!(
+            c.starttls_only,
+            b"* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n"
         );
     }
 }

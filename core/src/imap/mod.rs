@@ -2,6 +2,7 @@
 //! module speaks it before login, and the LOGIN dialogue with the backend.
 
 mod capabilities;
+pub mod id;
 mod parser;
 mod session;
 mod upstream;

@@ -4,11 +4,13 @@
 use crate::auth_bits;
 
 /// Names in the SASL line, in nginx's order; APOP is not a SASL mechanism.
-const SASL_NAMES: [(usize, &str); 4] = [
+const SASL_NAMES: [(usize, &str); 6] = [
     (auth_bits::PLAIN, "PLAIN"),
     (auth_bits::LOGIN, "LOGIN"),
     (auth_bits::CRAM_MD5, "CRAM-MD5"),
     (auth_bits::EXTERNAL, "EXTERNAL"),
+    (auth_bits::XOAUTH2, "XOAUTH2"),
+    (auth_bits::OAUTHBEARER, "OAUTHBEARER"),
 ];
 
 /// NUL-terminated because nginx string tables are.
@@ -110,6 +112,30 @@ mod tests {
         assert_eq!(
             c.auth,
             b"+OK methods supported:\r\nCRAM-MD5\r\nEXTERNAL\r\n.\r\n"
+        );
+    }
+
+    #[test]
+    fn bearer_mechanisms_last() {
+        let c = Capabilities::build(
+            &[b"TOP"],
+            auth_bits::PLAIN
+                | auth_bits::LOGIN
+                | auth_bits::OAUTHBEARER
+                | auth_bits::XOAUTH2
+                | auth_bits::EXTERNAL,
+        );
+        assert_eq!(
+            c.plain,
+            b"+OK Capability list follows\r\nTOP\r\nSASL PLAIN LOGIN EXTERNAL XOAUTH2 OAUTHBEARER\r\n.\r\n"
+        );
+        assert_eq!(
+            c.auth,
+            b"+OK methods supported:\r\nPLAIN\r\nLOGIN\r\nEXTERNAL\r\nXOAUTH2\r\nOAUTHBEARER\r\n.\r\n"
+        );
+        assert_eq!(
+            c.starttls_only,
+            b"+OK Capability list follows\r\nTOP\r\nSTLS\r\n.\r\n"
         );
     }
 }

@@ -18,7 +18,8 @@ pub const INVALID_COMMAND: &[u8] = b"-ERR invalid command\r\n";
 pub const INTERNAL_SERVER_ERROR: &[u8] = b"-ERR internal server error\r\n";
 pub const CERT_ERROR: &[u8] = b"-ERR SSL certificate error\r\n";
 pub const NO_CERT: &[u8] = b"-ERR No required SSL certificate\r\n";
-/// The size of the client command buffer, fixed in nginx.
+/// The size of the client command buffer, fixed in stock nginx; the
+/// default of `pop3_client_buffer` unless a bearer token mechanism is on.
 pub const COMMAND_BUFFER: usize = 128;
 
 /// The greeting, with the APOP/CRAM-MD5 salt when one of them is enabled.

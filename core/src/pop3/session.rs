@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use super::parser::{parse_line, Parsed, Verb};
 use super::{Capabilities, INVALID_COMMAND, OK};
-use crate::sasl::{self, Exchange, Next};
+use crate::sasl::{self, Exchange, Next, Refusal};
 use crate::{auth_bits, Action, AuthMethod, Credentials, Invalid, StartTls, Step};
 
 /// A POP3 session's view of its server's configuration.
@@ -36,6 +36,12 @@ impl Pop3Session {
     /// Back to the start, as after a refused login that the client may retry.
     pub fn reset(&mut self) {
         self.state = State::Start;
+    }
+
+    /// The auth server's SASL error challenge went out: the next line is
+    /// the client's dummy response.
+    pub fn sasl_refused(&mut self, refusal: Refusal) {
+        self.state = State::Sasl(Exchange::Refused(refusal));
     }
 
     /// The buffer filled up with no whole line in it: the refusal, after
@@ -85,7 +91,7 @@ impl Pop3Session {
                 Verb::Quit => Action::Quit(Cow::Borrowed(OK)),
                 _ => refused(Invalid(None)),
             },
-            (State::Sasl(exchange), None) => self.sasl(exchange.respond(first), cfg),
+            (State::Sasl(exchange), None) => self.sasl(exchange.respond(args), cfg),
             _ => refused(Invalid(None)),
         }
     }
@@ -149,6 +155,14 @@ impl Pop3Session {
                 )))
             }
             Ok(Next::Done(creds)) => Action::Authenticate(creds),
+            Ok(Next::Refused { reply, quit: false }) => Action::Reply(Cow::Owned(reply)),
+            Ok(Next::Refused { reply, quit: true }) => Action::Quit(Cow::Owned(reply)),
+            Ok(Next::Cancelled { quit }) => Action::Invalid {
+                reason: Invalid(None),
+                reply: Cow::Borrowed(INVALID_COMMAND),
+                quit,
+                counted: false,
+            },
             Err(e) => refused(e),
         }
     }
@@ -392,5 +406,52 @@ mod tests {
                 consumed: 6
             }
         ));
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let caps = caps();
+        let mut cfg = cfg(&caps, StartTls::Off, false);
+        let mut s = Pop3Session::default();
+        let msg = encode(b"user=u\x01auth=Bearer t\x01\x01");
+        let line = [b"AUTH XOAUTH2 ".to_vec(), msg.clone(), b"\r\n".to_vec()].concat();
+        assert_eq!(run(&mut s, &cfg, &line).1, INVALID_COMMAND, "not enabled");
+        cfg.auth_methods |= auth_bits::XOAUTH2;
+        let creds = run(&mut s, &cfg, &line).2.unwrap();
+        assert_eq!(
+            (creds.method, creds.login, creds.passwd),
+            (AuthMethod::XOauth2, b"u".to_vec(), b"t".to_vec())
+        );
+        assert_eq!(run(&mut s, &cfg, b"AUTH XOAUTH2\r\n").1, NEXT);
+        let line = [msg, b"\r\n".to_vec()].concat();
+        assert_eq!(
+            run(&mut s, &cfg, &line).2.map(|c| c.login),
+            Some(b"u".to_vec())
+        );
+        assert_eq!(
+            run(&mut s, &cfg, b"AUTH OAUTHBEARER\r\n").1,
+            INVALID_COMMAND
+        );
+
+        // a wrong answer to the error challenge: not counted, the session
+        // ends with it when the refusal would have
+        s.sasl_refused(Refusal {
+            method: AuthMethod::XOauth2,
+            reply: b"-ERR no\r\n".to_vec(),
+            quit: true,
+        });
+        assert_eq!(
+            s.step(b"x\r\n", &cfg),
+            Step::Done {
+                consumed: 3,
+                action: Action::Invalid {
+                    reason: Invalid(None),
+                    reply: Cow::Borrowed(INVALID_COMMAND),
+                    quit: true,
+                    counted: false,
+                }
+            }
+        );
+        assert_eq!(run(&mut s, &cfg, b"NOOP\r\n").1, OK);
     }
 }

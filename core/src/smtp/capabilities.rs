@@ -3,11 +3,13 @@
 
 use crate::auth_bits;
 
-const AUTH_NAMES: [(usize, &str); 4] = [
+const AUTH_NAMES: [(usize, &str); 6] = [
     (auth_bits::PLAIN, "PLAIN"),
     (auth_bits::LOGIN, "LOGIN"),
     (auth_bits::CRAM_MD5, "CRAM-MD5"),
     (auth_bits::EXTERNAL, "EXTERNAL"),
+    (auth_bits::XOAUTH2, "XOAUTH2"),
+    (auth_bits::OAUTHBEARER, "OAUTHBEARER"),
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,5 +99,15 @@ mod tests {
         let r = Replies::build(b"mx", &[], auth_bits::NONE);
         assert_eq!(r.ehlo, b"250 mx\r\n");
         assert_eq!(r.ehlo_starttls, b"250-mx\r\n250 STARTTLS\r\n");
+    }
+
+    #[test]
+    fn bearer_mechanisms() {
+        let r = Replies::build(
+            b"mx",
+            &[],
+            auth_bits::LOGIN | auth_bits::OAUTHBEARER | auth_bits::XOAUTH2 | auth_bits::NONE,
+        );
+        assert_eq!(r.ehlo, b"250-mx\r\n250 AUTH LOGIN XOAUTH2 OAUTHBEARER\r\n");
     }
 }

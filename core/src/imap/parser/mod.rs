@@ -19,6 +19,8 @@ pub enum Verb {
     Noop,
     Starttls,
     Authenticate,
+    /// RFC 2971; its list is taken whole, as one argument.
+    Id,
 }
 
 impl Verb {
@@ -36,6 +38,8 @@ impl Verb {
             Verb::Capability
         } else if is("AUTHENTICATE") {
             Verb::Authenticate
+        } else if is("ID") {
+            Verb::Id
         } else {
             return None;
         })
@@ -96,6 +100,10 @@ enum St {
     LiteralArgument {
         start: usize,
         remaining: usize,
+    },
+    /// ID's list, taken to the line's end as one argument from `start`.
+    IdList {
+        start: usize,
     },
     /// After a literal's data: SP or the line end.
     EndLiteralArgument,
@@ -292,6 +300,9 @@ impl Parser {
                             None => return self.invalid_from(buf, p),
                         }
                         match ch {
+                            b' ' if self.verb == Some(Verb::Id) => {
+                                self.st = St::IdList { start: p + 1 }
+                            }
                             b' ' => self.st = St::SpacesBeforeArgument,
                             b'\r' => self.st = St::AlmostDone,
                             _ => return self.done(buf, p),
@@ -401,6 +412,17 @@ impl Parser {
                     b' ' => self.st = St::SpacesBeforeArgument,
                     _ => return self.invalid_from(buf, p),
                 },
+                St::IdList { start } => {
+                    if ch == b'\n' {
+                        let end = if p > start && buf.get(p - 1) == Some(&b'\r') {
+                            p - 1
+                        } else {
+                            p
+                        };
+                        self.push_arg(start, end, false);
+                        return self.done(buf, p);
+                    }
+                }
                 St::AlmostDone => match ch {
                     b'\n' => return self.done(buf, p),
                     _ => return self.invalid_from(buf, p),

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use super::parser::{Event, Parser, Verb};
 use super::Capabilities;
-use crate::sasl::{self, Exchange, Next};
+use crate::sasl::{self, Exchange, Next, Refusal};
 use crate::{Action, AuthMethod, Credentials, Invalid, Reply, StartTls, Step};
 
 const OK: &[u8] = b"OK completed\r\n";
@@ -34,6 +34,13 @@ impl ImapSession {
     pub fn reset(&mut self) {
         self.sasl = None;
         self.parser.reset();
+    }
+
+    /// The auth server's SASL error challenge went out: the next line is
+    /// the client's dummy response, answered with the AUTHENTICATE's tag.
+    pub fn sasl_refused(&mut self, refusal: Refusal) {
+        self.sasl = Some(Exchange::Refused(refusal));
+        self.parser.expect_continuation();
     }
 
     /// The tag, or `* ` when the command had none, as replies use it.
@@ -96,8 +103,8 @@ impl ImapSession {
                     (None, Some(verb)) => self.command(verb, &cmd.args, cfg),
                     (None, None) => self.refused(Invalid(None)),
                     (Some(exchange), _) => {
-                        let response = cmd.args.first().map(Vec::as_slice).unwrap_or_default();
-                        self.next(exchange.respond(response), cfg)
+                        let args: Vec<&[u8]> = cmd.args.iter().map(Vec::as_slice).collect();
+                        self.next(exchange.respond(&args), cfg)
                     }
                 };
                 if self.sasl.is_some() {
@@ -110,6 +117,18 @@ impl ImapSession {
                     action,
                 }
             }
+        }
+    }
+
+    /// `tag BAD` for an ID list that is not RFC 2971's: a syntax error,
+    /// counted toward `max_errors` as the parser's are.
+    fn malformed(&mut self) -> Action<'static> {
+        self.sasl = None;
+        Action::Invalid {
+            reason: Invalid(None),
+            reply: self.tagged_reply(b"", BAD),
+            quit: false,
+            counted: true,
         }
     }
 
@@ -153,6 +172,13 @@ impl ImapSession {
                 Action::StartTls(self.tagged_reply(b"", OK))
             }
             Verb::Starttls => self.refused(Invalid(None)),
+            // RFC 2971: answered here, the client's list never forwarded
+            Verb::Id => match args {
+                [list] if super::id::valid_list(list) => {
+                    Action::Reply(self.tagged_reply(&cfg.capabilities.id, OK))
+                }
+                _ => self.malformed(),
+            },
         }
     }
 
@@ -176,6 +202,21 @@ impl ImapSession {
                 )))
             }
             Ok(Next::Done(creds)) => Action::Authenticate(creds),
+            // the refusal carries the AUTHENTICATE's tag; the next command
+            // brings its own
+            Ok(Next::Refused { reply, quit }) => {
+                self.parser.clear_tag();
+                match quit {
+                    false => Action::Reply(Cow::Owned(reply)),
+                    true => Action::Quit(Cow::Owned(reply)),
+                }
+            }
+            Ok(Next::Cancelled { quit }) => Action::Invalid {
+                reason: Invalid(None),
+                reply: self.tagged_reply(b"", BAD),
+                quit,
+                counted: false,
+            },
             Err(e) => self.refused(e),
         }
     }

@@ -228,3 +228,38 @@ fn only_parser_rejections_count() {
         );
     }
 }
+
+#[test]
+fn id_before_login() {
+    let with_id = caps().with_id(&[b"name", b"nginx"]);
+    let conf = cfg(&with_id, StartTls::Off);
+    let mut s = ImapSession::default();
+    let list = b"a1 ID (\"name\" \"Thunderbird\" \"version\" \"115\")\r\n";
+    // the same answer whichever way the command is split
+    for split in 1..list.len() {
+        let mut buf = list[..split].to_vec();
+        assert_eq!(s.step(&buf, &conf), Step::Incomplete, "split at {split}");
+        buf.extend_from_slice(&list[split..]);
+        assert_eq!(
+            s.step(&buf, &conf),
+            Step::Done {
+                consumed: list.len(),
+                action: Action::Reply(Cow::Owned(
+                    b"* ID (\"name\" \"nginx\")\r\na1 OK completed\r\n".to_vec()
+                ))
+            }
+        );
+    }
+    assert_eq!(
+        text(reply(&mut s, &conf, b"a2 id nil\r\n")),
+        b"* ID (\"name\" \"nginx\")\r\na2 OK completed\r\n"
+    );
+    assert_eq!(counted(&mut s, &conf, b"a3 ID (\"name\")\r\n"), Some(true));
+    assert_eq!(counted(&mut s, &conf, b"a4 ID\r\n"), Some(true));
+    let plain = caps();
+    let conf = cfg(&plain, StartTls::Off);
+    assert_eq!(
+        text(reply(&mut s, &conf, b"a5 ID NIL\r\n")),
+        b"* ID NIL\r\na5 OK completed\r\n"
+    );
+}

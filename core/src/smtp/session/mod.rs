@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use super::parser::{parse_line, Parsed, Verb};
 use super::Replies;
-use crate::sasl::{self, Exchange, Next};
+use crate::sasl::{self, Exchange, Next, Refusal};
 use crate::{auth_bits, Action, Invalid, StartTls, Step};
 
 const OK: &[u8] = b"250 2.0.0 OK\r\n";
@@ -64,6 +64,12 @@ impl SmtpSession {
         self.state = State::Start;
     }
 
+    /// The auth server's SASL error challenge went out: the next line is
+    /// the client's dummy response.
+    pub fn sasl_refused(&mut self, refusal: Refusal) {
+        self.state = State::Sasl(Exchange::Refused(refusal));
+    }
+
     /// The buffer filled up with no whole line in it: the refusal, after
     /// which the session ends.
     pub fn too_long(&mut self) -> Action<'static> {
@@ -105,10 +111,9 @@ impl SmtpSession {
         cfg: &Config<'c>,
     ) -> Action<'c> {
         let state = std::mem::replace(&mut self.state, State::Start);
-        let first = args.first().copied().unwrap_or_default();
         match (state, verb) {
             (State::Start, Some(verb)) => self.command(verb, args, line, cfg),
-            (State::Sasl(exchange), None) => self.next(exchange.respond(first), cfg),
+            (State::Sasl(exchange), None) => self.next(exchange.respond(args), cfg),
             _ => refused(Invalid(None)),
         }
     }
@@ -147,6 +152,11 @@ impl SmtpSession {
                     return Action::Rejected {
                         reply: Cow::Borrowed(AUTH_REQUIRED),
                     };
+                }
+                // `starttls only` holds for relaying too (nginx PR 705):
+                // refused as AUTH is before STARTTLS, uncounted, unlogged
+                if cfg.login_needs_tls() {
+                    return refused(Invalid(None));
                 }
                 if !self.envelope.from.is_empty() {
                     return Action::Reply(Cow::Borrowed(BAD_SEQUENCE));
@@ -203,6 +213,14 @@ impl SmtpSession {
                 )))
             }
             Ok(Next::Done(creds)) => Action::Authenticate(creds),
+            Ok(Next::Refused { reply, quit: false }) => Action::Reply(Cow::Owned(reply)),
+            Ok(Next::Refused { reply, quit: true }) => Action::Quit(Cow::Owned(reply)),
+            Ok(Next::Cancelled { quit }) => Action::Invalid {
+                reason: Invalid(None),
+                reply: Cow::Borrowed(INVALID_COMMAND),
+                quit,
+                counted: false,
+            },
             Err(e) => refused(e),
         }
     }

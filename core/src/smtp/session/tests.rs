@@ -192,7 +192,11 @@ fn starttls_forgets_the_envelope() {
     let cfg = cfg(&r, auth_bits::NONE, StartTls::Only);
     let mut s = SmtpSession::default();
     let _ = step(&mut s, &cfg, b"EHLO c\r\n");
-    let _ = step(&mut s, &cfg, b"MAIL FROM:<a@x>\r\n");
+    // starttls only: no relaying before STARTTLS either (nginx PR 705)
+    assert_eq!(
+        step(&mut s, &cfg, b"MAIL FROM:<a@x>\r\n"),
+        refused(Invalid(None))
+    );
     assert_eq!(
         step(&mut s, &cfg, b"AUTH PLAIN\r\n"),
         refused(Invalid(None))
@@ -208,6 +212,18 @@ fn starttls_forgets_the_envelope() {
     );
     let tls = Config { tls: true, ..cfg };
     assert_eq!(step(&mut s, &tls, b"STARTTLS\r\n"), refused(Invalid(None)));
+    assert_eq!(
+        step(&mut s, &tls, b"MAIL FROM:<a@x>\r\n"),
+        Action::Reply(Cow::Borrowed(OK))
+    );
+    // without `none`, the refusal is stock's, starttls or not
+    let cfg = self::cfg(&r, auth_bits::PLAIN, StartTls::Only);
+    assert_eq!(
+        step(&mut SmtpSession::default(), &cfg, b"MAIL FROM:<a@x>\r\n"),
+        Action::Rejected {
+            reply: Cow::Borrowed(AUTH_REQUIRED)
+        }
+    );
 }
 
 #[test]

@@ -84,10 +84,12 @@ sub can_read {
 	return IO::Select->new($self->{sock})->can_read($timeout || 3);
 }
 
+# Whether nginx closed the connection: a silent one that stays open for 5
+# seconds is not closed.
 sub eof {
 	my ($self) = @_;
 	return 0 if length $self->{buf};
-	return 1 unless IO::Select->new($self->{sock})->can_read(5);
+	return 0 unless IO::Select->new($self->{sock})->can_read(5);
 	my $n = $self->{sock}->sysread(my $chunk, 1);
 	$self->{buf} .= $chunk if $n;
 	return !$n;
