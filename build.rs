@@ -16,12 +16,18 @@ fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(ngx_mail_ssl)");
     println!("cargo::rustc-check-cfg=cfg(ngx_proxy_protocol_v1_max)");
+    println!("cargo::rustc-check-cfg=cfg(ngx_http)");
 
     let includes = env::var("DEP_NGINX_INCLUDE").expect("nginx-sys exports DEP_NGINX_INCLUDE");
     let cflags = env::var("DEP_NGINX_CFLAGS").unwrap_or_default();
     let build_dir = PathBuf::from(env::var("DEP_NGINX_BUILD_DIR").expect("DEP_NGINX_BUILD_DIR"));
 
     let include_dirs: Vec<PathBuf> = env::split_paths(&includes).collect();
+    // nginx-sys binds http only when ngx_http.h is on the include path (an
+    // nginx built with http); the mail_metrics handler needs those types
+    if include_dirs.iter().any(|d| d.join("ngx_http.h").is_file()) {
+        println!("cargo::rustc-cfg=ngx_http");
+    }
     let mail_dir = include_dirs
         .iter()
         .filter_map(|dir| dir.parent().map(|p| p.join("mail")))

@@ -6,9 +6,24 @@
 set -euo pipefail
 need=(clang libclang-dev libpcre2-dev libssl-dev zlib1g-dev make gcc perl
       libio-socket-ssl-perl libnet-ssleay-perl openssl python3 curl valgrind gdb)
+# and two whose services must never start here (apt-install-quiet.sh):
+# promtool from Debian's prometheus (t/metrics.t), haproxy
+# (scripts/check-scale-out.sh)
+quiet_need=(prometheus haproxy)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+quiet=()
+for p in "${quiet_need[@]}"; do
+    installed "$p" || quiet+=("$p")
+done
+if [ ${#quiet[@]} -gt 0 ]; then
+    echo "installing (services not started): ${quiet[*]}"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo "$(dirname "$0")/apt-install-quiet.sh" "${quiet[@]}"
+fi
 missing=()
 for p in "${need[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    installed "$p" || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}"

@@ -14,6 +14,7 @@ mod ffi;
 mod imap;
 mod limit;
 mod nginx;
+mod observe;
 mod peer;
 mod pop3;
 mod proxy;
@@ -33,6 +34,8 @@ use nginx_sys::ngx_module_t;
 pub use auth_http::module::ngx_mail_rs_auth_http_module;
 pub use imap::module::ngx_mail_rs_imap_module;
 pub use limit::module::ngx_mail_rs_limit_module;
+pub use observe::http::ngx_http_mail_rs_metrics_module;
+pub use observe::module::ngx_mail_rs_observe_module;
 pub use pop3::module::ngx_mail_rs_pop3_module;
 pub use proxy::module::ngx_mail_rs_proxy_module;
 pub use smtp::module::ngx_mail_rs_smtp_module;
@@ -41,24 +44,30 @@ pub use smtp::module::ngx_mail_rs_smtp_module;
 static ALLOCATOR: alloc::WorkerAlloc = alloc::WorkerAlloc::new();
 
 #[no_mangle]
-pub static mut ngx_modules: [*const ngx_module_t; 7] = [
+pub static mut ngx_modules: [*const ngx_module_t; 9] = [
     addr_of!(ngx_mail_rs_limit_module),
     addr_of!(ngx_mail_rs_pop3_module),
     addr_of!(ngx_mail_rs_imap_module),
     addr_of!(ngx_mail_rs_smtp_module),
     addr_of!(ngx_mail_rs_auth_http_module),
     addr_of!(ngx_mail_rs_proxy_module),
+    addr_of!(ngx_mail_rs_observe_module),
+    // an http module, in no order list: nginx appends it to the http
+    // modules (it is a content handler, no filter)
+    addr_of!(ngx_http_mail_rs_metrics_module),
     null(),
 ];
 
 #[no_mangle]
-pub static mut ngx_module_names: [*const c_char; 7] = [
+pub static mut ngx_module_names: [*const c_char; 9] = [
     c"ngx_mail_rs_limit_module".as_ptr(),
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
     c"ngx_mail_rs_smtp_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
+    c"ngx_mail_rs_observe_module".as_ptr(),
+    c"ngx_http_mail_rs_metrics_module".as_ptr(),
     null(),
 ];
 
@@ -67,13 +76,14 @@ pub static mut ngx_module_names: [*const c_char; 7] = [
 /// puts all of ours right after ngx_mail_ssl_module in every build shape.
 /// The limit module comes first: the protocols' merges read its conf.
 #[no_mangle]
-pub static mut ngx_module_order: [*const c_char; 13] = [
+pub static mut ngx_module_order: [*const c_char; 14] = [
     c"ngx_mail_rs_limit_module".as_ptr(),
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
     c"ngx_mail_rs_smtp_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
+    c"ngx_mail_rs_observe_module".as_ptr(),
     c"ngx_mail_pop3_module".as_ptr(),
     c"ngx_mail_imap_module".as_ptr(),
     c"ngx_mail_smtp_module".as_ptr(),

@@ -163,6 +163,7 @@ impl Session {
     pub fn watch_end(self) {
         // SAFETY: the pool is this live session's.
         unsafe { crate::slots::watch(self.pool(), SessionEnd(self.0)) }
+        crate::observe::start(self);
     }
 
     /// Logged in: the relay will say when the session ends.
@@ -183,11 +184,13 @@ impl Session {
         // its limit_conn counts go; reached by its slot, never by walking
         // the pool's cleanups, which may be running (see slots.rs)
         self.with_state(|limits: &mut crate::limit::Limits| limits.leases.clear());
+        crate::observe::ended(self);
     }
 
     /// Logged in: every state of the stages before is dropped, whatever
     /// module keeps it.
     pub fn clear_states(self) {
+        crate::observe::logged_in(self);
         self.unwatch_end();
         // SAFETY: the pool is this live session's; no borrow is live.
         unsafe { crate::slots::clear_all(self.pool()) }

@@ -28,9 +28,11 @@ mod config;
 pub mod imap;
 pub mod limit;
 pub mod line;
+pub mod metrics;
 pub mod pop3;
 pub mod proxy_protocol;
 pub mod sasl;
+pub mod session_log;
 pub mod smtp;
 pub mod upstream;
 

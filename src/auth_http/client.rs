@@ -32,6 +32,7 @@ pub struct AuthState {
 
 /// The client said enough: ask the auth server (`ngx_mail_auth`).
 pub fn start_login(sess: Session, handover: Handover) {
+    crate::observe::auth_started(sess, handover.method);
     sess.set_state(AuthState {
         handover,
         attempt: None,
@@ -129,6 +130,7 @@ fn finish(sess: Session) {
 }
 
 fn fail(sess: Session) {
+    crate::observe::auth_failed(sess, false);
     finish(sess);
     sess.internal_server_error();
 }
@@ -157,6 +159,7 @@ fn timed_out(ev: Event, sess: Session) -> bool {
     }
     mail_log!(LOG_ERR, ev.log(), errno = ETIMEDOUT;
         "auth http server {} timed out", peer_name(sess));
+    crate::observe::auth_failed(sess, true);
     fail(sess);
     true
 }
@@ -336,6 +339,7 @@ fn refuse(
 
 /// What the auth server decided, done.
 fn act_on(sess: Session, decision: Decision, refusal: Option<Vec<u8>>, challenged: bool) {
+    crate::observe::auth_decided(sess, &decision);
     match decision {
         Decision::Refused { text, sleep, .. } => {
             mail_log!(

@@ -34,6 +34,7 @@ fn upstream_error(sess: Session) {
 /// `ngx_mail_proxy_init`: connect to `addr`, then run the login dialogue.
 pub fn connect(sess: Session, addr: SocketAddr, name: &[u8], handover: Handover) {
     sess.set_action(c"connecting to upstream");
+    crate::observe::backend_connecting(sess, addr);
     let pcf = conf::conf(sess);
     if !sess.create_proxy(addr, name) {
         return sess.internal_server_error();
@@ -92,6 +93,7 @@ fn connected(sess: Session, wev: Event) {
     if !wev.handle_write() {
         return internal_server_error(sess);
     }
+    crate::observe::backend_connected(sess);
     if uc.read().ready() {
         uc.read().post();
     }
