@@ -17,7 +17,11 @@ use crate::peer::{self, Connect};
 use crate::session::Session;
 
 /// The proxy context and the backend's `ngx_str_t` name in one pool
-/// allocation: 176 bytes, the most a 256-byte pool block serves itself.
+/// allocation, when the session's pool serves that from a block itself:
+/// 176 bytes on nginx 1.28, the most a mail session's 256-byte block
+/// serves. nginx 1.30's `ngx_peer_connection_t` is 8 bytes longer and
+/// 1.31's 16, which would make the pair a large allocation (malloc plus a
+/// record in the pool); there the name goes with the address instead.
 #[repr(C)]
 struct ProxyAlloc {
     proxy: ngx_mail_proxy_ctx_t,
@@ -33,51 +37,72 @@ impl Session {
         unsafe { (*self.raw()).proxy }
     }
 
-    /// Makes `s->proxy` for a backend at `addr` named `name`: the context,
-    /// then the address with the name's bytes behind it, each one pool
-    /// allocation. False when out of memory.
+    /// Makes `s->proxy` for a backend at `addr` named `name`: the context
+    /// (with the name's `ngx_str_t` when [`ProxyAlloc`] fits a pool block),
+    /// then the address with the name's bytes behind it (and before it the
+    /// `ngx_str_t` when it did not fit), each one pool allocation. False
+    /// when out of memory.
     #[must_use]
     pub fn create_proxy(self, addr: SocketAddr, name: &[u8]) -> bool {
         let pool = self.pool_handle();
-        let Some(both) = pool.zeroed::<ProxyAlloc>() else {
-            return false;
+        // SAFETY: the pool is live; `max` is what its blocks serve themselves.
+        let fold = size_of::<ProxyAlloc>() <= unsafe { (*pool.raw()).max };
+        let (p, folded_name) = if fold {
+            let Some(both) = pool.zeroed::<ProxyAlloc>() else {
+                return false;
+            };
+            // SAFETY: `both` is a live, zeroed ProxyAlloc.
+            unsafe { (&raw mut (*both).proxy, &raw mut (*both).name) }
+        } else {
+            let Some(p) = pool.zeroed::<ngx_mail_proxy_ctx_t>() else {
+                return false;
+            };
+            (p, ptr::null_mut())
         };
+        let head = if fold { 0 } else { size_of::<ngx_str_t>() };
         let socklen = match addr {
             SocketAddr::V4(_) => size_of::<sockaddr_in>(),
             SocketAddr::V6(_) => size_of::<sockaddr_in6>(),
         };
-        // SAFETY: the pool is live; `block` has socklen + name.len() zeroed
-        // bytes, aligned for a sockaddr; the structs are plain C data, and
-        // everything lives as long as the session.
+        // SAFETY: the pool is live; `block` has head + socklen + name.len()
+        // zeroed bytes, aligned for any C struct, and the sockaddr behind
+        // an `ngx_str_t` (16 bytes) stays aligned; the structs are plain C
+        // data, and everything lives as long as the session.
         unsafe {
-            let block = nginx_sys::ngx_pcalloc(pool.raw(), socklen + name.len()).cast::<u8>();
+            let block =
+                nginx_sys::ngx_pcalloc(pool.raw(), head + socklen + name.len()).cast::<u8>();
             if block.is_null() {
                 return false;
             }
+            let name_str = if fold {
+                folded_name
+            } else {
+                block.cast::<ngx_str_t>()
+            };
+            let sa = block.add(head);
             match addr {
                 SocketAddr::V4(a) => {
-                    let sin = block.cast::<sockaddr_in>();
+                    let sin = sa.cast::<sockaddr_in>();
                     (*sin).sin_family = nginx_sys::AF_INET as _;
                     (*sin).sin_port = a.port().to_be();
                     (*sin).sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
                 }
                 SocketAddr::V6(a) => {
-                    let sin6 = block.cast::<sockaddr_in6>();
+                    let sin6 = sa.cast::<sockaddr_in6>();
                     (*sin6).sin6_family = nginx_sys::AF_INET6 as _;
                     (*sin6).sin6_port = a.port().to_be();
                     (*sin6).sin6_addr.__in6_u.__u6_addr8 = a.ip().octets();
                 }
             }
-            let text = block.add(socklen);
+            let text = sa.add(socklen);
             ptr::copy_nonoverlapping(name.as_ptr(), text, name.len());
-            (*both).name = ngx_str_t {
+            *name_str = ngx_str_t {
                 len: name.len(),
                 data: text,
             };
-            let p = &raw mut (*both).proxy;
-            (*p).upstream.sockaddr = block.cast();
+            (*p).upstream.sockaddr = sa.cast();
             (*p).upstream.socklen = socklen as socklen_t;
-            (*p).upstream.name = &raw mut (*both).name;
+            (*p).upstream.name = name_str;
             (*self.raw()).proxy = p;
         }
         true

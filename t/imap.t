@@ -328,10 +328,13 @@ for my $c (split //, 'o3 LOGIN user password' . CRLF) {
 }
 ok($s->eof(), 'slow client closed by the timeout');
 
+# a literal is followed by SP or CRLF, never by another literal, and its
+# length stops where one more digit would not fit: ours always, and stock
+# from nginx 1.29.6 on ("Mail: stricter IMAP literals validation", "fixed
+# type overflow in IMAP literal length parser")
 SKIP: {
-skip 'hardening beyond stock nginx', 7 if $stock;
+skip 'stock nginx before 1.29.6', 3 if $stock && !$t->has_version('1.29.6');
 
-# as nginx 1.29.6: a literal is followed by SP or CRLF, never by another
 $s = Test::Nginx::IMAP->new();
 $s->read();
 $s->send('c9 LOGIN {16}');
@@ -341,6 +344,13 @@ is($s->read(), "c9 BAD invalid command\r\n", 'literal behind a literal refused')
 $s->send('c10 LOGIN {1844674407370955162}');
 is($s->read(), "c10 BAD invalid command\r\n",
 	'literal length that takes no more digits refused');
+$s->send('c11 LOGIN {99999999999999999999999999}');
+is($s->read(), "c11 BAD invalid command\r\n", 'literal length overflow refused');
+
+}
+
+SKIP: {
+skip 'hardening beyond stock nginx', 4 if $stock;
 
 # stock answers this one without a tag
 $s = Test::Nginx::IMAP->new();
@@ -356,8 +366,6 @@ $s = Test::Nginx::IMAP->new();
 $s->read();
 $s->send(' NOOP');
 is($s->read(), "* BAD invalid command\r\n", 'empty tag refused');
-$s->send('p1 LOGIN {99999999999999999999999999}');
-is($s->read(), "p1 BAD invalid command\r\n", 'literal length overflow refused');
 $s->send('p2 AUTHENTICATE EXTERNAL ' . encode_base64('test@example.com', ''));
 is($s->read(), "p2 OK login ok\r\n", 'external allowed where enabled');
 

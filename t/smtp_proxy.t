@@ -81,7 +81,7 @@ port($_) for 8081 .. 8085;
 
 $t->run_daemon(\&auth_daemon, $d);
 $t->run_daemon(\&backend, $d, $_) for 8082 .. 8085;
-$t->run()->plan(47);
+$t->run()->plan(48);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8081 .. 8085;
 
@@ -305,6 +305,19 @@ $t->stop();
 
 like($t->read_file('error.log'), qr/upstream sent invalid response: "535 5\.7\.8/,
 	'refused auth logged');
+
+# the context of a log line is nginx's mail core's (ngx_mail_log_error), for
+# our sessions too: from nginx 1.29.1 on it names the backend of a session
+# without a login (smtp_auth none), before it stopped at the missing login
+my $none = 'client logged in, client: 127\.0\.0\.1, server: 127\.0\.0\.1:'
+	. port(8025);
+if ($t->has_version('1.29.1')) {
+	like($t->read_file('error.log'), qr/$none, upstream: 127\.0\.0\.1:\d+$/m,
+		'smtp_auth none session logged with its upstream');
+} else {
+	like($t->read_file('error.log'), qr/$none$/m,
+		'smtp_auth none session logged without its upstream');
+}
 
 # the harness's final checks run when $t goes; helper subs that use it
 # would otherwise keep it alive past Test::More's plan check. Clients go
