@@ -19,6 +19,9 @@ pub const INTERNAL_SERVER_ERROR: &[u8] = b"BYE \"internal server error\"\r\n";
 pub const CERT_ERROR: &[u8] = b"BYE \"SSL certificate error\"\r\n";
 pub const NO_CERT: &[u8] = b"BYE \"No required SSL certificate\"\r\n";
 
+/// `limit_conn`'s refusal (RFC 5804's TRYLATER response code).
+pub const LIMIT_REFUSAL: &[u8] = b"NO (TRYLATER) \"Too many connections\"\r\n";
+
 /// The longest quoted string RFC 5804 allows, in octets between the quotes.
 pub const MAX_QUOTED: usize = 1024;
 
