@@ -5,7 +5,7 @@
 # without a tag, LOGOUT, AUTHENTICATE PLAIN/LOGIN/CRAM-MD5/EXTERNAL with
 # quoted strings and {n+}/{n} literals, challenges and "*", the auth
 # request, refusals, bad input and max_errors, pipelining, a byte at a
-# time, too long commands, timeouts; the directives and their errors, and a
+# time, too long commands, max_commands, timeouts; the directives and their errors, and a
 # server on port 4190 without `protocol`. Served by our module only.
 
 ###############################################################################
@@ -73,6 +73,12 @@ mail {
         timeout    1s;
     }
 
+    server {
+        listen     127.0.0.1:%%PORT_4195%%;
+        protocol   sieve;
+        max_commands 3;
+    }
+
     $guessed
 }
 
@@ -81,11 +87,11 @@ EOF
 my $d = $t->testdir();
 
 # daemons are forked: settle their ports first so that all agree
-port($_) for 4192, 4193, 4194, 8081;
+port($_) for 4192, 4193, 4194, 4195, 8081;
 
 $t->run_daemon(\&auth_daemon, $d);
 $t->run_daemon(\&Test::Nginx::Sieve::sieve_test_daemon, 4194, $d);
-$t->run()->plan(67);
+$t->run()->plan(71);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 4194, 8081;
 
@@ -319,6 +325,17 @@ for my $byte (split //, 'AUTHENTICATE "PLAIN" {' . length($resp) . '}' . CRLF . 
 }
 is($s->read(), 'OK "Logged in as joe:secret."' . CRLF, 'a byte at a time');
 
+# max_commands (freenginx's): the one too many is refused and ends it
+
+$s = client(4195);
+$s->response();
+$s->send('NOOP') for 1 .. 3;
+is(join('', map { $s->read() // '' } 1 .. 3), ('OK "completed"' . CRLF) x 3,
+	'three commands');
+$s->send('NOOP');
+is($s->read(), 'BYE "invalid command"' . CRLF, 'max_commands');
+ok($s->eof(), 'closed after max_commands');
+
 # timeout
 
 $s = client(4193);
@@ -348,6 +365,7 @@ like($log, qr/client sent too many invalid commands/, 'max_errors logged');
 like($log, qr/client sent too long command "NOOP \{8000\+\}/, 'too long logged');
 like($log, qr/client login failed: "Invalid login or password"/, 'refusal logged');
 like($log, qr/client timed out/, 'timeout logged');
+like($log, qr/client sent too many commands/, 'max_commands logged');
 
 # the directives: bad values refused at configuration time
 
