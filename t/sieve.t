@@ -5,8 +5,9 @@
 # without a tag, LOGOUT, AUTHENTICATE PLAIN/LOGIN/CRAM-MD5/EXTERNAL with
 # quoted strings and {n+}/{n} literals, challenges and "*", the auth
 # request, refusals, bad input and max_errors, pipelining, a byte at a
-# time, too long commands, max_commands, timeouts; the directives and their errors, and a
-# server on port 4190 without `protocol`. Served by our module only.
+# time, too long commands, max_commands, timeouts; the directives and
+# their errors, and a server on port 4190 without `protocol`. Served by
+# our module only.
 
 ###############################################################################
 
@@ -59,13 +60,13 @@ mail {
     max_errors 3;
 
     server {
-        listen     127.0.0.1:%%PORT_4192%%;
+        listen     127.0.0.1:%%PORT_8192%%;
         protocol   sieve;
         sieve_auth plain login cram-md5 external;
     }
 
     server {
-        listen     127.0.0.1:%%PORT_4193%%;
+        listen     127.0.0.1:%%PORT_8193%%;
         protocol   sieve;
         sieve_capabilities '"IMPLEMENTATION" "Example \\\\"1\\\\""'
                            '"SIEVE" "fileinto vacation"' '"NOTIFY" "mailto"'
@@ -74,7 +75,7 @@ mail {
     }
 
     server {
-        listen     127.0.0.1:%%PORT_4195%%;
+        listen     127.0.0.1:%%PORT_8195%%;
         protocol   sieve;
         max_commands 3;
     }
@@ -87,13 +88,13 @@ EOF
 my $d = $t->testdir();
 
 # daemons are forked: settle their ports first so that all agree
-port($_) for 4192, 4193, 4194, 4195, 8081;
+port($_) for 8192, 8193, 8194, 8195, 8081;
 
 $t->run_daemon(\&auth_daemon, $d);
-$t->run_daemon(\&Test::Nginx::Sieve::sieve_test_daemon, 4194, $d);
+$t->run_daemon(\&Test::Nginx::Sieve::sieve_test_daemon, 8194, $d);
 $t->run()->plan(71);
 
-$t->waitforsocket('127.0.0.1:' . port($_)) for 4194, 8081;
+$t->waitforsocket('127.0.0.1:' . port($_)) for 8194, 8081;
 
 ###############################################################################
 
@@ -104,7 +105,7 @@ my $caps = '"IMPLEMENTATION" "nginx"' . CRLF
 
 sub client {
 	my ($port) = @_;
-	return Test::Nginx::Sieve->new(PeerAddr => '127.0.0.1:' . port($port // 4192));
+	return Test::Nginx::Sieve->new(PeerAddr => '127.0.0.1:' . port($port // 8192));
 }
 
 sub last_request {
@@ -144,7 +145,7 @@ ok($s->eof(), 'closed after logout');
 
 # sieve_capabilities: each argument is a line as sent; SASL follows them
 
-$s = client(4193);
+$s = client(8193);
 is($s->response(), '"IMPLEMENTATION" "Example \\"1\\""' . CRLF
 	. '"SIEVE" "fileinto vacation"' . CRLF . '"NOTIFY" "mailto"' . CRLF
 	. '"VERSION" "1.0"' . CRLF . '"SASL" "PLAIN"' . CRLF
@@ -217,7 +218,7 @@ is($s->read(), 'OK "Logged in as joe:secret."' . CRLF, 'external');
 like(last_request(), qr/^Auth-Method: external\r\nAuth-User: joe\r\n/m,
 	'external: auth request');
 
-$s = client(4193);
+$s = client(8193);
 $s->response();
 $s->send('AUTHENTICATE "EXTERNAL" "' . encode_base64('joe', '') . '"');
 is($s->read(), 'NO "invalid command"' . CRLF, 'external not enabled');
@@ -327,7 +328,7 @@ is($s->read(), 'OK "Logged in as joe:secret."' . CRLF, 'a byte at a time');
 
 # max_commands (freenginx's): the one too many is refused and ends it
 
-$s = client(4195);
+$s = client(8195);
 $s->response();
 $s->send('NOOP') for 1 .. 3;
 is(join('', map { $s->read() // '' } 1 .. 3), ('OK "completed"' . CRLF) x 3,
@@ -338,7 +339,7 @@ ok($s->eof(), 'closed after max_commands');
 
 # timeout
 
-$s = client(4193);
+$s = client(8193);
 $s->response();
 ok($s->eof(), 'closed after timeout');
 
@@ -437,7 +438,7 @@ sub auth_daemon {
 		my $head = "HTTP/1.0 200 OK" . CRLF;
 		if ($ok) {
 			$head .= "Auth-Status: OK" . CRLF . "Auth-Server: 127.0.0.1" . CRLF
-				. "Auth-Port: " . port(4194) . CRLF;
+				. "Auth-Port: " . port(8194) . CRLF;
 			$head .= "Auth-Pass: secret" . CRLF if $pass !~ /^(secret|se%20cret)$/;
 		} elsif ($user eq 'wait') {
 			$head .= 'Auth-Status: Sorry, "busy" \\ later' . CRLF

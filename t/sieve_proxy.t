@@ -51,12 +51,12 @@ mail {
     timeout    2s;
 
     server {
-        listen     127.0.0.1:%%PORT_4190%%;
+        listen     127.0.0.1:%%PORT_8190%%;
         protocol   sieve;
     }
 
     server {
-        listen     127.0.0.1:%%PORT_4192%%;
+        listen     127.0.0.1:%%PORT_8192%%;
         protocol   sieve;
         proxy_pass_error_message on;
     }
@@ -67,20 +67,20 @@ EOF
 my $d = $t->testdir();
 
 # daemons are forked: settle their ports first so that all agree
-port($_) for 4190, 4192, 4194, 4195, 4196, 8081;
+port($_) for 8190, 8192, 8194, 8195, 8196, 8081;
 
 $t->run_daemon(\&auth_daemon, $d);
-$t->run_daemon(\&Test::Nginx::Sieve::sieve_test_daemon, 4194, $d);
-$t->run_daemon(\&Test::Nginx::Sieve::sieve_test_daemon, 4195, $d, 'bye');
+$t->run_daemon(\&Test::Nginx::Sieve::sieve_test_daemon, 8194, $d);
+$t->run_daemon(\&Test::Nginx::Sieve::sieve_test_daemon, 8195, $d, 'bye');
 $t->run()->plan(23);
 
-$t->waitforsocket('127.0.0.1:' . port($_)) for 4194, 4195, 8081;
+$t->waitforsocket('127.0.0.1:' . port($_)) for 8194, 8195, 8081;
 
 ###############################################################################
 
 sub client {
 	my ($port) = @_;
-	my $s = Test::Nginx::Sieve->new(PeerAddr => '127.0.0.1:' . port($port // 4190));
+	my $s = Test::Nginx::Sieve->new(PeerAddr => '127.0.0.1:' . port($port // 8190));
 	$s->response();
 	return $s;
 }
@@ -93,7 +93,7 @@ sub login {
 }
 
 sub backend_log {
-	my @lines = split /(?<=\n)/, $t->read_file('backend-' . port(4194) . '.log');
+	my @lines = split /(?<=\n)/, $t->read_file('backend-8194.log');
 	return \@lines;
 }
 
@@ -153,7 +153,7 @@ $s = client();
 is(login($s, 'refuse', 'x'), 'BYE "internal server error"' . CRLF,
 	'backend refusal hidden');
 
-$s = client(4192);
+$s = client(8192);
 is(login($s, 'refuse', 'x'), 'NO (AUTH-TOO-WEAK) "Authentication failed."' . CRLF,
 	'backend refusal passed on');
 
@@ -190,7 +190,7 @@ sub auth_daemon {
 	my $server = IO::Socket::INET->new(Proto => 'tcp',
 		LocalAddr => '127.0.0.1:' . port(8081), Listen => 64,
 		ReuseAddr => 1) or die "auth listen: $!";
-	my %backends = (bye => 4195, down => 4196);
+	my %backends = (bye => 8195, down => 8196);
 	while (my $c = $server->accept()) {
 		my $req = '';
 		while (defined(my $l = <$c>)) {
@@ -200,7 +200,7 @@ sub auth_daemon {
 		# the harness's probe connects and sends nothing
 		next if $req eq '';
 		my ($user) = $req =~ /^Auth-User: (.*)\r$/m;
-		my $port = port($backends{$user // ''} // 4194);
+		my $port = port($backends{$user // ''} // 8194);
 		my $extra = ($user // '') eq 'rename'
 			? "Auth-User: renamed" . CRLF . "Auth-Pass: from-server" . CRLF : '';
 		print $c "HTTP/1.0 200 OK" . CRLF . "Auth-Status: OK" . CRLF

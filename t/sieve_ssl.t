@@ -56,25 +56,25 @@ mail {
     ssl_certificate localhost.crt;
 
     server {
-        listen     127.0.0.1:%%PORT_4190%%;
+        listen     127.0.0.1:%%PORT_8190%%;
         protocol   sieve;
         starttls   on;
     }
 
     server {
-        listen     127.0.0.1:%%PORT_4192%%;
+        listen     127.0.0.1:%%PORT_8192%%;
         protocol   sieve;
         starttls   only;
         sieve_auth plain login;
     }
 
     server {
-        listen     127.0.0.1:%%PORT_4191%% ssl;
+        listen     127.0.0.1:%%PORT_8191%% ssl;
         protocol   sieve;
     }
 
     server {
-        listen     127.0.0.1:%%PORT_4193%% ssl;
+        listen     127.0.0.1:%%PORT_8193%% ssl;
         protocol   sieve;
         ssl_verify_client on;
         ssl_client_certificate localhost.crt;
@@ -100,13 +100,13 @@ system('openssl req -x509 -new '
 	or die "Can't create certificate for localhost: $!\n";
 
 # daemons are forked: settle their ports first so that all agree
-port($_) for 4190, 4191, 4192, 4193, 4194, 8081;
+port($_) for 8190, 8191, 8192, 8193, 8194, 8081;
 
 $t->run_daemon(\&auth_daemon, $d);
-$t->run_daemon(\&Test::Nginx::Sieve::sieve_test_daemon, 4194, $d);
+$t->run_daemon(\&Test::Nginx::Sieve::sieve_test_daemon, 8194, $d);
 $t->run()->plan(28);
 
-$t->waitforsocket('127.0.0.1:' . port($_)) for 4194, 8081;
+$t->waitforsocket('127.0.0.1:' . port($_)) for 8194, 8081;
 
 ###############################################################################
 
@@ -130,7 +130,7 @@ sub plain {
 
 # starttls on: the block after the handshake, unasked, without STARTTLS
 
-my $s = client(4190);
+my $s = client(8190);
 is($s->response(), $caps . '"SASL" "PLAIN"' . CRLF . '"STARTTLS"' . CRLF
 	. 'OK "ManageSieve ready"' . CRLF, 'greeting offers STARTTLS');
 $s->send('STARTTLS');
@@ -150,7 +150,7 @@ like($r, qr/^Auth-SSL: on\r\nAuth-SSL-Protocol: TLSv[\d.]+\r\nAuth-SSL-Cipher: \
 # as sieve-connect does: NOOP "tag" sent right after the handshake, before
 # the block is read; the TAG response comes after the block's OK
 
-$s = client(4190);
+$s = client(8190);
 $s->response();
 $s->send('STARTTLS');
 $s->read();
@@ -163,7 +163,7 @@ is($s->read(), 'OK (TAG "STARTTLS-RESYNC-CAPA") "completed"' . CRLF,
 
 # commands pipelined after STARTTLS are dropped, not run inside TLS
 
-$s = client(4190);
+$s = client(8190);
 $s->response();
 $s->print('STARTTLS' . CRLF . 'NOOP "injected"' . CRLF);
 is($s->read(), 'OK "completed"' . CRLF, 'starttls pipelined');
@@ -175,7 +175,7 @@ is($s->read(), 'OK (TAG "real") "completed"' . CRLF,
 
 # starttls only: no mechanism and no login before TLS
 
-$s = client(4192);
+$s = client(8192);
 is($s->response(), $caps . '"SASL" ""' . CRLF . '"STARTTLS"' . CRLF
 	. 'OK "ManageSieve ready"' . CRLF, 'starttls only: empty SASL list');
 $s->send('CAPABILITY');
@@ -195,7 +195,7 @@ is($s->read(), 'OK "Logged in as joe:secret."' . CRLF, 'login after STARTTLS');
 
 # listen ssl: no STARTTLS offered or taken
 
-$s = client(4191, SSL => 1);
+$s = client(8191, SSL => 1);
 is($s->response(), $caps . '"SASL" "PLAIN"' . CRLF . 'OK "ManageSieve ready"' . CRLF,
 	'greeting over ssl');
 $s->send('STARTTLS');
@@ -208,7 +208,7 @@ is($s->read(), 'OK "Logged in as joe:secret."' . CRLF, 'login over ssl');
 SKIP: {
 skip 'no ALPN in IO::Socket::SSL', 2 unless IO::Socket::SSL->can_alpn();
 
-$s = client(4191, SSL => 1, SSL_alpn_protocols => ['managesieve']);
+$s = client(8191, SSL => 1, SSL_alpn_protocols => ['managesieve']);
 is($s->socket()->alpn_selected(), 'managesieve', 'alpn managesieve');
 $s->response();
 $s->send('NOOP');
@@ -218,7 +218,7 @@ is($s->read(), 'OK "completed"' . CRLF, 'session after alpn');
 
 # ssl_verify_client on: the sieve protocol's own error text
 
-$s = client(4193, SSL => 1);
+$s = client(8193, SSL => 1);
 is($s->read(), 'BYE "No required SSL certificate"' . CRLF, 'no certificate');
 ok($s->eof(), 'closed without a certificate');
 
@@ -230,7 +230,7 @@ skip 'no sieve-connect', 4 unless `sieve-connect --help 2>&1` =~ /Usage/;
 $t->write_file('password', "secret\n");
 $t->write_file('filter.sieve', "require \"fileinto\";\r\n"
 	. "if header :contains \"subject\" \"nginx\" { fileinto \"INBOX\"; }\r\n");
-my $connect = "HOME=$d sieve-connect --server 127.0.0.1 --port " . port(4190)
+my $connect = "HOME=$d sieve-connect --server 127.0.0.1 --port " . port(8190)
 	. " --user joe --passwordfd 3 --notlsverify";
 my $run = sub {
 	my ($args) = @_;
@@ -275,7 +275,7 @@ sub auth_daemon {
 		close $fh;
 		print $c "HTTP/1.0 200 OK" . CRLF . "Auth-Status: OK" . CRLF
 			. "Auth-Server: 127.0.0.1" . CRLF
-			. "Auth-Port: " . port(4194) . CRLF . CRLF;
+			. "Auth-Port: " . port(8194) . CRLF . CRLF;
 		close $c;
 	}
 }

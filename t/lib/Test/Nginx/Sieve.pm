@@ -16,7 +16,7 @@ use Test::Nginx::MailClient;
 
 sub new {
 	my ($class, @args) = @_;
-	return $class->connect(4190, 4191, @args);
+	return $class->connect(8190, 8191, @args);
 }
 
 # A whole response: the lines up to the one that ends it (OK, NO or BYE).
@@ -83,7 +83,8 @@ sub read_command {
 # user "ask" gets a challenge instead, and any other user is logged in.
 # Logged in, it keeps scripts (PUTSCRIPT, GETSCRIPT, LISTSCRIPTS,
 # SETACTIVE, DELETESCRIPT) per connection and answers LOGOUT. Each line it
-# reads is appended to $dir/backend-$port.log. With $mode "bye" it greets
+# reads is appended to $dir/backend-$port.log ($port as given, not the
+# port(): that one may differ between runs). With $mode "bye" it greets
 # with BYE and closes.
 sub sieve_test_daemon {
 	my ($port, $dir, $mode) = @_;
