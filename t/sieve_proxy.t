@@ -5,7 +5,8 @@
 # literal), Auth-User and Auth-Pass from the auth server, the backend's OK
 # reaching the client, pass-through byte for byte both ways (1 MiB scripts
 # up and down), and each way a backend refuses or fails, with and without
-# proxy_pass_error_message. Served by our module only.
+# proxy_pass_error_message; limit_conn's refusal, the access_log line and
+# the metrics of sieve sessions. Served by our module only.
 
 ###############################################################################
 
@@ -36,7 +37,7 @@ plan(skip_all => 'sieve is served by ngx-mail-rs only')
 plan(skip_all => 'no Test::Nginx::Sieve in this lib')
 	unless eval { require Test::Nginx::Sieve; 1 };
 
-my $t = Test::Nginx->new()->has(qw/mail/)
+my $t = Test::Nginx->new()->has(qw/mail http/)
 	->write_file_expand('nginx.conf', <<'EOF');
 
 %%TEST_GLOBALS%%
@@ -49,6 +50,9 @@ events {
 mail {
     auth_http  127.0.0.1:%%PORT_8081%%/auth;
     timeout    2s;
+    access_log %%TESTDIR%%/mail.log;
+    metrics_zone mailstats 128k;
+    limit_conn_zone $remote_user zone=user:1m;
 
     server {
         listen     127.0.0.1:%%PORT_8190%%;
@@ -60,6 +64,25 @@ mail {
         protocol   sieve;
         proxy_pass_error_message on;
     }
+
+    server {
+        listen     127.0.0.1:%%PORT_8193%%;
+        protocol   sieve;
+        limit_conn user 1;
+    }
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    server {
+        listen       127.0.0.1:8080;
+        server_name  localhost;
+
+        location = /metrics {
+            mail_metrics mailstats;
+        }
+    }
 }
 
 EOF
@@ -67,12 +90,12 @@ EOF
 my $d = $t->testdir();
 
 # daemons are forked: settle their ports first so that all agree
-port($_) for 8190, 8192, 8194, 8195, 8196, 8081;
+port($_) for 8190, 8192, 8193, 8194, 8195, 8196, 8081;
 
 $t->run_daemon(\&auth_daemon, $d);
 $t->run_daemon(\&Test::Nginx::Sieve::sieve_test_daemon, 8194, $d);
 $t->run_daemon(\&Test::Nginx::Sieve::sieve_test_daemon, 8195, $d, 'bye');
-$t->run()->plan(23);
+$t->run()->plan(28);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8194, 8195, 8081;
 
@@ -167,8 +190,29 @@ is(login($s, 'bye', 'x'), 'BYE "internal server error"' . CRLF, 'backend greets 
 $s = client();
 is(login($s, 'down', 'x'), 'BYE "internal server error"' . CRLF, 'backend down');
 
+# limit_conn: a second session of the same user is refused, in ManageSieve
+
+$s = client(8193);
+is(login($s, 'joe', 'secret'), 'OK "Logged in as joe:secret."' . CRLF, 'first session');
+my $s2 = client(8193);
+is(login($s2, 'joe', 'secret'), 'NO (TRYLATER) "Too many connections"' . CRLF,
+	'limit_conn refusal');
+ok($s2->eof(), 'closed after the limit_conn refusal');
+undef $s2;
+
+# the metrics count sieve sessions under their own label
+
+like(http_get('/metrics') // '',
+	qr/^nginx_mail_auth_total\{protocol="sieve",mechanism="plain",result="ok"\} [1-9]\d*$/m,
+	'metrics: sieve logins');
+
 undef $s;
 $t->stop();
+
+# the access_log line names the protocol
+
+my ($line) = grep { /login="?rename/ } split /\n/, $t->read_file('mail.log');
+like($line // '', qr/ protocol=sieve .*auth_method=plain auth=ok /, 'access_log line');
 
 my $log = $t->read_file('error.log');
 like($log,
