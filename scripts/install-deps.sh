@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the tests need, if missing:
 # clang for bindgen, nginx's build libraries, Perl TLS modules for the
-# tests, valgrind for scripts/memcheck.sh, gdb (gcore) for t/secrets.t. Needs root (or sudo) only when
+# tests, valgrind for scripts/memcheck.sh, gdb (gcore) for t/secrets.t, sieve-connect
+# for t/sieve_ssl.t. Needs root (or sudo) only when
 # something is missing.
 set -euo pipefail
 need=(clang libclang-dev libpcre2-dev libssl-dev zlib1g-dev make gcc perl
-      libio-socket-ssl-perl libnet-ssleay-perl openssl python3 curl valgrind gdb)
+      libio-socket-ssl-perl libnet-ssleay-perl openssl python3 curl valgrind gdb
+      sieve-connect)
 # and two whose services must never start here (apt-install-quiet.sh):
 # promtool from Debian's prometheus (t/metrics.t), haproxy
 # (scripts/check-scale-out.sh)

@@ -396,7 +396,7 @@ pub unsafe fn keep_in_conf_pool<T>(cf: *mut ngx_conf_t, value: T) -> Option<*con
 /// Logs once per configuration load which protocols this module serves.
 pub unsafe extern "C" fn announce(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let msg = format!(
-        "ngx-mail-rs {}: serving pop3, imap, smtp (auth_http, proxy)",
+        "ngx-mail-rs {}: serving pop3, imap, smtp, sieve (auth_http, proxy)",
         env!("CARGO_PKG_VERSION")
     );
     // SAFETY: the cycle log is live during init_module.

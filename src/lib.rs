@@ -1,4 +1,4 @@
-//! ngx-mail-rs: nginx's POP3, IMAP and SMTP mail proxy, auth_http client and proxy, as a
+//! ngx-mail-rs: nginx's POP3, IMAP, SMTP and ManageSieve proxy, auth_http client and proxy, as a
 //! Rust dynamic module that takes over from the stock C modules in the same
 //! nginx. The protocol logic lives in the `mail-core` crate; this crate is
 //! the FFI shell around nginx's event loop, timers and pools.
@@ -22,6 +22,7 @@ mod resolve;
 mod session;
 mod session_fields;
 mod session_proxy;
+mod sieve;
 mod slots;
 mod smtp;
 mod state;
@@ -38,17 +39,19 @@ pub use observe::http::ngx_http_mail_rs_metrics_module;
 pub use observe::module::ngx_mail_rs_observe_module;
 pub use pop3::module::ngx_mail_rs_pop3_module;
 pub use proxy::module::ngx_mail_rs_proxy_module;
+pub use sieve::module::ngx_mail_rs_sieve_module;
 pub use smtp::module::ngx_mail_rs_smtp_module;
 
 #[global_allocator]
 static ALLOCATOR: alloc::WorkerAlloc = alloc::WorkerAlloc::new();
 
 #[no_mangle]
-pub static mut ngx_modules: [*const ngx_module_t; 9] = [
+pub static mut ngx_modules: [*const ngx_module_t; 10] = [
     addr_of!(ngx_mail_rs_limit_module),
     addr_of!(ngx_mail_rs_pop3_module),
     addr_of!(ngx_mail_rs_imap_module),
     addr_of!(ngx_mail_rs_smtp_module),
+    addr_of!(ngx_mail_rs_sieve_module),
     addr_of!(ngx_mail_rs_auth_http_module),
     addr_of!(ngx_mail_rs_proxy_module),
     addr_of!(ngx_mail_rs_observe_module),
@@ -59,11 +62,12 @@ pub static mut ngx_modules: [*const ngx_module_t; 9] = [
 ];
 
 #[no_mangle]
-pub static mut ngx_module_names: [*const c_char; 9] = [
+pub static mut ngx_module_names: [*const c_char; 10] = [
     c"ngx_mail_rs_limit_module".as_ptr(),
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
     c"ngx_mail_rs_smtp_module".as_ptr(),
+    c"ngx_mail_rs_sieve_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
     c"ngx_mail_rs_observe_module".as_ptr(),
@@ -76,11 +80,12 @@ pub static mut ngx_module_names: [*const c_char; 9] = [
 /// puts all of ours right after ngx_mail_ssl_module in every build shape.
 /// The limit module comes first: the protocols' merges read its conf.
 #[no_mangle]
-pub static mut ngx_module_order: [*const c_char; 14] = [
+pub static mut ngx_module_order: [*const c_char; 15] = [
     c"ngx_mail_rs_limit_module".as_ptr(),
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
     c"ngx_mail_rs_smtp_module".as_ptr(),
+    c"ngx_mail_rs_sieve_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
     c"ngx_mail_rs_observe_module".as_ptr(),

@@ -2,7 +2,7 @@
 //! auth stage how the client authenticated and what the backend login will
 //! need of the client's dialogue; the auth stage hands it on to the proxy.
 
-use mail_core::{imap, pop3, smtp, AuthMethod};
+use mail_core::{imap, pop3, sieve, smtp, AuthMethod};
 
 /// A login the client asked for.
 pub struct Handover {
@@ -24,6 +24,7 @@ pub enum ClientDialogue {
         helo: Vec<u8>,
         esmtp: bool,
     },
+    Sieve,
 }
 
 impl Handover {
@@ -44,6 +45,7 @@ impl Handover {
                 [tag, b"NO ", text, b"\r\n"].concat()
             }
             ClientDialogue::Smtp { .. } => smtp::auth_error_reply(text, error_code),
+            ClientDialogue::Sieve => sieve::auth_error_reply(text),
         }
     }
 

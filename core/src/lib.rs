@@ -33,6 +33,7 @@ pub mod pop3;
 pub mod proxy_protocol;
 pub mod sasl;
 pub mod session_log;
+pub mod sieve;
 pub mod smtp;
 pub mod upstream;
 

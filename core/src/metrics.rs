@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use crate::session_log::{AuthResult, CloseReason};
 use crate::AuthMethod;
 
-pub const PROTOCOLS: [&str; 3] = ["pop3", "imap", "smtp"];
+pub const PROTOCOLS: [&str; 4] = ["pop3", "imap", "smtp", "sieve"];
 /// `Auth-Method` names, numbered by `mechanism_index`.
 pub const MECHANISMS: [&str; 7] = [
     "plain",

@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 
 use mail_core::auth_http::{decide, parse_response, Decision, Request};
 use mail_core::upstream::UpstreamStep;
-use mail_core::{auth_bits, base64, imap, pop3, sasl, smtp, Action, Credentials, StartTls, Step};
+use mail_core::{
+    auth_bits, base64, imap, pop3, sasl, sieve, smtp, Action, Credentials, StartTls, Step,
+};
 
 /// How a stream of bytes arrives: in two reads split at an offset, or one
 /// byte per read.
@@ -574,4 +576,69 @@ fn bearer_token_refused_with_an_error_challenge() {
             Action::Quit(b"535 5.7.0 Invalid token\r\n"[..].into())
         );
     }
+}
+
+#[test]
+fn sieve_authenticate_plain_literal() {
+    let caps = sieve::Capabilities::build(&[b"\"SIEVE\" \"fileinto\""], auth_bits::PLAIN);
+    let cfg = sieve::Config {
+        auth_methods: auth_bits::PLAIN,
+        capabilities: &caps,
+        starttls: StartTls::Off,
+        tls: false,
+        salt: None,
+    };
+    // as sieve-connect sends it: the initial response as a literal
+    let plain = base64::encode(b"\0joe\0se cret");
+    let input = [
+        &b"NOOP \"resync\"\r\nAUTHENTICATE \"PLAIN\" {"[..],
+        plain.len().to_string().as_bytes(),
+        b"+}\r\n",
+        &plain,
+        b"\r\n",
+    ]
+    .concat();
+    let response: &[u8] = b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\n\
+        Auth-Server: 127.0.0.1\r\nAuth-Port: 4190\r\nAuth-Pass: back\"end\r\n\r\n";
+    let backend = Backend {
+        greeting: b"\"IMPLEMENTATION\" \"Backend\"\r\n\"SASL\" \"PLAIN\"\r\n\
+            \"SIEVE\" \"fileinto\"\r\nOK \"Backend ready.\"\r\n",
+        script: &[(
+            b"AUTHENTICATE \"PLAIN\" \"AGpvZQBiYWNrImVuZA==\"\r\n",
+            b"OK \"Logged in.\"\r\n",
+        )],
+    };
+    let want_request: &[u8] = b"GET /mail/auth HTTP/1.0\r\nHost: auth.example\r\n\
+        Auth-Method: plain\r\nAuth-User: joe\r\nAuth-Pass: se%20cret\r\n\
+        Auth-Protocol: sieve\r\nAuth-Login-Attempt: 1\r\nClient-IP: 192.0.2.1\r\n\
+        X-Auth-Key: secret\r\n\r\n";
+    // the greeting, the NOOP's TAG, then the backend's OK
+    let want_client: &[u8] = b"\"SIEVE\" \"fileinto\"\r\n\"SASL\" \"PLAIN\"\r\n\
+        OK \"ManageSieve ready\"\r\nOK (TAG \"resync\") \"completed\"\r\n\
+        OK \"Logged in.\"\r\n";
+    let greeting = sieve::greeting(&cfg);
+
+    let mut runs = 0;
+    for client in Split::all(input.len()) {
+        let mut session = sieve::SieveSession::default();
+        let (seen, action) = client_phase(&input, client, |buf| session.step(buf, &cfg));
+        let Action::Authenticate(creds) = action else {
+            panic!("{action:?}");
+        };
+        let request = auth_request(&creds, b"sieve", b"");
+        let (addr, login, passwd) = proxy_to(auth_answer(response, true), &creds);
+        assert_eq!(addr, "127.0.0.1:4190".parse().unwrap());
+        for upstream in Split::all(backend.longest_reply()) {
+            let mut dialogue = sieve::LoginDialogue::new(&login, &passwd);
+            let (sent, last) =
+                backend_phase(&backend, upstream, |buf, full| dialogue.on_data(buf, full));
+            let splits = (client, upstream);
+            same(&request, want_request, "auth request", splits);
+            same(&sent, backend.script[0].0, "backend", splits);
+            let client_sees = [greeting, &seen, &last].concat();
+            same(&client_sees, want_client, "client", splits);
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, (input.len() + 2) * (backend.longest_reply() + 2));
 }

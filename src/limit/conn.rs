@@ -131,6 +131,10 @@ fn refuse(sess: Session, handover: &Handover) {
             sess.set_out_static(SMTP_REFUSAL);
             true
         }
+        ClientDialogue::Sieve => {
+            sess.set_out_static(mail_core::sieve::LIMIT_REFUSAL);
+            true
+        }
     };
     if !set {
         return sess.internal_server_error();

@@ -1,4 +1,4 @@
-//! The backend login dialogues of all three protocols, as nginx keeps them
+//! The backend login dialogues of every protocol, as nginx keeps them
 //! in its proxy module: whoever connects to the backend builds the login,
 //! from what the auth server decided (`s->login`, `s->passwd`) and what the
 //! protocol stage handed over of the client's dialogue.
@@ -6,7 +6,7 @@
 use core::ffi::CStr;
 
 use mail_core::upstream::UpstreamStep;
-use mail_core::{imap, pop3, smtp, AuthMethod};
+use mail_core::{imap, pop3, sieve, smtp, AuthMethod};
 
 use super::conf;
 use crate::session::Session;
@@ -17,6 +17,7 @@ pub enum LoginState {
     Pop3(pop3::LoginDialogue),
     Imap(imap::LoginDialogue),
     Smtp(smtp::LoginDialogue),
+    Sieve(sieve::LoginDialogue),
 }
 
 impl LoginState {
@@ -37,6 +38,7 @@ impl LoginState {
             ClientDialogue::Smtp { helo, esmtp } => LoginState::Smtp(smtp::LoginDialogue::new(
                 smtp_login(sess, helo, *esmtp, handover),
             )),
+            ClientDialogue::Sieve => LoginState::Sieve(sieve::LoginDialogue::new(login, passwd)),
         }
     }
 
@@ -45,6 +47,7 @@ impl LoginState {
             LoginState::Pop3(d) => d.on_data(buf, full),
             LoginState::Imap(d) => d.on_data(buf, full),
             LoginState::Smtp(d) => d.on_data(buf, full),
+            LoginState::Sieve(d) => d.on_data(buf, full),
         }
     }
 
@@ -54,6 +57,7 @@ impl LoginState {
             LoginState::Pop3(d) => d.action(),
             LoginState::Imap(d) => d.action(),
             LoginState::Smtp(d) => d.action(),
+            LoginState::Sieve(d) => d.action(),
         }
     }
 }

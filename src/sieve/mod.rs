@@ -1,0 +1,3 @@
+pub mod conf;
+pub mod handler;
+pub mod module;
