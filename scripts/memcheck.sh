@@ -4,6 +4,7 @@
 # uninitialised use, and on any definite leak other than the allocations
 # nginx itself keeps for a process's life (scripts/memcheck.supp).
 # Usage: scripts/memcheck.sh [--slabs] [t/files...]   (needs valgrind)
+#   JOBS=n   t/ files run at once (default 2: valgrind keeps a core busy each)
 #   default  this module's blocks from malloc, so memcheck sees each of them
 #   --slabs  the slabs production uses, with their debug checks on (a double
 #            free or a write to a free block aborts the worker, which the
@@ -37,7 +38,7 @@ user=""
 [ $# -gt 0 ] || set -- t/
 TEST_NGINX_BINARY="$work/nginx" \
 TEST_NGINX_GLOBALS="$user load_module $top/nginx-src/objs/ngx_mail_module.so; load_module $top/target/release/libngx_mail_rs.so;" \
-    prove "$@"
+    prove -j"${JOBS:-2}" "$@"
 logs=$(ls "$work"/vg.*.log | wc -l)
 errors=$(grep -h "ERROR SUMMARY" "$work"/vg.*.log | awk '{s += $4} END {print s + 0}')
 echo "memcheck: $logs nginx processes, $errors errors (invalid accesses, uninitialised values, definite leaks)"
