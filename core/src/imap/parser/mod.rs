@@ -225,7 +225,9 @@ impl Parser {
                 let end = p + lf;
                 let line = buf.get(..end).unwrap_or_default();
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let quit = line.len() > 3 && line.ends_with(b"+}");
+                // as stock: the LF must be more than 4 bytes in, its CR
+                // counted ("a{+}\n" does not end the session)
+                let quit = end > 4 && line.ends_with(b"+}");
                 self.reset();
                 Event::Invalid {
                     consumed: end + 1,

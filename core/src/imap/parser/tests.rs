@@ -189,3 +189,20 @@ fn synchronizing_literals_at_every_split() {
         assert_eq!(continues, 2, "split {split}");
     }
 }
+
+#[test]
+fn non_sync_literal_quit_needs_the_lf_past_four_bytes() {
+    // stock measures the LF's offset, CR included
+    for (line, quit) in [
+        (&b"a{+}\n"[..], false),
+        (b"a{+}\r\n", true),
+        (b"a B {+}\n", true),
+        (b"{1+}\n", false),
+    ] {
+        let mut p = Parser::default();
+        match p.feed(line) {
+            Event::Invalid { quit: q, .. } => assert_eq!(q, quit, "{line:?}"),
+            other => panic!("{line:?}: {other:?}"),
+        }
+    }
+}

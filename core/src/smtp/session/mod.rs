@@ -89,8 +89,13 @@ impl SmtpSession {
             } => {
                 let line = buf.get(..consumed).unwrap_or_default();
                 // from the verb to the end of the last argument, as stock
-                // keeps MAIL FROM and RCPT TO lines
-                let line = line.trim_ascii_end();
+                // keeps MAIL FROM and RCPT TO lines; a tab is an argument
+                // byte there, as in stock's parser
+                let line = line
+                    .iter()
+                    .rposition(|&b| !matches!(b, b' ' | b'\r' | b'\n'))
+                    .and_then(|last| buf.get(..=last))
+                    .unwrap_or_default();
                 (consumed, self.handle(verb, &args, line, cfg))
             }
         };

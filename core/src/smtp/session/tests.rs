@@ -153,6 +153,17 @@ fn auth_none_envelope() {
             to: b"RCPT TO:<b@x>".to_vec(),
         })
     );
+    // a tab is an argument byte, kept as stock keeps it; spaces are not
+    let _ = step(&mut s, &cfg, b"RSET\r\n");
+    let _ = step(&mut s, &cfg, b"MAIL FROM:<a@x>\t  \r\n");
+    assert_eq!(
+        step(&mut s, &cfg, b"RCPT TO:<b@x>\t\r\n"),
+        Action::Relay(Envelope {
+            helo: b"client.example".to_vec(),
+            from: b"MAIL FROM:<a@x>\t".to_vec(),
+            to: b"RCPT TO:<b@x>\t".to_vec(),
+        })
+    );
     assert_eq!(
         step(&mut s, &cfg, b"RSET\r\n"),
         Action::Reply(Cow::Borrowed(OK))
