@@ -59,11 +59,11 @@ def replay(args, harness):
     slot = Slot(harness, 0)
     out = slot.run_once(case)
     report.print_replay(case, out)
-    diff = compare.compare(case["protocol"], out["stock"][1], out["ours"][1])
+    diff = compare.compare(case, out["stock"][1], out["ours"][1])
     if not diff:
         print("\nsame bytes on all three streams")
         return 0
-    label = hardening.classify(case, diff, out)
+    label = hardening.classify(case, diff, {n: out[n][1] for n in out})
     print(f"\n{diff['signature']}\n" + (f"listed: {label}" if label else "UNLISTED"))
     return 0 if label else 1
 
@@ -95,7 +95,10 @@ def run(args, harness):
                 last_print = time.monotonic()
                 print(f"  {done}/{total} sessions, {len(groups)} signatures,"
                       f" {time.monotonic() - started:.0f} s", flush=True)
-        minimise_groups(args, pool, groups, errors)
+        minimise_groups(args, pool, groups, timing, stats, errors)
+        for t in timing.values():
+            t["minimised"] = t["case"]
+            t["path"] = report.save_case(os.path.join(args.out, "timing"), t)
     finally:
         pool.close()
     for name, alerts in harness.alerts().items():
@@ -113,33 +116,50 @@ def record_result(stat, groups, timing, case, result):
     signature = result["diff"]["signature"]
     if result["verdict"] == "timing":
         stat["timing"] += 1
-        t = timing.setdefault(signature, {"count": 0, "unstable": set()})
+        t = timing.setdefault(signature, {"signature": signature, "count": 0, "unstable": set(),
+                                          "case": case, "label": "timing-dependent",
+                                          "diff": result["diff"], "streams": result["streams"]})
         t["count"] += 1
         t["unstable"].add(result["unstable"])
         return
     stat["differs"] += 1
     g = groups.setdefault(signature, {"signature": signature, "count": 0, "case": case,
-                                      "diff": result["diff"], "streams": result["streams"],
                                       "minimised": case, "label": None})
     g["count"] += 1
-    if len(json.dumps(case)) < len(json.dumps(g["case"])):
-        g.update(case=case, diff=result["diff"], streams=result["streams"], minimised=case)
+    if g["case"] is case or len(json.dumps(case)) < len(json.dumps(g["case"])):
+        g.update(case=case, minimised=case, diff=result["diff"], streams=result["streams"],
+                 normalised=result["normalised"])
 
 
-def minimise_groups(args, pool, groups, errors):
-    """Minimises one case per signature, labels it, saves it."""
+def minimise_groups(args, pool, groups, timing, stats, errors):
+    """Minimises one case per signature, labels it, saves it. A minimised
+    case that is not stable over CONFIRM_RUNS moves to timing-dependent."""
     for g in groups.values():
         pool.tasks.put(("minimise", g["case"], g["signature"], args.minimise_budget))
-    for _ in range(len(groups)):
+    started = last_print = time.monotonic()
+    for done in range(len(groups)):
+        if time.monotonic() - last_print > 15:
+            last_print = time.monotonic()
+            print(f"  minimised {done}/{len(groups)} signatures,"
+                  f" {time.monotonic() - started:.0f} s", flush=True)
         kind, *rest = pool.results.get()
         if kind == "error":
             errors.append(rest[1])
             continue
         signature, small, result = rest
         g = groups[signature]
+        if result["verdict"] == "timing":
+            del groups[signature]
+            stats[small["protocol"]]["differs"] -= g["count"]
+            stats[small["protocol"]]["timing"] += g["count"]
+            timing[signature] = dict(g, case=small, label="timing-dependent",
+                                     unstable={result["unstable"]}, diff=result["diff"],
+                                     streams=result["streams"])
+            continue
         if result["diff"] and result["diff"]["signature"] == signature:
-            g.update(minimised=small, diff=result["diff"], streams=result["streams"])
-        g["label"] = hardening.classify(g["minimised"], g["diff"], g["streams"])
+            g.update(minimised=small, diff=result["diff"], streams=result["streams"],
+                     normalised=result["normalised"])
+        g["label"] = hardening.classify(g["minimised"], g["diff"], g["normalised"])
         g["path"] = report.save_case(args.out, g)
 
 

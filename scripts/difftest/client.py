@@ -15,8 +15,8 @@ import select
 import socket
 import time
 
-REPLY_WAIT = 2.5  # an answer's first byte (an auth request and a login included)
-END_WAIT = 6.0  # nginx closes within its timeouts (600 ms, Auth-Wait 1 s)
+REPLY_WAIT = 1.5  # an answer's first byte (an auth request and a login included)
+END_WAIT = 6.0  # nginx closes within its timeouts (400-600 ms, Auth-Wait 1 s)
 
 
 class Streams:

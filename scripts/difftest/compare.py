@@ -60,17 +60,36 @@ def first_difference(a, b):
 
 
 IMAP_TAG = re.compile(rb"^[^ \r\n]+ (?=(OK|NO|BAD)\b)")
+# the mock backend's answers: "+OK VERB done", "tag OK VERB done", "250 2.0.0 VERB ok"
+BACKEND_ECHO = re.compile(rb"^(\+OK|<tag> OK|\d{3} [\d.]+) .* (done|ok|unknown)$")
 
 
-def line_shape(line, protocol, stream):
-    """A differing line with its arguments stripped, for signatures."""
+def auth_texts(case):
+    """The refusal texts the case's auth server answers, longest first."""
+    texts = set()
+    for answer in case["auth"]:
+        for m in re.finditer(r"(?im)^Auth-(Status|Error-Code):[ \t]*(.*?)[ \t]*\r?$", answer):
+            if m.group(2) and m.group(2) not in ("OK", "WAIT"):
+                texts.add(m.group(2).encode("latin-1"))
+    return sorted(texts, key=len, reverse=True)
+
+
+def line_shape(line, case, stream):
+    """A differing line with its arguments stripped, for signatures: IMAP
+    tags, base64, the auth server's texts and the mock backend's echoes."""
     if line is None:
         return "<end>"
+    protocol = case["protocol"]
     line = line.rstrip(b"\r\n")
     if stream == "client":
         if protocol == "imap":
             line = IMAP_TAG.sub(b"<tag> ", line)
         line = re.sub(rb"^(\+|334) [A-Za-z0-9+/=]+$", rb"\1 <base64>", line)
+        texts = auth_texts(case)
+        if texts:
+            line = re.sub(b"|".join(re.escape(t) for t in texts), b"<auth text>", line)
+        line = re.sub(rb"^\d{3} [\d.]+ <auth text>", b"<code> <auth text>", line)
+        line = BACKEND_ECHO.sub(rb"\1 <backend>", line)
     elif stream == "auth":
         name, sep, _ = line.partition(b":")
         line = name + (b": ..." if sep else b"")
@@ -80,14 +99,20 @@ def line_shape(line, protocol, stream):
     return "".join(c if c.isprintable() else "\\x%02x" % ord(c) for c in text)
 
 
-def compare(protocol, stock, ours):
+def compare(case, stock, ours):
     """None when equal, else a dict describing the first difference."""
+    protocol = case["protocol"]
     for stream in STREAMS:
         diff = first_difference(stock[stream], ours[stream])
         if diff:
             index, s_line, o_line = diff
-            signature = (f"{protocol} {stream}: stock «{line_shape(s_line, protocol, stream)}»"
-                         f" ours «{line_shape(o_line, protocol, stream)}»")
+            if stream != "client" and (s_line is None or o_line is None):
+                # one side has more requests or bytes: which ones varies
+                s_shape = "<end>" if s_line is None else "<more>"
+                o_shape = "<end>" if o_line is None else "<more>"
+            else:
+                s_shape, o_shape = line_shape(s_line, case, stream), line_shape(o_line, case, stream)
+            signature = f"{protocol} {stream}: stock «{s_shape}» ours «{o_shape}»"
             return {"stream": stream, "line": index, "signature": signature,
                     "stock_line": (s_line or b"").decode("latin-1"),
                     "ours_line": (o_line or b"").decode("latin-1")}

@@ -136,7 +136,9 @@ def imap_noise(rng, tag):
     verb = rng.choice(["CAPABILITY", "NOOP", "STARTTLS", "SELECT INBOX", "ID NIL",
                        "ENABLE UTF8=ACCEPT", "XYZZY", "LOGIN", "LOGIN onlyuser",
                        "LOGIN a b c", "AUTHENTICATE", "AUTHENTICATE FOO", "CAPABILITY x",
-                       "LOGIN {3}", "NOOP {2+}\r\nab", ""])
+                       "LOGIN {3}", "NOOP {2+}\r\nab", "", "LOGIN {99999999999999999999}",
+                       "LOGIN {4294967297+}\r\nab", "LOGIN {2+}\r\nab{2+}\r\ncd",
+                       "LOGIN {0}\r\n {0}\r\n"])
     return [Line(f"{tag} {verb}".rstrip())]
 
 

@@ -40,9 +40,9 @@ BUFFER_LIMITS = {"pop3": 128, "imap": 256, "smtp": 256}
 MAIL_COMMON = """
     server_name          mx.test;
     max_errors           3;
-    timeout              600ms;
-    auth_http_timeout    1s;
-    proxy_timeout        700ms;
+    timeout              400ms;
+    auth_http_timeout    600ms;
+    proxy_timeout        500ms;
     imap_client_buffer   256;
     smtp_client_buffer   256;
 """

@@ -63,6 +63,7 @@ def print_summary(stats, groups, timing, errors, elapsed):
     if timing:
         print("\ntiming-dependent (stock or ours differs from itself between runs):")
     for sig, t in sorted(timing.items(), key=lambda kv: -kv[1]["count"]):
-        print(f"  {t['count']:6d}  {sig} (unstable: {', '.join(sorted(t['unstable']))})")
+        print(f"  {t['count']:6d}  {sig} (unstable: {', '.join(sorted(t['unstable']))})"
+              f"\n          case: {t['path']}")
     for e in errors[:5]:
         print("\ntester error:", e)

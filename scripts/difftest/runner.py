@@ -13,6 +13,7 @@ from .instances import Instance, allocate_slots
 from .mocks import SlotMocks
 
 STABILITY_RUNS = 2  # extra runs of a differing case on each instance
+CONFIRM_RUNS = 5  # extra runs of a minimised case before it is reported
 
 
 class Harness:
@@ -63,10 +64,11 @@ class Slot:
     def judge(self, case, stability=STABILITY_RUNS):
         """{'verdict': 'same'|'differs'|'timing', 'diff', 'streams', 'note'}"""
         first = self.run_once(case)
-        diff = compare.compare(case["protocol"], first["stock"][1], first["ours"][1])
+        diff = compare.compare(case, first["stock"][1], first["ours"][1])
         notes = "; ".join(f"{n}: {first[n][0].note}" for n in first if first[n][0].note)
         result = {"verdict": "same", "diff": diff, "note": notes,
-                  "streams": {n: first[n][0].as_dict() for n in first}}
+                  "streams": {n: first[n][0].as_dict() for n in first},
+                  "normalised": {n: first[n][1] for n in first}}
         if diff is None:
             return result
         result["verdict"] = "differs"
@@ -97,7 +99,7 @@ def worker_main(harness, j, tasks, results):
             elif task[0] == "minimise":
                 _, case, signature, budget = task
                 small = minimise(slot, case, signature, budget)
-                results.put(("minimised", signature, small, slot.judge(small)))
+                results.put(("minimised", signature, small, slot.judge(small, CONFIRM_RUNS)))
             elif task[0] == "judge":
                 results.put(("judged", task[1], slot.judge(task[1])))
         except Exception:  # a bug of the tester: reported, never hidden
