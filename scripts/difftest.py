@@ -40,7 +40,7 @@ def parse_args():
     p.add_argument("--jobs", type=int, default=4, help="sessions run at once")
     p.add_argument("--out", default="difftest-out", help="where minimised cases go")
     p.add_argument("--replay", metavar="FILE", help="run one saved case and show the streams")
-    p.add_argument("--minimise-budget", type=int, default=300,
+    p.add_argument("--minimise-budget", type=int, default=500,
                    help="runs spent minimising each signature's case")
     p.add_argument("--nginx", default=os.environ.get(
         "DIFFTEST_NGINX", f"{TOP}/nginx-src/objs/nginx"))

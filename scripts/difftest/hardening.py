@@ -10,7 +10,9 @@ is UNLISTED and fails the run.
 To add an item: write the README bullet first, then a predicate here with
 the narrowest evidence that tells it apart, and a line in LISTED naming the
 bullet. Items that a session against a running nginx cannot show (zeroed
-memory, worker_shutdown_timeout) have no entry.
+memory, worker_shutdown_timeout) have no entry. BEYOND_STOCK holds the
+features the directive table marks **beyond stock** that the tester's
+configuration (stock's defaults) can meet.
 """
 
 import base64
@@ -122,18 +124,20 @@ def pipelined_batch_compacted(case, diff, streams):
     (each line fits): stock refuses the line that crosses its end as too
     long, ours compacts the buffer and goes on."""
     limit = BUFFER_LIMITS[case["protocol"]]
-    group = ""
+    groups, group = [], ""
     for step in case["steps"]:
         if step[0] != "send":
             continue
         group += step[1]
         if step[2] == "reply" and step[1].endswith("\n"):
-            offset = 0
-            for line in group.splitlines(keepends=True):
-                offset += len(line)
-                if offset > limit and len(line) <= limit:
-                    return is_error(diff["stock_line"]) or not diff["stock_line"]
+            groups.append(group)  # answered: the buffer may start afresh
             group = ""
+    for group in groups + [group]:
+        offset = 0
+        for line in group.splitlines(keepends=True):
+            offset += len(line)
+            if offset > limit and len(line) <= limit:
+                return is_error(diff["stock_line"]) or not diff["stock_line"]
     return False
 
 
@@ -169,6 +173,13 @@ def half_close_after_login(case, diff, streams):
             and prefixes(streams) and diff["stock_line"] == "")
 
 
+def imap_id_before_login(case, diff, streams):
+    """IMAP ID before login: ours answers it (`* ID NIL`), stock says BAD."""
+    return (case["protocol"] == "imap" and diff["stream"] == "client"
+            and re.search(r"(?im)^\S* ID\b", sent(case)) is not None
+            and diff["ours_line"].startswith("* ID "))
+
+
 LISTED = [
     ("a decoded SASL login or password holding CR, LF or NUL is refused",
      sasl_credential_with_crlf_nul),
@@ -193,9 +204,17 @@ LISTED = [
 ]
 
 
+# Features the README's directive table marks **beyond stock**, outside the
+# hardening list; a session with default directives can meet these.
+BEYOND_STOCK = [
+    ("beyond stock: imap_id, ID before login answered by the proxy (RFC 2971)",
+     imap_id_before_login),
+]
+
+
 def classify(case, diff, streams):
     """The README item a difference is, or None (unlisted)."""
-    for item, predicate in LISTED:
+    for item, predicate in LISTED + BEYOND_STOCK:
         if predicate(case, diff, streams):
             return item
     return None
