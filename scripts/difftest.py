@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import queue
+import signal
 import sys
 import time
 
@@ -164,6 +165,8 @@ def minimise_groups(args, pool, groups, timing, stats, errors):
 
 
 def main():
+    # SIGTERM ends the run like ^C does: through the finally that stops nginx
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     args = parse_args()
     for path in (args.nginx, args.mail_module, args.module):
         if not os.path.exists(path):

@@ -8,6 +8,7 @@ receives belongs to the one session that slot is running.
 """
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -49,19 +50,24 @@ MAIL_COMMON = """
 
 
 def free_ports(count):
-    """`count` distinct loopback ports nobody listens on right now."""
-    socks, ports = [], []
-    try:
-        while len(ports) < count:
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
+    """`count` distinct loopback ports nobody listens on right now, below
+    the ephemeral range (32768-60999 on Linux) so that no client socket of
+    this or another program takes one between here and nginx's bind."""
+    rng = random.Random()
+    start = rng.randrange(10000, 30000 - count)
+    ports = []
+    for port in range(start, 32000):
+        if len(ports) == count:
+            return ports
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            ports.append(port)
+        except OSError:
+            pass
+        finally:
             s.close()
-    return ports
+    raise RuntimeError("not enough free ports below 32000")
 
 
 class SlotPorts:
@@ -80,14 +86,18 @@ class SlotPorts:
         return names
 
 
-def allocate_slots(jobs):
-    """Ports for `jobs` slots of one instance."""
+def allocate_slots(jobs, instances=("stock", "ours")):
+    """Ports for `jobs` slots of each instance, all distinct."""
     variants = [v for group in VARIANTS.values() for v, _, _ in group]
-    ports = free_ports(jobs * (len(variants) + 2))
-    slots = []
-    for j in range(jobs):
-        chunk = ports[j * (len(variants) + 2):(j + 1) * (len(variants) + 2)]
-        slots.append(SlotPorts(dict(zip(variants, chunk)), chunk[-2], chunk[-1]))
+    per_slot = len(variants) + 2
+    ports = free_ports(len(instances) * jobs * per_slot)
+    slots = {}
+    for i, name in enumerate(instances):
+        slots[name] = []
+        for j in range(jobs):
+            at = (i * jobs + j) * per_slot
+            chunk = ports[at:at + per_slot]
+            slots[name].append(SlotPorts(dict(zip(variants, chunk)), chunk[-2], chunk[-1]))
     return slots
 
 
@@ -131,18 +141,18 @@ class Instance:
         self.proc = subprocess.Popen(
             [self.binary, "-p", self.dir, "-c", conf, "-e", f"{self.dir}/error.log"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # nginx writes its pid file once every listen socket is bound
+        pid_file = os.path.join(self.dir, "nginx.pid")
         deadline = time.monotonic() + 20
-        port = next(iter(self.slots[0].listen.values()))
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nginx ({self.name}) did not start: "
-                                   + self.proc.stderr.read().decode(errors="replace"))
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                                   + self.proc.stderr.read().decode(errors="replace")
+                                   + "".join(self.alerts()))
+            if os.path.exists(pid_file):
                 return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"nginx ({self.name}) does not listen on {port}")
+            time.sleep(0.05)
+        raise RuntimeError(f"nginx ({self.name}) did not start within 20 s")
 
     def stop(self, keep=False):
         if self.proc and self.proc.poll() is None:

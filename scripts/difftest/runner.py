@@ -21,7 +21,7 @@ class Harness:
 
     def __init__(self, binary, mail_module, our_module, jobs):
         self.jobs = jobs
-        self.slots = {"stock": allocate_slots(jobs), "ours": allocate_slots(jobs)}
+        self.slots = allocate_slots(jobs)
         self.instances = {
             "stock": Instance("stock", binary, [mail_module], self.slots["stock"]),
             "ours": Instance("ours", binary, [mail_module, our_module], self.slots["ours"]),
