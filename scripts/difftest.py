@@ -138,10 +138,11 @@ def minimise_groups(args, pool, groups, timing, stats, errors):
     for g in groups.values():
         pool.tasks.put(("minimise", g["case"], g["signature"], args.minimise_budget))
     started = last_print = time.monotonic()
-    for done in range(len(groups)):
+    total = len(groups)
+    for done in range(total):
         if time.monotonic() - last_print > 15:
             last_print = time.monotonic()
-            print(f"  minimised {done}/{len(groups)} signatures,"
+            print(f"  minimised {done}/{total} signatures,"
                   f" {time.monotonic() - started:.0f} s", flush=True)
         kind, *rest = pool.results.get()
         if kind == "error":

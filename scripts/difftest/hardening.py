@@ -52,9 +52,13 @@ def sasl_credential_with_crlf_nul(case, diff, streams):
     bad = re.compile(rb"^Auth-(User|Pass): .*%(00|0D|0A)", re.M | re.I)
     if bad.search(streams["stock"]["auth"]) and not bad.search(streams["ours"]["auth"]):
         return True
-    # or the decoded response shows it and ours answered with an error
-    for token in re.findall(r"[A-Za-z0-9+/]{2,}={0,2}", sent(case)):
-        blob = lenient_b64(token)
+    # or a SASL response (an initial response, or a whole line) decodes to
+    # it, and ours answered with an error
+    data = sent(case)
+    tokens = re.findall(r"(?im)^\S*[ \t]*(?:AUTH|AUTHENTICATE)[ \t]+\S+[ \t]+(\S+)", data)
+    tokens += [line.strip() for line in data.splitlines()]
+    for token in tokens:
+        blob = lenient_b64(token) if re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", token) else None
         if blob and (b"\r" in blob or b"\n" in blob or blob.count(b"\0") not in (0, 2)):
             return is_error(diff["ours_line"])
     return False
@@ -84,8 +88,10 @@ def imap_literal_overflow(case, diff, streams):
 
 
 def imap_empty_literal(case, diff, streams):
-    """`{0}` is an empty literal; stock takes one byte of what follows."""
-    return case["protocol"] == "imap" and re.search(r"\{0*\+?\}", sent(case)) is not None
+    """`{0}` is an empty literal; stock takes one byte of what follows.
+    Stock reads `{}` as `{0}` too (it answers `+ OK` to both); `{+}` is no
+    literal for either."""
+    return case["protocol"] == "imap" and re.search(r"\{(?:0+\+?)?\}", sent(case)) is not None
 
 
 def imap_literal_behind_literal(case, diff, streams):
@@ -114,8 +120,8 @@ def retry_without_old_secret(case, diff, streams):
     or digest of the refused attempt."""
     if diff["stream"] != "auth" or not re.match(r"Auth-(Pass|Salt)", diff["stock_line"]):
         return False
-    before = streams["stock"]["auth"].split(diff["stock_line"].encode("latin-1"))[0]
-    return (before.count(b"=== request") >= 2
+    before = streams["stock"]["auth"].splitlines(keepends=True)[:diff["line"]]
+    return (before.count(b"=== request\n") >= 2
             and any(re.search(r"Auth-Wait: *[1-9]", a) for a in case["auth"]))
 
 

@@ -4,6 +4,7 @@ backend) that still differs with the same signature."""
 
 import copy
 import json
+import time
 
 from . import compare
 
@@ -15,15 +16,16 @@ class Budget(Exception):
 class Probe:
     """Runs candidate cases against both instances, within a budget."""
 
-    def __init__(self, slot, signature, budget):
+    def __init__(self, slot, signature, budget, seconds):
         self.slot, self.signature, self.left = slot, signature, budget
+        self.deadline = time.monotonic() + seconds
         self.cache = {}
         self.best = None  # the last (so the smallest) candidate that kept the difference
 
     def __call__(self, case):
         key = json.dumps(case, sort_keys=True)
         if key not in self.cache:
-            if self.left <= 0:
+            if self.left <= 0 or time.monotonic() > self.deadline:
                 raise Budget()
             self.left -= 1
             out = self.slot.run_once(case)
@@ -128,9 +130,10 @@ def minimise_servers(case, probe):
     return dict(case, auth=answers)
 
 
-def minimise(slot, case, signature, budget):
-    """The smallest variant of `case` found within `budget` runs."""
-    probe = Probe(slot, signature, budget)
+def minimise(slot, case, signature, budget, seconds=120):
+    """The smallest variant of `case` found within `budget` runs and
+    `seconds` (a case whose runs wait for timeouts is slow)."""
+    probe = Probe(slot, signature, budget, seconds)
     best = case
     try:
         for stage in (minimise_steps, minimise_servers, minimise_bytes, minimise_steps):

@@ -1,5 +1,6 @@
 """Printing: the run's summary, and a replayed case's streams side by side."""
 
+import hashlib
 import json
 import os
 import re
@@ -36,7 +37,10 @@ def print_replay(case, result_norm):
 
 
 def slug(signature):
-    return re.sub(r"[^A-Za-z0-9]+", "-", signature).strip("-")[:80]
+    """A file name for a signature: readable, and unique by its hash (two
+    signatures may differ only in bytes the readable part drops)."""
+    digest = hashlib.sha1(signature.encode()).hexdigest()[:8]
+    return re.sub(r"[^A-Za-z0-9]+", "-", signature).strip("-")[:72] + "-" + digest
 
 
 def save_case(out_dir, group):
