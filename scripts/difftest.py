@@ -124,8 +124,13 @@ def record_result(stat, groups, timing, case, result):
         t["unstable"].add(result["unstable"])
         return
     stat["differs"] += 1
-    g = groups.setdefault(signature, {"signature": signature, "count": 0, "case": case,
-                                      "minimised": case, "label": None})
+    # one signature can hold several causes: sessions are grouped by the
+    # signature and the label their own (unminimised) case gets, so that a
+    # cause sharing a listed item's signature is minimised on its own
+    raw = hardening.classify(case, result["diff"], result["normalised"]) or "UNLISTED"
+    key = f"{signature} [{raw}]"
+    g = groups.setdefault(key, {"key": key, "signature": signature, "count": 0, "case": case,
+                                "minimised": case, "label": None})
     g["count"] += 1
     if g["case"] is case or len(json.dumps(case)) < len(json.dumps(g["case"])):
         g.update(case=case, minimised=case, diff=result["diff"], streams=result["streams"],
@@ -136,7 +141,7 @@ def minimise_groups(args, pool, groups, timing, stats, errors):
     """Minimises one case per signature, labels it, saves it. A minimised
     case that is not stable over CONFIRM_RUNS moves to timing-dependent."""
     for g in groups.values():
-        pool.tasks.put(("minimise", g["case"], g["signature"], args.minimise_budget))
+        pool.tasks.put(("minimise", g["key"], g["case"], g["signature"], args.minimise_budget))
     started = last_print = time.monotonic()
     total = len(groups)
     for done in range(total):
@@ -148,15 +153,18 @@ def minimise_groups(args, pool, groups, timing, stats, errors):
         if kind == "error":
             errors.append(rest[1])
             continue
-        signature, small, result = rest
-        g = groups[signature]
+        key, small, result = rest
+        g = groups[key]
+        signature = g["signature"]
         if result["verdict"] == "timing":
-            del groups[signature]
+            del groups[key]
             stats[small["protocol"]]["differs"] -= g["count"]
             stats[small["protocol"]]["timing"] += g["count"]
-            timing[signature] = dict(g, case=small, label="timing-dependent",
-                                     unstable={result["unstable"]}, diff=result["diff"],
-                                     streams=result["streams"])
+            t = timing.setdefault(signature, dict(g, count=0, case=small, unstable=set(),
+                                                  label="timing-dependent", diff=result["diff"],
+                                                  streams=result["streams"]))
+            t["count"] += g["count"]
+            t["unstable"].add(result["unstable"])
             continue
         if result["diff"] and result["diff"]["signature"] == signature:
             g.update(minimised=small, diff=result["diff"], streams=result["streams"],

@@ -45,7 +45,7 @@ def slug(signature):
 
 def save_case(out_dir, group):
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, f"{slug(group['signature'])}.json")
+    path = os.path.join(out_dir, f"{slug(group.get('key', group['signature']))}.json")
     with open(path, "w") as f:
         json.dump({"signature": group["signature"], "label": group["label"],
                    "count": group["count"], "case": group["minimised"],
@@ -62,7 +62,7 @@ def print_summary(stats, groups, timing, errors, elapsed):
         print("\ndifferences by signature:")
     for g in sorted(groups.values(), key=lambda g: -g["count"]):
         label = f"listed: {g['label']}" if g["label"] else "UNLISTED"
-        print(f"  {g['count']:6d}  {g['signature']}\n          {label}"
+        print(f"  {g['count']:6d}  {g['key']}\n          {label}"
               + (f"\n          case: {g['path']}" if g.get("path") else ""))
     if timing:
         print("\ntiming-dependent (stock or ours differs from itself between runs):")

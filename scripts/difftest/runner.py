@@ -97,9 +97,9 @@ def worker_main(harness, j, tasks, results):
                 case = generate(protocol, seed, index)
                 results.put(("judged", case, slot.judge(case)))
             elif task[0] == "minimise":
-                _, case, signature, budget = task
+                _, key, case, signature, budget = task
                 small = minimise(slot, case, signature, budget)
-                results.put(("minimised", signature, small, slot.judge(small, CONFIRM_RUNS)))
+                results.put(("minimised", key, small, slot.judge(small, CONFIRM_RUNS)))
             elif task[0] == "judge":
                 results.put(("judged", task[1], slot.judge(task[1])))
         except Exception:  # a bug of the tester: reported, never hidden
