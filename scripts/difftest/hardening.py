@@ -94,13 +94,14 @@ def imap_empty_literal(case, diff, streams):
 
 
 def imap_literal_behind_literal(case, diff, streams):
-    """A literal right behind a literal (no space between) is refused."""
+    """As nginx 1.29.6: a literal is followed by SP or CRLF only (a literal
+    right behind a literal included); stock 1.28 reads on."""
     if case["protocol"] != "imap":
         return False
     data = sent(case)
     for m in re.finditer(r"\{(\d{1,6})\+?\}\r?\n", data):
         after = m.end() + int(m.group(1))
-        if data[after:after + 1] == "{":
+        if data[after:after + 1] not in ("", " ", "\r", "\n"):
             return True
     return False
 
@@ -185,6 +186,63 @@ def imap_id_before_login(case, diff, streams):
             and diff["ours_line"].startswith("* ID "))
 
 
+def wait_without_delay(case, diff, streams):
+    """`Auth-Status: WAIT` with no (or a zero) `Auth-Wait`: stock asks the
+    auth server again for ever, ours acts on the next answer; stock's auth
+    stream has more requests."""
+    waits = [a for a in case["auth"]
+             if re.search(r"(?im)^Auth-Status:[ \t]*WAIT[ \t]*\r?$", a)
+             and not re.search(r"(?im)^Auth-Wait:[ \t]*[1-9]", a)]
+    requests = {k: streams[k]["auth"].count(b"=== request\n") for k in streams}
+    return bool(waits) and requests["stock"] > requests["ours"]
+
+
+def smtp_empty_auth_status(case, diff, streams):
+    """SMTP: an empty `Auth-Status` is a refusal in ours (`535 5.7.0`);
+    stock takes it for OK."""
+    empty = any(re.search(r"(?im)^Auth-Status:[ \t]*\r?$", a) for a in case["auth"])
+    return (case["protocol"] == "smtp" and empty
+            and b"535 5.7.0" in streams["ours"]["client"]
+            and b"535 5.7.0" not in streams["stock"]["client"])
+
+
+def imap_continuation_measured_alone(case, diff, streams):
+    """IMAP: an AUTHENTICATE continuation line that fits `imap_client_buffer`
+    on its own, but not with the AUTHENTICATE stock keeps in its buffer:
+    stock refuses it as too long, ours takes it."""
+    limit = BUFFER_LIMITS["imap"]
+    data = sent(case)
+    command = re.search(r"(?im)^\S+ AUTHENTICATE\b[^\n]*\n", data)
+    if case["protocol"] != "imap" or not command:
+        return False
+    rest = data[command.end():].splitlines(keepends=True)
+    crossing = any(len(line) <= limit < len(command.group(0)) + len(line) for line in rest[:1])
+    return crossing and "BAD invalid command" in diff["stock_line"]
+
+
+def imap_tag_after_wait(case, diff, streams):
+    """IMAP: after a refusal with `Auth-Wait`, an invalid line gets `* BAD`
+    in ours; stock answers with a tag cut from the line at the old tag's
+    length."""
+    waited = any(re.search(r"(?im)^Auth-Wait:[ \t]*[1-9]", a) for a in case["auth"])
+    return (case["protocol"] == "imap" and waited and diff["stream"] == "client"
+            and diff["ours_line"].startswith("* BAD")
+            and diff["stock_line"].endswith("BAD invalid command\r\n")
+            and not diff["stock_line"].startswith("* "))
+
+
+def smtp_cram_digest_left_behind(case, diff, streams):
+    """SMTP: a CRAM-MD5 response whose digest has the wrong length; stock
+    keeps it as the password and sends it with a following AUTH EXTERNAL,
+    ours sends none."""
+    data = sent(case)
+    return (case["protocol"] == "smtp" and diff["stream"] == "auth"
+            and re.search(r"(?i)AUTH CRAM-MD5", data) is not None
+            and re.search(r"(?i)AUTH EXTERNAL", data) is not None
+            and diff["stock_line"].startswith("Auth-Pass: ")
+            and diff["stock_line"].strip() != "Auth-Pass:")
+
+
 LISTED = [
     ("a decoded SASL login or password holding CR, LF or NUL is refused",
      sasl_credential_with_crlf_nul),
@@ -195,7 +253,7 @@ LISTED = [
     ("IMAP: a {0} literal is empty", imap_empty_literal),
     ("IMAP: a bad user name in AUTHENTICATE LOGIN gets a tagged BAD",
      imap_authenticate_login_tag),
-    ("IMAP: a literal right behind a literal is refused", imap_literal_behind_literal),
+    ("IMAP: a literal is followed by SP or CRLF only", imap_literal_behind_literal),
     ("a retry after a refusal starts with no password or digest of the refused attempt",
      retry_without_old_secret),
     ("a pipelined batch that crosses the command buffer is compacted",
@@ -206,6 +264,15 @@ LISTED = [
      smtp_pipelined_behind_refused_mail),
     ("after login, a side that closes only its write half is half-closed",
      half_close_after_login),
+    ("after Auth-Status: WAIT with no Auth-Wait, the session acts on the next answer",
+     wait_without_delay),
+    ("SMTP: an empty Auth-Status is a refusal (535 5.7.0)", smtp_empty_auth_status),
+    ("IMAP: an AUTHENTICATE continuation line is measured on its own",
+     imap_continuation_measured_alone),
+    ("IMAP: after a refusal with Auth-Wait, an invalid line is answered * BAD",
+     imap_tag_after_wait),
+    ("SMTP: a CRAM-MD5 digest of the wrong length leaves nothing behind",
+     smtp_cram_digest_left_behind),
 ]
 
 
