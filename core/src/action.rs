@@ -47,6 +47,30 @@ pub enum Action<'c> {
     },
 }
 
+impl<'c> Action<'c> {
+    /// The refusal of a line the parser rejects: counted toward
+    /// `max_errors`.
+    pub fn malformed(reply: Reply<'c>) -> Action<'c> {
+        Action::Invalid {
+            reason: Invalid(None),
+            reply,
+            quit: false,
+            counted: true,
+        }
+    }
+
+    /// The refusal of a well-formed command, with the reason to log; stock
+    /// does not count it toward `max_errors`.
+    pub fn refused(reason: Invalid, reply: Reply<'c>) -> Action<'c> {
+        Action::Invalid {
+            reason,
+            reply,
+            quit: false,
+            counted: false,
+        }
+    }
+}
+
 impl Action<'_> {
     /// Whether freenginx's `max_commands` counts it: every command the
     /// parser accepted, refused or not, but neither a line the parser

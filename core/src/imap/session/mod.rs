@@ -124,24 +124,14 @@ impl ImapSession {
     /// counted toward `max_errors` as the parser's are.
     fn malformed(&mut self) -> Action<'static> {
         self.sasl = None;
-        Action::Invalid {
-            reason: Invalid(None),
-            reply: self.tagged_reply(b"", BAD),
-            quit: false,
-            counted: true,
-        }
+        Action::malformed(self.tagged_reply(b"", BAD))
     }
 
     /// `tag BAD` for a well-formed command refused here, with the reason to
     /// log; stock does not count it toward `max_errors`.
     fn refused(&mut self, reason: Invalid) -> Action<'static> {
         self.sasl = None;
-        Action::Invalid {
-            reason,
-            reply: self.tagged_reply(b"", BAD),
-            quit: false,
-            counted: false,
-        }
+        Action::refused(reason, self.tagged_reply(b"", BAD))
     }
 
     fn command(&mut self, verb: Verb, args: &[Vec<u8>], cfg: &Config<'_>) -> Action<'static> {

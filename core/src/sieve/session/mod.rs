@@ -40,12 +40,7 @@ pub fn capability<'c>(cfg: &Config<'c>) -> &'c [u8] {
 }
 
 fn refused(reason: Invalid) -> Action<'static> {
-    Action::Invalid {
-        reason,
-        reply: Cow::Borrowed(INVALID),
-        quit: false,
-        counted: false,
-    }
+    Action::refused(reason, Cow::Borrowed(INVALID))
 }
 
 /// A line the parser rejected, counted toward `max_errors`.

@@ -231,26 +231,14 @@ impl SmtpSession {
     }
 }
 
-/// `500 5.5.1 Invalid command` for a line the parser rejects: counted
-/// toward `max_errors`.
+/// `500 5.5.1 Invalid command` for a line the parser rejects.
 fn malformed() -> Action<'static> {
-    Action::Invalid {
-        reason: Invalid(None),
-        reply: Cow::Borrowed(INVALID_COMMAND),
-        quit: false,
-        counted: true,
-    }
+    Action::malformed(Cow::Borrowed(INVALID_COMMAND))
 }
 
-/// `500 5.5.1 Invalid command` for a well-formed command refused here, with
-/// the reason to log; stock does not count it toward `max_errors`.
+/// `500 5.5.1 Invalid command` for a well-formed command refused here.
 fn refused(reason: Invalid) -> Action<'static> {
-    Action::Invalid {
-        reason,
-        reply: Cow::Borrowed(INVALID_COMMAND),
-        quit: false,
-        counted: false,
-    }
+    Action::refused(reason, Cow::Borrowed(INVALID_COMMAND))
 }
 
 #[cfg(test)]
