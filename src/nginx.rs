@@ -170,6 +170,27 @@ impl Conn {
         Conn(c)
     }
 
+    /// The peer's address and port, when it is an IP one.
+    pub fn peer_addr(self) -> Option<std::net::SocketAddr> {
+        // SAFETY: the connection is live; its sockaddr lives in its pool.
+        unsafe { crate::resolve::socket_addr_of((*self.0).sockaddr, (*self.0).socklen) }
+    }
+
+    /// The address and port the peer connected to, when it is an IP one.
+    /// For a socket bound to a wildcard address nginx asks the kernel once
+    /// and keeps the answer in the connection's pool, so a later call
+    /// reads it even after the socket is closed.
+    pub fn local_addr(self) -> Option<std::net::SocketAddr> {
+        // SAFETY: the connection is live; nginx fills local_sockaddr in its
+        // pool or fails.
+        unsafe {
+            if nginx_sys::ngx_connection_local_sockaddr(self.0, ptr::null_mut(), 0) != 0 {
+                return None;
+            }
+            crate::resolve::socket_addr_of((*self.0).local_sockaddr, (*self.0).local_socklen)
+        }
+    }
+
     pub fn raw(self) -> *mut ngx_connection_t {
         self.0
     }

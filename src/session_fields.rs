@@ -287,18 +287,9 @@ impl Session {
     /// port, the address and port it connected to, the connection number;
     /// `None` for a client that is not on IP.
     pub fn client_info(self) -> Option<mail_core::upstream::ClientInfo> {
-        let c = self.connection();
-        // SAFETY: c is live; nginx fills local_sockaddr in its pool or fails.
-        let (peer, local, number) = unsafe {
-            if nginx_sys::ngx_connection_local_sockaddr(c, ptr::null_mut(), 0) != 0 {
-                return None;
-            }
-            (
-                crate::resolve::socket_addr_of((*c).sockaddr, (*c).socklen)?,
-                crate::resolve::socket_addr_of((*c).local_sockaddr, (*c).local_socklen)?,
-                (*c).number,
-            )
-        };
+        let (peer, local) = (self.client().peer_addr()?, self.client().local_addr()?);
+        // SAFETY: the connection is live.
+        let number = unsafe { (*self.connection()).number };
         Some(mail_core::upstream::ClientInfo {
             addr: self.client_addr().to_vec(),
             port: peer.port(),

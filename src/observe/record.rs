@@ -68,12 +68,9 @@ pub fn start(sess: Session) {
     if !conf.active() {
         return;
     }
-    let c = sess.connection();
-    // SAFETY: c is live: the server's address is looked up (and kept in
-    // the pool) now, while the socket is open.
-    unsafe {
-        let _ = nginx_sys::ngx_connection_local_sockaddr(c, ptr::null_mut(), 0);
-    }
+    // the server's address is looked up (and kept in the pool) now, while
+    // the socket is open
+    let _ = sess.client().local_addr();
     let rec = Box::into_raw(Box::new(Record {
         cleanup: ngx_pool_cleanup_t {
             handler: Some(pool_cleanup),
@@ -298,8 +295,9 @@ fn finish(r: &mut Record) {
         (
             bytes(&(*s).login),
             bytes(&(*cscf.protocol).name),
-            crate::resolve::socket_addr_of((*c).sockaddr, (*c).socklen),
-            crate::resolve::socket_addr_of((*c).local_sockaddr, (*c).local_socklen),
+            // the local address was looked up at the start: read, not asked
+            crate::nginx::Conn::from_raw(c).peer_addr(),
+            crate::nginx::Conn::from_raw(c).local_addr(),
             bytes(&(*c).addr_text),
             sent,
         )

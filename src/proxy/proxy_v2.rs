@@ -5,23 +5,18 @@
 use core::ffi::CStr;
 
 use mail_core::proxy_protocol::{v2_header, Addresses};
-use nginx_sys::ngx_connection_local_sockaddr;
 
 use crate::nginx::Conn;
-use crate::resolve::socket_addr_of;
 
 /// The v2 header for the client connection `c`; `None` when nginx cannot
 /// tell the local address.
 pub fn header(c: Conn) -> Option<Vec<u8>> {
-    let raw = c.raw();
-    // SAFETY: c is live; nginx fills local_sockaddr (in its pool) or fails.
-    let addrs: Addresses = unsafe {
-        if ngx_connection_local_sockaddr(raw, core::ptr::null_mut(), 0) != 0 {
-            return None;
-        }
-        socket_addr_of((*raw).sockaddr, (*raw).socklen)
-            .zip(socket_addr_of((*raw).local_sockaddr, (*raw).local_socklen))
-    };
+    let local = c.local_addr();
+    if local.is_none() && c.peer_addr().is_some() {
+        // an IP client whose local address nginx could not tell
+        return None;
+    }
+    let addrs: Addresses = c.peer_addr().zip(local);
     Some(with_tls(c, |tls| v2_header(addrs, tls)))
 }
 
