@@ -1,3 +1,4 @@
+mod buffers;
 pub mod conf;
 mod login;
 pub mod module;

@@ -19,6 +19,7 @@ use nginx_sys::{
     ngx_handle_write_event, ngx_int_t, ngx_post_event, ngx_posted_events, ngx_uint_t,
 };
 
+use super::buffers;
 use super::conf;
 use super::splice;
 use crate::ffi::{log, ETIMEDOUT, LOG_INFO, NGX_AGAIN, NGX_ERROR};
@@ -40,8 +41,8 @@ pub fn start(sess: Session) {
         sess.clear_states();
         rate::start(sess);
         // As stock: the client's command buffer carries the client's side
-        // (with anything it pipelined), so an idle session holds no more
-        // memory than a stock one (128 bytes for POP3, a page for IMAP/SMTP).
+        // (with anything it pipelined); once drained, it is given back
+        // like the backend's (`buffers`).
         let pending = (*(*s).buffer).last.offset_from((*(*s).buffer).pos) as usize;
 
         (*(*c).read).handler = Some(handler);
@@ -167,6 +168,9 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
                     splice::Step::Failed => return close(sess),
                 }
             }
+            if (*(*src).read).ready() != 0 && !buffers::acquire(sess.pool(), b) {
+                return close(sess);
+            }
             let room = (*b).end.offset_from((*b).last) as usize;
             if room > 0 && (*(*src).read).ready() != 0 {
                 (*(*c).log).action = recv_action.as_ptr().cast_mut();
@@ -217,6 +221,9 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
             sess.set_action(c"proxying");
             return close(sess);
         }
+        // a drained direction holds no memory while it waits
+        buffers::release(sess.pool(), (*s).buffer);
+        buffers::release(sess.pool(), (*(*s).proxy).buffer);
         // only reached with half_close(): pass each end on, once
         if (client_over && !shut_write(uc)) || (upstream_over && !shut_write(client)) {
             return close(sess);
