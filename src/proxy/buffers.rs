@@ -41,7 +41,7 @@ std::thread_local! {
 /// # Safety
 /// `b` is a live temp buffer allocated in `pool`, whose memory (if any)
 /// came from `pool` or from `acquire` with the same pool.
-pub unsafe fn release(pool: *mut ngx_pool_t, b: *mut ngx_buf_t) {
+pub unsafe fn release(pool: *mut ngx_pool_t, b: *mut ngx_buf_t, side: &str) {
     // SAFETY: b and pool are live as the caller promises.
     unsafe {
         let start = (*b).start;
@@ -58,6 +58,12 @@ pub unsafe fn release(pool: *mut ngx_pool_t, b: *mut ngx_buf_t) {
         (*b).last = ptr::null_mut();
         (*b).end = ptr::null_mut();
         (*b).file_last = size as i64;
+        crate::mail_debug!(
+            (*pool).log,
+            "mail relay buffer released: {}, {}",
+            side,
+            size
+        );
         let kept = FREE
             .try_with(|free| {
                 let mut free = free.borrow_mut();
@@ -81,7 +87,7 @@ pub unsafe fn release(pool: *mut ngx_pool_t, b: *mut ngx_buf_t) {
 ///
 /// # Safety
 /// As for `release`.
-pub unsafe fn acquire(pool: *mut ngx_pool_t, b: *mut ngx_buf_t) -> bool {
+pub unsafe fn acquire(pool: *mut ngx_pool_t, b: *mut ngx_buf_t, side: &str) -> bool {
     // SAFETY: b and pool are live as the caller promises.
     unsafe {
         if !(*b).start.is_null() {
@@ -123,6 +129,7 @@ pub unsafe fn acquire(pool: *mut ngx_pool_t, b: *mut ngx_buf_t) -> bool {
         (*b).last = start;
         (*b).end = start.add(size);
         (*b).file_last = 0;
+        crate::mail_debug!((*pool).log, "mail relay buffer taken: {}, {}", side, size);
         true
     }
 }

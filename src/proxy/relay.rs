@@ -62,6 +62,10 @@ pub fn start(sess: Session) {
     }
 }
 
+/// The two directions, as the debug log names them.
+const FROM_CLIENT: &str = "client to upstream";
+const FROM_UPSTREAM: &str = "upstream to client";
+
 fn empty(b: *mut ngx_buf_t) -> bool {
     // SAFETY: b is a live buffer.
     unsafe { (*b).pos == (*b).last }
@@ -104,11 +108,12 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
             (*if from_upstream { uc } else { client }).fd,
             (*if from_upstream { client } else { uc }).fd
         );
-        let (src, dst, b, recv_action, send_action) = if from_upstream {
+        let (src, dst, b, side, recv_action, send_action) = if from_upstream {
             (
                 uc,
                 client,
                 (*(*s).proxy).buffer,
+                FROM_UPSTREAM,
                 c"proxying and reading from upstream",
                 c"proxying and sending to client",
             )
@@ -117,6 +122,7 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
                 client,
                 uc,
                 (*s).buffer,
+                FROM_CLIENT,
                 c"proxying and reading from client",
                 c"proxying and sending to upstream",
             )
@@ -168,7 +174,7 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
                     splice::Step::Failed => return close(sess),
                 }
             }
-            if (*(*src).read).ready() != 0 && !buffers::acquire(sess.pool(), b) {
+            if (*(*src).read).ready() != 0 && !buffers::acquire(sess.pool(), b, side) {
                 return close(sess);
             }
             let room = (*b).end.offset_from((*b).last) as usize;
@@ -222,8 +228,8 @@ unsafe extern "C" fn handler(ev: *mut ngx_event_t) {
             return close(sess);
         }
         // a drained direction holds no memory while it waits
-        buffers::release(sess.pool(), (*s).buffer);
-        buffers::release(sess.pool(), (*(*s).proxy).buffer);
+        buffers::release(sess.pool(), (*s).buffer, FROM_CLIENT);
+        buffers::release(sess.pool(), (*(*s).proxy).buffer, FROM_UPSTREAM);
         // only reached with half_close(): pass each end on, once
         if (client_over && !shut_write(uc)) || (upstream_over && !shut_write(client)) {
             return close(sess);
