@@ -267,9 +267,39 @@ impl Session {
         }
     }
 
+    /// The session ends once its last reply is out. What the client sent
+    /// meanwhile and nobody will read is discarded first: closing a socket
+    /// with unread bytes sends a reset, and a reset can make the client's
+    /// kernel drop that last reply before the client reads it. Stock reads
+    /// the socket on every command and so rarely leaves any; this module
+    /// answers a pipelined batch from its buffer, so the socket may still
+    /// hold what came after it.
     pub fn set_quit(self) {
         // SAFETY: s is live.
         unsafe { (*self.0).set_quit(1) };
+        self.discard_unread();
+    }
+
+    /// Reads and drops what the client's socket holds, up to 64 KiB: a
+    /// flood is not read for ever, only what a client sends with its last
+    /// commands.
+    fn discard_unread(self) {
+        let mut scratch = [0u8; 4096];
+        for _ in 0..16 {
+            // SAFETY: the descriptor is the session's open socket; recv
+            // writes at most scratch.len() bytes into scratch.
+            let n = unsafe {
+                nginx_sys::recv(
+                    (*self.connection()).fd,
+                    scratch.as_mut_ptr().cast(),
+                    scratch.len(),
+                    nginx_sys::MSG_DONTWAIT as core::ffi::c_int,
+                )
+            };
+            if n < scratch.len() as isize {
+                break;
+            }
+        }
     }
 
     pub fn send(self) {
