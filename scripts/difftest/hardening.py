@@ -115,14 +115,35 @@ def imap_authenticate_login_tag(case, diff, streams):
             and re.match(r"[^ *]+ BAD", diff["ours_line"]) is not None)
 
 
+def auth_requests(stream):
+    """An auth stream's requests, each as {header name: value}."""
+    out = []
+    for block in stream.split(b"=== request\n")[1:]:
+        fields = {}
+        for line in block.splitlines():
+            name, sep, value = line.partition(b": ")
+            if sep:
+                fields.setdefault(name.decode("latin-1"), value)
+        out.append(fields)
+    return out
+
+
 def retry_without_old_secret(case, diff, streams):
     """A retry after a refusal that waited (Auth-Wait) carries no password
-    or digest of the refused attempt."""
-    if diff["stream"] != "auth" or not re.match(r"Auth-(Pass|Salt)", diff["stock_line"]):
+    or digest of the refused attempt. Seen in the auth stream, or first in
+    what follows from it: with the old password stock logs in to the
+    backend where ours, with none, answers internal server error."""
+    if not any(re.search(r"Auth-Wait: *[1-9]", a) for a in case["auth"]):
         return False
-    before = streams["stock"]["auth"].splitlines(keepends=True)[:diff["line"]]
-    return (before.count(b"=== request\n") >= 2
-            and any(re.search(r"Auth-Wait: *[1-9]", a) for a in case["auth"]))
+    if diff["stream"] == "auth" and re.match(r"Auth-(Pass|Salt)", diff["stock_line"]):
+        before = streams["stock"]["auth"].splitlines(keepends=True)[:diff["line"]]
+        return before.count(b"=== request\n") >= 2
+    stock, ours = (auth_requests(streams[k]["auth"]) for k in ("stock", "ours"))
+    for i in range(1, min(len(stock), len(ours))):
+        old = {r.get("Auth-Pass") for r in stock[:i]} - {None, b""}
+        if stock[i].get("Auth-Pass") in old and ours[i].get("Auth-Pass") == b"":
+            return True
+    return False
 
 
 def pipelined_batch_compacted(case, diff, streams):
@@ -163,8 +184,13 @@ def smtp_pipelined_behind_refused_mail(case, diff, streams):
     difference comes after the 530 reply."""
     if case["protocol"] != "smtp" or case["server"] == "smtp_none" or diff["stream"] != "client":
         return False
-    pipelined = any(re.search(r"(?i)(^|\n)MAIL[^\n]*\n.", s[1], re.S)
-                    for s in case["steps"] if s[0] == "send")
+    # a MAIL line whose end arrives with more bytes behind it (one send)
+    pipelined, offset, data = False, 0, sent(case)
+    for step in (s for s in case["steps"] if s[0] == "send"):
+        end = offset + len(step[1])
+        for m in re.finditer(r"(?i)(?:^|\n)MAIL[^\n]*\n", data[:end]):
+            pipelined |= offset <= m.end() - 1 and m.end() < end
+        offset = end
     before = b"".join(streams["stock"]["client"].splitlines(keepends=True)[:diff["line"]])
     return pipelined and b"530 5.7.1" in before
 
@@ -212,12 +238,14 @@ def imap_continuation_measured_alone(case, diff, streams):
     stock refuses it as too long, ours takes it."""
     limit = BUFFER_LIMITS["imap"]
     data = sent(case)
-    command = re.search(r"(?im)^\S+ AUTHENTICATE\b[^\n]*\n", data)
-    if case["protocol"] != "imap" or not command:
+    if case["protocol"] != "imap" or "BAD invalid command" not in diff["stock_line"]:
         return False
-    rest = data[command.end():].splitlines(keepends=True)
-    crossing = any(len(line) <= limit < len(command.group(0)) + len(line) for line in rest[:1])
-    return crossing and "BAD invalid command" in diff["stock_line"]
+    # any line of an exchange (LOGIN asks twice, PLAIN and CRAM-MD5 once)
+    for command in re.finditer(r"(?im)^\S+ AUTHENTICATE\b[^\n]*\n", data):
+        rest = data[command.end():].splitlines(keepends=True)
+        if any(len(line) <= limit < len(command.group(0)) + len(line) for line in rest[:2]):
+            return True
+    return False
 
 
 def imap_tag_after_wait(case, diff, streams):
@@ -228,17 +256,17 @@ def imap_tag_after_wait(case, diff, streams):
     return (case["protocol"] == "imap" and waited and diff["stream"] == "client"
             and diff["ours_line"].startswith("* BAD")
             and diff["stock_line"].endswith("BAD invalid command\r\n")
-            and not diff["stock_line"].startswith("* "))
+            and diff["stock_line"] != "* BAD invalid command\r\n")
 
 
-def smtp_cram_digest_left_behind(case, diff, streams):
-    """SMTP: a CRAM-MD5 response whose digest has the wrong length; stock
-    keeps it as the password and sends it with a following AUTH EXTERNAL,
-    ours sends none."""
+def cram_digest_left_behind(case, diff, streams):
+    """A CRAM-MD5 response whose digest has the wrong length (SMTP AUTH,
+    IMAP AUTHENTICATE); stock keeps it as the password and sends it with a
+    following EXTERNAL, ours sends none."""
     data = sent(case)
-    return (case["protocol"] == "smtp" and diff["stream"] == "auth"
-            and re.search(r"(?i)AUTH CRAM-MD5", data) is not None
-            and re.search(r"(?i)AUTH EXTERNAL", data) is not None
+    return (diff["stream"] == "auth"
+            and re.search(r"(?i)AUTH(ENTICATE)? CRAM-MD5", data) is not None
+            and re.search(r"(?i)AUTH(ENTICATE)? EXTERNAL", data) is not None
             and diff["stock_line"].startswith("Auth-Pass: ")
             and diff["stock_line"].strip() != "Auth-Pass:")
 
@@ -271,8 +299,8 @@ LISTED = [
      imap_continuation_measured_alone),
     ("IMAP: after a refusal with Auth-Wait, an invalid line is answered * BAD",
      imap_tag_after_wait),
-    ("SMTP: a CRAM-MD5 digest of the wrong length leaves nothing behind",
-     smtp_cram_digest_left_behind),
+    ("a CRAM-MD5 digest of the wrong length leaves nothing behind",
+     cram_digest_left_behind),
 ]
 
 

@@ -8,6 +8,9 @@ receives belongs to the one session that slot is running.
 """
 
 import os
+
+# DIFFTEST_LOG_LEVEL=debug (with --keep) leaves a debug log to read a case by
+LOG_LEVEL = os.environ.get("DIFFTEST_LOG_LEVEL", "info")
 import random
 import shutil
 import signal
@@ -131,7 +134,7 @@ class Instance:
         user = "user root;\n" if os.geteuid() == 0 else ""
         loads = "".join(f"load_module {m};\n" for m in self.modules)
         return (f"{user}{loads}worker_processes 1;\ndaemon off;\n"
-                f"pid {self.dir}/nginx.pid;\nerror_log {self.dir}/error.log info;\n"
+                f"pid {self.dir}/nginx.pid;\nerror_log {self.dir}/error.log {LOG_LEVEL};\n"
                 "events { worker_connections 4096; }\n" + mail_config(self.slots))
 
     def start(self):
