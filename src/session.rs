@@ -308,6 +308,8 @@ impl Session {
     }
 
     pub fn internal_server_error(self) {
+        // it quits as set_quit does
+        self.discard_unread();
         // SAFETY: s is live; this sends the protocol's error and closes.
         unsafe { ngx_mail_session_internal_server_error(self.0) };
     }
