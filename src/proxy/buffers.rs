@@ -15,8 +15,8 @@
 //! with no room, as every reader of the buffer sees it. Its capacity is
 //! kept in `file_last`, which a memory buffer never uses.
 
-use core::cell::RefCell;
 use core::ptr;
+use std::sync::Mutex;
 
 use nginx_sys::{ngx_buf_t, ngx_pool_large_t, ngx_pool_t};
 
@@ -30,9 +30,26 @@ struct FreeBlock {
     size: usize,
 }
 
-std::thread_local! {
-    /// Workers are single-threaded: one list per process.
-    static FREE: RefCell<Vec<FreeBlock>> = const { RefCell::new(Vec::new()) };
+// SAFETY: a block is plain malloc'd memory that no one else points to while
+// it is on the list; workers are single-threaded anyway.
+unsafe impl Send for FreeBlock {}
+
+/// One list per process (a worker is single-threaded; the lock is never
+/// contended). A static, not a thread-local: nginx unloads this module at
+/// exit, after `free_all` emptied it.
+static FREE: Mutex<Vec<FreeBlock>> = Mutex::new(Vec::new());
+
+/// Runs `f` on the free list; None if a panic ever poisoned it.
+fn with_free<R>(f: impl FnOnce(&mut Vec<FreeBlock>) -> R) -> Option<R> {
+    FREE.lock().ok().map(|mut free| f(&mut free))
+}
+
+/// The worker ends: the blocks it kept go back to malloc.
+pub fn free_all() {
+    for block in with_free(core::mem::take).unwrap_or_default() {
+        // SAFETY: the block came from ngx_alloc and is on no pool's list.
+        unsafe { nginx_sys::free(block.start.cast()) };
+    }
 }
 
 /// Gives a drained buffer's memory back. Does nothing to a buffer that
@@ -64,17 +81,15 @@ pub unsafe fn release(pool: *mut ngx_pool_t, b: *mut ngx_buf_t, side: &str) {
             side,
             size
         );
-        let kept = FREE
-            .try_with(|free| {
-                let mut free = free.borrow_mut();
-                if free.len() < FREE_LIST_CAP {
-                    free.push(FreeBlock { start, size });
-                    true
-                } else {
-                    false
-                }
-            })
-            .unwrap_or(false);
+        let kept = with_free(|free| {
+            if free.len() < FREE_LIST_CAP {
+                free.push(FreeBlock { start, size });
+                true
+            } else {
+                false
+            }
+        })
+        .unwrap_or(false);
         if !kept {
             nginx_sys::free(start.cast());
         }
@@ -94,14 +109,11 @@ pub unsafe fn acquire(pool: *mut ngx_pool_t, b: *mut ngx_buf_t, side: &str) -> b
             return true;
         }
         let size = (*b).file_last as usize;
-        let reused = FREE
-            .try_with(|free| {
-                let mut free = free.borrow_mut();
-                let i = free.iter().rposition(|f| f.size == size)?;
-                Some(free.swap_remove(i).start)
-            })
-            .ok()
-            .flatten();
+        let reused = with_free(|free| {
+            let i = free.iter().rposition(|f| f.size == size)?;
+            Some(free.swap_remove(i).start)
+        })
+        .flatten();
         let start = match reused {
             Some(start) => start,
             None => nginx_sys::ngx_alloc(size, (*pool).log).cast::<u8>(),

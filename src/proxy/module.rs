@@ -88,6 +88,7 @@ pub static mut ngx_mail_rs_proxy_module: ngx_module_t = ngx_module_t {
 /// right after, so nothing of ours may be left behind in its statics.
 unsafe extern "C" fn exit_process(_cycle: *mut nginx_sys::ngx_cycle_t) {
     crate::slots::free_retired();
+    super::buffers::free_all();
 }
 
 impl crate::session::ModuleConf for ProxyConf {
