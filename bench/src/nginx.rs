@@ -3,10 +3,30 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::backends::Proto;
+
+/// What a round's nginx has beyond the plain servers.
+#[derive(Clone, Copy)]
+pub struct Shape<'a> {
+    /// Certificate and key: three more servers with `listen ... ssl`.
+    pub tls: Option<(&'a Path, &'a Path)>,
+    /// Workers, their descriptor limit and connections for holding many
+    /// sessions; `reuseport` so the kernel deals connections out evenly.
+    pub workers: usize,
+    pub worker_fds: Option<u64>,
+}
+
+impl Shape<'_> {
+    pub const PLAIN: Shape<'static> = Shape {
+        tls: None,
+        workers: 1,
+        worker_fds: None,
+    };
+}
 
 pub struct Nginx {
     child: Child,
@@ -27,6 +47,7 @@ impl Nginx {
         globals: &str,
         mail_extra: &str,
         backends: &BTreeMap<&'static str, u16>,
+        shape: Shape<'_>,
     ) -> std::io::Result<Nginx> {
         let dir = std::env::temp_dir().join(format!("mailbench.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -35,6 +56,27 @@ impl Nginx {
         for name in ["pop3", "imap", "smtp", "stream", "auth"] {
             ports.insert(name, free_port()?);
         }
+        let mut tls_servers = String::new();
+        if let Some((cert, key)) = shape.tls {
+            for (name, proto) in [("pop3s", "pop3"), ("imaps", "imap"), ("smtps", "smtp")] {
+                let port = free_port()?;
+                ports.insert(name, port);
+                tls_servers.push_str(&format!(
+                    "    server {{ listen 127.0.0.1:{port} ssl; protocol {proto}; \
+                     ssl_certificate {}; ssl_certificate_key {}; }}\n",
+                    cert.display(),
+                    key.display()
+                ));
+            }
+        }
+        let (connections, rlimit) = match shape.worker_fds {
+            Some(fds) => (
+                fds.saturating_sub(64),
+                format!("worker_rlimit_nofile {fds};"),
+            ),
+            None => (10000, String::new()),
+        };
+        let reuseport = if shape.workers > 1 { " reuseport" } else { "" };
         let user = if std::env::var("USER").as_deref() == Ok("root") || running_as_root() {
             "user root;"
         } else {
@@ -43,12 +85,13 @@ impl Nginx {
         let conf = format!(
             r#"{globals}
 {user}
-worker_processes 1;
+worker_processes {workers};
+{rlimit}
 {affinity}
 daemon off;
 error_log {dir}/error.log error;
 pid {dir}/nginx.pid;
-events {{ worker_connections 10000; }}
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     map $http_auth_protocol $backend {{ pop3 {pop3b}; imap {imapb}; smtp {smtpb}; }}
@@ -66,15 +109,16 @@ http {{
 mail {{
     auth_http 127.0.0.1:{auth}/auth;
     {mail_extra}
-    server {{ listen 127.0.0.1:{pop3}; protocol pop3; }}
-    server {{ listen 127.0.0.1:{imap}; protocol imap; }}
-    server {{ listen 127.0.0.1:{smtp}; protocol smtp; }}
-}}
+    server {{ listen 127.0.0.1:{pop3}{reuseport}; protocol pop3; }}
+    server {{ listen 127.0.0.1:{imap}{reuseport}; protocol imap; }}
+    server {{ listen 127.0.0.1:{smtp}{reuseport}; protocol smtp; }}
+{tls_servers}}}
 stream {{
     server {{ listen 127.0.0.1:{stream}; proxy_pass 127.0.0.1:{rawb}; }}
 }}
 "#,
             dir = dir.display(),
+            workers = shape.workers,
             affinity = worker_affinity(),
             pop3b = backends["pop3"],
             imapb = backends["imap"],
@@ -112,15 +156,33 @@ stream {{
         self.ports[proto.name()]
     }
 
-    pub fn worker_pid(&self) -> std::io::Result<String> {
+    /// The `listen ... ssl` server of `proto` (with `Shape::tls`).
+    pub fn tls_port(&self, proto: Proto) -> Option<u16> {
+        let name = match proto {
+            Proto::Pop3 => "pop3s",
+            Proto::Imap => "imaps",
+            Proto::Smtp => "smtps",
+            Proto::Raw => return None,
+        };
+        self.ports.get(name).copied()
+    }
+
+    pub fn worker_pids(&self) -> std::io::Result<Vec<String>> {
         let out = Command::new("pgrep")
             .args(["-P", &self.child.id().to_string()])
             .output()?;
-        String::from_utf8_lossy(&out.stdout)
+        let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
-            .next()
             .map(str::to_owned)
-            .ok_or_else(|| std::io::Error::other("no nginx worker"))
+            .collect();
+        if pids.is_empty() {
+            return Err(std::io::Error::other("no nginx worker"));
+        }
+        Ok(pids)
+    }
+
+    pub fn worker_pid(&self) -> std::io::Result<String> {
+        Ok(self.worker_pids()?.swap_remove(0))
     }
 
     /// CPU time the worker has used, user and system, in seconds.
@@ -138,15 +200,19 @@ stream {{
         }
     }
 
+    /// The workers' resident memory, summed over all of them.
     pub fn worker_rss_kb(&self) -> std::io::Result<u64> {
-        let pid = self.worker_pid()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| std::io::Error::other("no VmRSS"))
+        let mut sum = 0;
+        for pid in self.worker_pids()? {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+            sum += status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| std::io::Error::other("no VmRSS"))?;
+        }
+        Ok(sum)
     }
 
     pub fn stop(mut self) {
