@@ -38,6 +38,32 @@ impl Dial {
     }
 }
 
+/// IP_BIND_ADDRESS_NO_PORT: bind() to port 0 would take a port of the
+/// ephemeral range for this socket alone, whatever the destination, and a
+/// few tens of thousands of such sockets exhaust the range for every
+/// connection on the machine (nginx's to the auth server and the backends
+/// too); with it the port is chosen at connect(), unique per pair only.
+fn no_port_at_bind(s: &TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: the descriptor is the open socket `s` owns; the option value
+    // is a c_int that lives across the call, and its size is given.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 pub struct Conn {
     r: BufReader<Box<dyn AsyncRead + Send + Unpin>>,
     w: Box<dyn AsyncWrite + Send + Unpin>,
@@ -54,6 +80,7 @@ impl Conn {
         let sock = match d.source {
             Some(ip) => {
                 let s = TcpSocket::new_v4()?;
+                no_port_at_bind(&s)?;
                 s.bind(SocketAddr::from((ip, 0)))?;
                 s.connect(to).await?
             }

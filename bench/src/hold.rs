@@ -5,8 +5,9 @@
 //! two in an nginx worker. No process may raise its hard RLIMIT_NOFILE
 //! without CAP_SYS_RESOURCE, so every process gets at most that many: this
 //! process keeps only the client sockets, the fake backends run in a child
-//! (`mailbench --backends-only`), and nginx gets enough workers with
-//! `reuseport` that none of them is the bound. What binds is then this
+//! (`mailbench --backends-only`), and nginx gets enough workers (with
+//! `accept_mutex on`, which skips a worker 7/8 full) that none of them is
+//! the bound. What binds is then this
 //! process's limit, one descriptor per session.
 
 use std::collections::BTreeMap;
@@ -88,11 +89,19 @@ pub fn fd_limits() -> (u64, u64) {
     )
 }
 
-/// Opens sessions until `target` or the first failure; returns them and
-/// the failure if there was one.
-async fn open_all(port: u16, proto: Proto, target: usize) -> (Vec<Conn>, Option<String>) {
+/// Sessions that failed to open (nginx's error log says why) before the
+/// hold gives up: now and then one auth request of tens of thousands is
+/// reset; many mean a limit.
+const MAX_FAILED: usize = 100;
+
+/// Opens sessions until `target`, or until more than MAX_FAILED failed or a
+/// whole batch did; returns them, the number that failed and the first
+/// failure.
+async fn open_all(port: u16, proto: Proto, target: usize) -> (Vec<Conn>, usize, Option<String>) {
     let mut held = Vec::with_capacity(target);
-    while held.len() < target {
+    let mut failed = 0;
+    let mut first = None;
+    while held.len() < target && failed <= MAX_FAILED {
         let batch = (target - held.len()).min(200);
         let tasks: Vec<_> = (0..batch)
             .map(|j| {
@@ -109,19 +118,25 @@ async fn open_all(port: u16, proto: Proto, target: usize) -> (Vec<Conn>, Option<
                 })
             })
             .collect();
-        let mut failed = None;
+        let mut failed_now = 0;
         for t in tasks {
-            match t.await {
-                Ok(Ok(c)) => held.push(c),
-                Ok(Err(e)) => failed = Some(e.to_string()),
-                Err(e) => failed = Some(e.to_string()),
-            }
+            let e = match t.await {
+                Ok(Ok(c)) => {
+                    held.push(c);
+                    continue;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            failed_now += 1;
+            first.get_or_insert(e);
         }
-        if failed.is_some() {
-            return (held, failed);
+        failed += failed_now;
+        if failed_now == batch {
+            break;
         }
     }
-    (held, None)
+    (held, failed, first)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -140,7 +155,7 @@ pub async fn measure(
         soft.saturating_sub(RESERVE) as usize
     };
     // two descriptors per session in a worker; a quarter of its limit
-    // spare for reuseport's uneven deal and the auth requests
+    // spare: accept_mutex stops a worker at 7/8 of its connections
     let workers = (2 * target as u64).div_ceil(hard * 3 / 4).max(1) as usize;
     let shape = Shape {
         tls: None,
@@ -164,27 +179,36 @@ async fn hold(
 ) -> Result<()> {
     let port = n.port(proto);
     // every worker's first sessions grow its pools and tables once
-    let (warm, failed) = open_all(port, proto, 20 * workers).await;
+    let (warm, _, failed) = open_all(port, proto, 20 * workers).await;
     if let Some(e) = failed {
         return Err(e.into());
     }
     drop(warm);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = n.worker_rss_kb()?;
-    let (held, failed) = open_all(port, proto, target).await;
+    let (held, failures, failed) = open_all(port, proto, target).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = n.worker_rss_kb()?;
     let p = proto.name();
     let bound = match &failed {
-        Some(e) => format!("stopped by the first failed session: {e}"),
-        None if held.len() as u64 + RESERVE < soft => "as many as asked (--quick)".to_string(),
-        None => format!(
+        Some(e) if held.len() + failures < target => format!(
+            "stopped after {failures} failed sessions, the first: {e}; nginx: {}",
+            n.first_error().unwrap_or_default()
+        ),
+        _ if (target as u64) + RESERVE < soft => "as many as asked (--quick)".to_string(),
+        _ => format!(
             "mailbench's RLIMIT_NOFILE {soft} (hard {hard}) less {RESERVE} kept: one client \
              socket per session here, the backend's in the --backends-only child, two in a \
              worker ({workers} workers, worker_rlimit_nofile {hard})"
         ),
     };
     eprintln!("  hold {p}: {} sessions; {bound}", held.len());
+    if let (Some(e), true) = (&failed, held.len() + failures >= target) {
+        eprintln!(
+            "  hold {p}: {failures} of {target} failed to open, the first: {e}; nginx: {}",
+            n.first_error().unwrap_or_default()
+        );
+    }
     let gib = (after as f64 - before as f64) / (1024.0 * 1024.0);
     rec.record(
         format!("{p} idle sessions held, {workers} workers"),

@@ -15,7 +15,9 @@ pub struct Shape<'a> {
     /// Certificate and key: three more servers with `listen ... ssl`.
     pub tls: Option<(&'a Path, &'a Path)>,
     /// Workers, their descriptor limit and connections for holding many
-    /// sessions; `reuseport` so the kernel deals connections out evenly.
+    /// sessions. Mail's `listen` has no `reuseport`: several workers get
+    /// `accept_mutex on`, under which a worker more than 7/8 full leaves
+    /// accepting to the others.
     pub workers: usize,
     pub worker_fds: Option<u64>,
 }
@@ -76,7 +78,19 @@ impl Nginx {
             ),
             None => (10000, String::new()),
         };
-        let reuseport = if shape.workers > 1 { " reuseport" } else { "" };
+        // tens of thousands of logins in a few seconds over TCP leave the
+        // auth server's side of each in TIME_WAIT, and a new connection from
+        // a recycled port was now and then reset; a Unix socket has no ports
+        let auth_url = if shape.worker_fds.is_some() {
+            format!("unix:{}/auth.sock:/auth", dir.display())
+        } else {
+            format!("127.0.0.1:{}/auth", ports["auth"])
+        };
+        let accept_mutex = if shape.workers > 1 {
+            " accept_mutex on;"
+        } else {
+            ""
+        };
         let user = if std::env::var("USER").as_deref() == Ok("root") || running_as_root() {
             "user root;"
         } else {
@@ -91,12 +105,13 @@ worker_processes {workers};
 daemon off;
 error_log {dir}/error.log error;
 pid {dir}/nginx.pid;
-events {{ worker_connections {connections}; }}
+events {{ worker_connections {connections};{accept_mutex} }}
 http {{
     access_log off;
     map $http_auth_protocol $backend {{ pop3 {pop3b}; imap {imapb}; smtp {smtpb}; }}
     server {{
         listen 127.0.0.1:{auth};
+        listen unix:{dir}/auth.sock;
         location = /auth {{
             add_header Auth-Status OK;
             add_header Auth-Server 127.0.0.1;
@@ -107,11 +122,11 @@ http {{
     }}
 }}
 mail {{
-    auth_http 127.0.0.1:{auth}/auth;
+    auth_http {auth_url};
     {mail_extra}
-    server {{ listen 127.0.0.1:{pop3}{reuseport}; protocol pop3; }}
-    server {{ listen 127.0.0.1:{imap}{reuseport}; protocol imap; }}
-    server {{ listen 127.0.0.1:{smtp}{reuseport}; protocol smtp; }}
+    server {{ listen 127.0.0.1:{pop3}; protocol pop3; }}
+    server {{ listen 127.0.0.1:{imap}; protocol imap; }}
+    server {{ listen 127.0.0.1:{smtp}; protocol smtp; }}
 {tls_servers}}}
 stream {{
     server {{ listen 127.0.0.1:{stream}; proxy_pass 127.0.0.1:{rawb}; }}
@@ -119,6 +134,7 @@ stream {{
 "#,
             dir = dir.display(),
             workers = shape.workers,
+            auth_url = auth_url,
             affinity = worker_affinity(),
             pop3b = backends["pop3"],
             imapb = backends["imap"],
@@ -198,6 +214,13 @@ stream {{
             (Some(u), Some(s)) => Ok((u + s) / clock_ticks()),
             _ => Err(std::io::Error::other("no utime/stime")),
         }
+    }
+
+    /// The first line of nginx's error log (level error and up), if any:
+    /// what went wrong first.
+    pub fn first_error(&self) -> Option<String> {
+        let log = std::fs::read_to_string(self.dir.join("error.log")).ok()?;
+        log.lines().next().map(str::to_owned)
     }
 
     /// The workers' resident memory, summed over all of them.
