@@ -5,7 +5,8 @@
 //!
 //! Usage: mailbench --nginx BIN --mail-module SO --ours SO
 //!                  [--rounds N] [--quick] [--markdown FILE]
-//!                  [--only login|transfer|idle|hold] [--hold] [--idle-sessions N]
+//!                  [--only login|transfer|idle|idle-tls|hold] [--hold]
+//!                  [--idle-sessions N] [--mail-extra DIRECTIVES]
 //!        mailbench ... --profile pop3|imap|smtp[:stock] [--logins N]
 //!        mailbench --backends-only   (the fake backends alone, for --hold)
 
@@ -35,11 +36,15 @@ struct Options {
     /// 20 of warm-up instead of 20 s of load (for instruction counts).
     logins: Option<usize>,
     markdown: Option<String>,
-    /// `--only login|transfer|idle|hold`: one group of figures.
+    /// `--only login|transfer|idle|idle-tls|hold`: one group of figures
+    /// (`idle-tls`: the TLS half of `idle`).
     only: Option<String>,
     /// `--hold`: the hold group besides the others (it is never in the
     /// default set: tens of thousands of sessions take a minute or more).
     hold: bool,
+    /// `--mail-extra DIRECTIVES`: added to the idle rounds' mail{} block,
+    /// for asking what holds memory (`ssl_session_tickets off;`, ...).
+    mail_extra: String,
     /// `--idle-sessions N`: sessions held open for the memory figure.
     idle_sessions: Option<usize>,
 }
@@ -65,6 +70,7 @@ fn options() -> Result<Options, String> {
         markdown: None,
         only: None,
         hold: false,
+        mail_extra: String::new(),
         idle_sessions: None,
     };
     let mut args = std::env::args().skip(1);
@@ -78,6 +84,7 @@ fn options() -> Result<Options, String> {
             "--markdown" => o.markdown = Some(value()?),
             "--quick" => o.quick = true,
             "--hold" => o.hold = true,
+            "--mail-extra" => o.mail_extra = value()?,
             "--profile" => o.profile = Some(value()?),
             "--logins" => o.logins = Some(value()?.parse().map_err(|e| format!("--logins: {e}"))?),
             "--idle-sessions" => {
@@ -88,8 +95,14 @@ fn options() -> Result<Options, String> {
                 )
             }
             "--only" => match value()?.as_str() {
-                g @ ("login" | "transfer" | "idle" | "hold") => o.only = Some(g.to_string()),
-                g => return Err(format!("--only: {g} is not login, transfer, idle or hold")),
+                g @ ("login" | "transfer" | "idle" | "idle-tls" | "hold") => {
+                    o.only = Some(g.to_string())
+                }
+                g => {
+                    return Err(format!(
+                        "--only: {g} is not login, transfer, idle, idle-tls or hold"
+                    ))
+                }
             },
             _ => return Err(format!("unknown argument {a}")),
         }
@@ -367,7 +380,7 @@ async fn main() {
     }
     // a directory of its own: each nginx start empties its own
     let tls_dir = std::env::temp_dir().join(format!("mailbench-tls.{}", std::process::id()));
-    let tls = if o.runs("idle") {
+    let tls = if o.runs("idle") || o.runs("idle-tls") {
         match tls::setup(&tls_dir) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -444,21 +457,22 @@ async fn main() {
             let samples = if o.quick { 50 } else { 500 };
             let tls_files = tls.as_ref().map(|t| (t.cert.as_path(), t.key.as_path()));
             // plain first, then (with a certificate) TLS on the client side
-            let mut connectors = vec![None];
+            let mut connectors = Vec::new();
+            if o.runs("idle") {
+                connectors.push(None);
+            }
             connectors.extend(tls.as_ref().map(|t| Some(&t.connector)));
             for (connector, proto) in connectors
                 .into_iter()
                 .flat_map(|c| [Proto::Pop3, Proto::Imap, Proto::Smtp].map(|p| (c, p)))
             {
-                if !o.runs("idle") {
-                    break;
-                }
                 // a fresh nginx each time: see idle::measure
                 let shape = nginx::Shape {
                     tls: connector.and(tls_files),
                     ..nginx::Shape::PLAIN
                 };
-                let n = match nginx::Nginx::start(&o.nginx, &globals, "", &ports, shape) {
+                let n = match nginx::Nginx::start(&o.nginx, &globals, &o.mail_extra, &ports, shape)
+                {
                     Ok(n) => n,
                     Err(e) => {
                         eprintln!("mailbench: nginx: {e}");
