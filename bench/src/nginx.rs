@@ -216,11 +216,23 @@ stream {{
         }
     }
 
-    /// The first line of nginx's error log (level error and up), if any:
-    /// what went wrong first.
+    /// nginx's error log (level error and up) in one line: how many
+    /// lines, the first, and the first above [error] if any.
     pub fn first_error(&self) -> Option<String> {
         let log = std::fs::read_to_string(self.dir.join("error.log")).ok()?;
-        log.lines().next().map(str::to_owned)
+        let first = log.lines().next()?;
+        let worse = log.lines().find(|l| {
+            ["[alert]", "[crit]", "[emerg]"]
+                .iter()
+                .any(|w| l.contains(w))
+        });
+        Some(match worse {
+            Some(w) => format!(
+                "{} lines, the first: {first}; the first worse: {w}",
+                log.lines().count()
+            ),
+            None => format!("{} lines, the first: {first}", log.lines().count()),
+        })
     }
 
     /// The workers' resident memory, summed over all of them.
