@@ -78,9 +78,9 @@ impl Nginx {
             ),
             None => (10000, String::new()),
         };
-        // tens of thousands of logins in a few seconds over TCP leave the
-        // auth server's side of each in TIME_WAIT, and a new connection from
-        // a recycled port was now and then reset; a Unix socket has no ports
+        // tens of thousands of logins in a few seconds over TCP leave as
+        // many auth connections in TIME_WAIT, on the ~28,000 ephemeral ports
+        // of one address pair; a Unix socket has no ports to run out of
         let auth_url = if shape.worker_fds.is_some() {
             format!("unix:{}/auth.sock:/auth", dir.display())
         } else {
