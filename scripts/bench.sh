@@ -3,8 +3,15 @@
 # nginx binary (no debug log, -O2, mail as a dynamic module), alternating
 # stock and ours for N rounds with worker_processes 1: login rates and
 # latencies, 16 MiB pass-through per protocol next to a stream proxy_pass,
-# and worker memory per idle proxied session. See BENCHMARKS.md.
+# worker memory per idle proxied session, plain and with TLS on the client
+# side, and wake-up latency of idle sessions. See BENCHMARKS.md.
 # Usage: scripts/bench.sh [--rounds N] [--quick] [--markdown FILE]
+#            [--only login|transfer|idle|idle-tls|hold] [--hold]
+#            [--idle-sessions N] [--mail-extra DIRECTIVES]
+# The hold mode (as many idle sessions as the descriptor limit allows, in
+# several workers) runs only when asked: --only hold, or --hold besides
+# the rest. The openssl command makes the TLS figures' certificate; without
+# it they are left out.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -13,6 +20,8 @@ scripts/build-nginx.sh bench >/dev/null
 NGINX_BUILD_DIR="$top/nginx-src/objs-bench" CARGO_TARGET_DIR="$top/target/bench" \
     cargo build --release --quiet -p ngx-mail-rs
 cargo build --release --quiet -p mailbench
+# the hard limit as it is: raising it needs CAP_SYS_RESOURCE, which a
+# container often lacks (the hold mode says which limit bound it)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # the nginx worker gets the last CPU (worker_cpu_affinity); the load
 # generator and the fake backends stay on the others

@@ -1,11 +1,45 @@
 //! Fast fake POP3, IMAP and SMTP backends, and a raw sender for the stream
 //! proxy ceiling: just enough protocol for nginx's login dialogues, one
-//! command, logout, and bulk transfers of a fixed message.
+//! command, logout, and bulk transfers of a fixed message; the IMAP one
+//! also pushes untagged lines to a chosen session (for backend wake-ups).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Each backend connection's read buffer: 64 KiB for the transfers; a
+/// process that only holds idle sessions (`--backends-only`) sets less.
+pub static READ_BUF: AtomicUsize = AtomicUsize::new(1 << 16);
+
+type Pushers = Mutex<HashMap<u64, mpsc::UnboundedSender<&'static [u8]>>>;
+
+/// IMAP sessions whose login named "bench<N>", by N.
+fn pushers() -> &'static Pushers {
+    static P: OnceLock<Pushers> = OnceLock::new();
+    P.get_or_init(Default::default)
+}
+
+/// Has the IMAP backend write `line` to session `id` unasked; false if
+/// there is no such session.
+pub fn push(id: u64, line: &'static [u8]) -> bool {
+    let p = pushers().lock().unwrap_or_else(|e| e.into_inner());
+    p.get(&id).is_some_and(|tx| tx.send(line).is_ok())
+}
+
+/// The N of a login line naming user "bench<N>" (as a literal or an atom).
+fn session_id(line: &[u8]) -> Option<u64> {
+    let at = line.windows(5).position(|w| w == b"bench")? + 5;
+    let digits: Vec<u8> = line[at..]
+        .iter()
+        .copied()
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
 
 /// The message every backend serves and every client sends: CRLF lines, none
 /// starting with '.', ending with CRLF.
@@ -81,8 +115,34 @@ pub async fn spawn(proto: Proto, message: Arc<Replies>) -> std::io::Result<u16> 
 
 async fn serve(proto: Proto, sock: TcpStream, replies: &Replies) -> std::io::Result<()> {
     let (r, mut w) = sock.into_split();
-    let mut r = BufReader::with_capacity(1 << 16, r);
+    let mut r = BufReader::with_capacity(READ_BUF.load(Ordering::Relaxed), r);
     let mut line = Vec::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut id = None;
+    let result = serve_lines(
+        proto, &mut r, &mut w, &mut line, replies, &tx, &mut rx, &mut id,
+    )
+    .await;
+    if let Some(id) = id {
+        pushers()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_lines(
+    proto: Proto,
+    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    line: &mut Vec<u8>,
+    replies: &Replies,
+    tx: &mpsc::UnboundedSender<&'static [u8]>,
+    rx: &mut mpsc::UnboundedReceiver<&'static [u8]>,
+    id: &mut Option<u64>,
+) -> std::io::Result<()> {
     match proto {
         Proto::Raw => {
             w.write_all(&replies.raw).await?;
@@ -94,11 +154,20 @@ async fn serve(proto: Proto, sock: TcpStream, replies: &Replies) -> std::io::Res
     }
     let mut tag = Vec::new();
     loop {
-        line.clear();
-        if r.read_until(b'\n', &mut line).await? == 0 {
-            return Ok(());
+        // a push interrupts a read half done: what was read stays in `line`
+        tokio::select! {
+            n = r.read_until(b'\n', line) => {
+                if n? == 0 {
+                    return Ok(());
+                }
+            }
+            Some(push) = rx.recv() => {
+                w.write_all(push).await?;
+                continue;
+            }
         }
         let upper = line.to_ascii_uppercase();
+        let line = std::mem::take(line);
         match proto {
             Proto::Pop3 => {
                 if upper.starts_with(b"RETR") {
@@ -113,6 +182,15 @@ async fn serve(proto: Proto, sock: TcpStream, replies: &Replies) -> std::io::Res
             Proto::Imap => {
                 if tag.is_empty() {
                     tag = line.split(|&b| b == b' ').next().unwrap_or(b"*").to_vec();
+                }
+                if id.is_none() {
+                    *id = session_id(&line);
+                    if let Some(id) = *id {
+                        pushers()
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(id, tx.clone());
+                    }
                 }
                 // LOGIN arrives as literals: go on until the line that ends it
                 if line.ends_with(b"}\r\n") {
@@ -143,7 +221,7 @@ async fn serve(proto: Proto, sock: TcpStream, replies: &Replies) -> std::io::Res
                     w.write_all(b"220 ok\r\n").await?;
                 } else if upper.starts_with(b"DATA") {
                     w.write_all(b"354 go on\r\n").await?;
-                    read_data(&mut r).await?;
+                    read_data(r).await?;
                     w.write_all(b"250 queued\r\n").await?;
                 } else if upper.starts_with(b"QUIT") {
                     w.write_all(b"221 bye\r\n").await?;

@@ -5,12 +5,17 @@
 //!
 //! Usage: mailbench --nginx BIN --mail-module SO --ours SO
 //!                  [--rounds N] [--quick] [--markdown FILE]
-//!                  [--only login|transfer|idle] [--idle-sessions N]
+//!                  [--only login|transfer|idle|idle-tls|hold] [--hold]
+//!                  [--idle-sessions N] [--mail-extra DIRECTIVES]
 //!        mailbench ... --profile pop3|imap|smtp[:stock] [--logins N]
+//!        mailbench --backends-only   (the fake backends alone, for --hold)
 
 mod backends;
 mod clients;
+mod hold;
+mod idle;
 mod nginx;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,15 +36,25 @@ struct Options {
     /// 20 of warm-up instead of 20 s of load (for instruction counts).
     logins: Option<usize>,
     markdown: Option<String>,
-    /// `--only login|transfer|idle`: one group of figures.
+    /// `--only login|transfer|idle|idle-tls|hold`: one group of figures
+    /// (`idle-tls`: the TLS half of `idle`).
     only: Option<String>,
+    /// `--hold`: the hold group besides the others (it is never in the
+    /// default set: tens of thousands of sessions take a minute or more).
+    hold: bool,
+    /// `--mail-extra DIRECTIVES`: added to the idle rounds' mail{} block,
+    /// for asking what holds memory (`ssl_session_tickets off;`, ...).
+    mail_extra: String,
     /// `--idle-sessions N`: sessions held open for the memory figure.
     idle_sessions: Option<usize>,
 }
 
 impl Options {
     fn runs(&self, group: &str) -> bool {
-        self.only.as_deref().is_none_or(|g| g == group)
+        match self.only.as_deref() {
+            Some(g) => g == group,
+            None => group != "hold" || self.hold,
+        }
     }
 }
 
@@ -54,6 +69,8 @@ fn options() -> Result<Options, String> {
         logins: None,
         markdown: None,
         only: None,
+        hold: false,
+        mail_extra: String::new(),
         idle_sessions: None,
     };
     let mut args = std::env::args().skip(1);
@@ -66,6 +83,8 @@ fn options() -> Result<Options, String> {
             "--rounds" => o.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--markdown" => o.markdown = Some(value()?),
             "--quick" => o.quick = true,
+            "--hold" => o.hold = true,
+            "--mail-extra" => o.mail_extra = value()?,
             "--profile" => o.profile = Some(value()?),
             "--logins" => o.logins = Some(value()?.parse().map_err(|e| format!("--logins: {e}"))?),
             "--idle-sessions" => {
@@ -76,8 +95,14 @@ fn options() -> Result<Options, String> {
                 )
             }
             "--only" => match value()?.as_str() {
-                g @ ("login" | "transfer" | "idle") => o.only = Some(g.to_string()),
-                g => return Err(format!("--only: {g} is not login, transfer or idle")),
+                g @ ("login" | "transfer" | "idle" | "idle-tls" | "hold") => {
+                    o.only = Some(g.to_string())
+                }
+                g => {
+                    return Err(format!(
+                        "--only: {g} is not login, transfer, idle, idle-tls or hold"
+                    ))
+                }
             },
             _ => return Err(format!("unknown argument {a}")),
         }
@@ -90,7 +115,7 @@ fn options() -> Result<Options, String> {
 
 /// What one figure means for the ratio: higher or lower is better.
 #[derive(Clone, Copy)]
-enum Better {
+pub(crate) enum Better {
     Higher,
     Lower,
 }
@@ -98,14 +123,14 @@ enum Better {
 /// Figures of every run: name -> (unit, better, [stock values], [our values]).
 type Figures = BTreeMap<(usize, String), (&'static str, Better, Vec<f64>, Vec<f64>)>;
 
-struct Recorder<'a> {
+pub(crate) struct Recorder<'a> {
     figures: &'a mut Figures,
     ours: bool,
     order: usize,
 }
 
 impl Recorder<'_> {
-    fn record(&mut self, name: String, unit: &'static str, better: Better, value: f64) {
+    pub(crate) fn record(&mut self, name: String, unit: &'static str, better: Better, value: f64) {
         self.order += 1;
         let entry = self.figures.entry((self.order, name)).or_insert((
             unit,
@@ -121,7 +146,7 @@ impl Recorder<'_> {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -250,67 +275,6 @@ async fn measure_transfers(
     Ok(())
 }
 
-/// Worker memory per idle proxied session, on a worker that has served
-/// nothing else yet: freed memory of earlier sessions would hide the cost.
-async fn measure_idle(
-    rec: &mut Recorder<'_>,
-    n: &nginx::Nginx,
-    proto: Proto,
-    count: usize,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let open_batch = |k: usize| {
-        let port = n.port(proto);
-        (0..k)
-            .map(|_| {
-                tokio::spawn(async move {
-                    let mut c = clients::Conn::open(port).await?;
-                    c.login(proto).await?;
-                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(c)
-                })
-            })
-            .collect::<Vec<_>>()
-    };
-    // the worker's first sessions grow pools and tables once
-    for t in open_batch(20) {
-        t.await??;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = n.worker_rss_kb()?;
-    let mut open = Vec::with_capacity(2 * count);
-    let batch = count.clamp(1, 100);
-    let mut rss = vec![before];
-    // twice: the second time tells what one more session costs, without
-    // what the worker allocated once (tables, the first blocks of lists)
-    for _ in 0..2 {
-        for _ in 0..count / batch {
-            for t in open_batch(batch) {
-                open.push(t.await??);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        rss.push(n.worker_rss_kb()?);
-    }
-    let first = open.len() / 2;
-    let per = |from: u64, to: u64| (to as f64 - from as f64) * 1024.0 / first as f64;
-    let p = proto.name();
-    rec.record(
-        format!("{p} worker RSS per idle session, {first} open"),
-        "bytes",
-        Better::Lower,
-        per(rss[0], rss[1]),
-    );
-    rec.record(
-        format!(
-            "{p} worker RSS per idle session, {first} more ({} open)",
-            open.len()
-        ),
-        "bytes",
-        Better::Lower,
-        per(rss[1], rss[2]),
-    );
-    Ok(())
-}
-
 fn stats(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
@@ -355,6 +319,10 @@ fn table(figures: &Figures) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--backends-only") {
+        backends_only().await;
+        return;
+    }
     let o = match options() {
         Ok(o) => o,
         Err(e) => {
@@ -390,7 +358,8 @@ async fn main() {
         if !stock {
             globals.push_str(&format!(" load_module {};", o.ours));
         }
-        let n = nginx::Nginx::start(&o.nginx, &globals, "", &ports).expect("nginx");
+        let n = nginx::Nginx::start(&o.nginx, &globals, "", &ports, nginx::Shape::PLAIN)
+            .expect("nginx");
         if let Some(count) = o.logins {
             for i in 0..20 + count {
                 if let Err(e) = clients::session(n.port(proto), proto).await {
@@ -409,6 +378,30 @@ async fn main() {
         n.stop();
         return;
     }
+    // a directory of its own: each nginx start empties its own
+    let tls_dir = std::env::temp_dir().join(format!("mailbench-tls.{}", std::process::id()));
+    let tls = if o.runs("idle") || o.runs("idle-tls") {
+        match tls::setup(&tls_dir) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("mailbench: no TLS figures: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let held_backends = if o.runs("hold") {
+        match hold::Backends::spawn() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("mailbench: backends child: {e}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        None
+    };
     let mut figures = Figures::new();
     for round in 1..=o.rounds {
         for ours in [false, true] {
@@ -423,7 +416,13 @@ async fn main() {
                 ours,
                 order: 0,
             };
-            let start = |extra: &str| match nginx::Nginx::start(&o.nginx, &globals, extra, &ports) {
+            let start = |extra: &str| match nginx::Nginx::start(
+                &o.nginx,
+                &globals,
+                extra,
+                &ports,
+                nginx::Shape::PLAIN,
+            ) {
                 Ok(n) => n,
                 Err(e) => {
                     eprintln!("mailbench: nginx: {e}");
@@ -454,20 +453,52 @@ async fn main() {
                 }
                 n.stop();
             }
-            for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
-                if !o.runs("idle") {
-                    break;
-                }
-                let n = start("");
-                let count = o.idle_sessions.unwrap_or(if o.quick { 100 } else { 2000 });
-                if let Err(e) = measure_idle(&mut rec, &n, proto, count).await {
+            let count = o.idle_sessions.unwrap_or(if o.quick { 100 } else { 2000 });
+            let samples = if o.quick { 50 } else { 500 };
+            let tls_files = tls.as_ref().map(|t| (t.cert.as_path(), t.key.as_path()));
+            // plain first, then (with a certificate) TLS on the client side
+            let mut connectors = Vec::new();
+            if o.runs("idle") {
+                connectors.push(None);
+            }
+            connectors.extend(tls.as_ref().map(|t| Some(&t.connector)));
+            for (connector, proto) in connectors
+                .into_iter()
+                .flat_map(|c| [Proto::Pop3, Proto::Imap, Proto::Smtp].map(|p| (c, p)))
+            {
+                // a fresh nginx each time: see idle::measure
+                let shape = nginx::Shape {
+                    tls: connector.and(tls_files),
+                    ..nginx::Shape::PLAIN
+                };
+                let n = match nginx::Nginx::start(&o.nginx, &globals, &o.mail_extra, &ports, shape)
+                {
+                    Ok(n) => n,
+                    Err(e) => {
+                        eprintln!("mailbench: nginx: {e}");
+                        std::process::exit(1);
+                    }
+                };
+                if let Err(e) = idle::measure(&mut rec, &n, proto, count, connector, samples).await
+                {
                     eprintln!("mailbench: {who}: idle {}: {e}", proto.name());
                     std::process::exit(1);
                 }
                 n.stop();
             }
+            if let Some(b) = &held_backends {
+                for proto in [Proto::Imap, Proto::Pop3, Proto::Smtp] {
+                    let r = hold::measure(&mut rec, &o.nginx, &globals, &b.ports, proto, o.quick);
+                    if let Err(e) = r.await {
+                        eprintln!("mailbench: {who}: hold {}: {e}", proto.name());
+                        std::process::exit(1);
+                    }
+                }
+            }
         }
     }
+    drop(held_backends);
+    let _ = std::fs::remove_dir_all(&tls_dir);
     let t = table(&figures);
     println!("{t}");
     if let Some(path) = o.markdown {
@@ -475,4 +506,30 @@ async fn main() {
             eprintln!("mailbench: {path}: {e}");
         }
     }
+}
+
+/// `--backends-only`: the fake backends in a process of their own (the hold
+/// mode's, so that their sockets do not count against the client's
+/// descriptor limit). Prints "name port" pairs on one line, then serves
+/// until its stdin closes.
+async fn backends_only() {
+    // idle sessions only: small read buffers
+    backends::READ_BUF.store(1024, std::sync::atomic::Ordering::Relaxed);
+    let replies = Arc::new(backends::Replies::new(&backends::message(4096)));
+    let mut line = String::new();
+    for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp, Proto::Raw] {
+        match backends::spawn(proto, replies.clone()).await {
+            Ok(port) => line.push_str(&format!("{} {port} ", proto.name())),
+            Err(e) => {
+                eprintln!("mailbench: backend: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    println!("{}", line.trim_end());
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    })
+    .await;
 }

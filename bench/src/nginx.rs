@@ -3,10 +3,32 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::backends::Proto;
+
+/// What a round's nginx has beyond the plain servers.
+#[derive(Clone, Copy)]
+pub struct Shape<'a> {
+    /// Certificate and key: three more servers with `listen ... ssl`.
+    pub tls: Option<(&'a Path, &'a Path)>,
+    /// Workers, their descriptor limit and connections for holding many
+    /// sessions. Mail's `listen` has no `reuseport`: several workers get
+    /// `accept_mutex on`, under which a worker more than 7/8 full leaves
+    /// accepting to the others.
+    pub workers: usize,
+    pub worker_fds: Option<u64>,
+}
+
+impl Shape<'_> {
+    pub const PLAIN: Shape<'static> = Shape {
+        tls: None,
+        workers: 1,
+        worker_fds: None,
+    };
+}
 
 pub struct Nginx {
     child: Child,
@@ -27,6 +49,7 @@ impl Nginx {
         globals: &str,
         mail_extra: &str,
         backends: &BTreeMap<&'static str, u16>,
+        shape: Shape<'_>,
     ) -> std::io::Result<Nginx> {
         let dir = std::env::temp_dir().join(format!("mailbench.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -35,6 +58,39 @@ impl Nginx {
         for name in ["pop3", "imap", "smtp", "stream", "auth"] {
             ports.insert(name, free_port()?);
         }
+        let mut tls_servers = String::new();
+        if let Some((cert, key)) = shape.tls {
+            for (name, proto) in [("pop3s", "pop3"), ("imaps", "imap"), ("smtps", "smtp")] {
+                let port = free_port()?;
+                ports.insert(name, port);
+                tls_servers.push_str(&format!(
+                    "    server {{ listen 127.0.0.1:{port} ssl; protocol {proto}; \
+                     ssl_certificate {}; ssl_certificate_key {}; }}\n",
+                    cert.display(),
+                    key.display()
+                ));
+            }
+        }
+        let (connections, rlimit) = match shape.worker_fds {
+            Some(fds) => (
+                fds.saturating_sub(64),
+                format!("worker_rlimit_nofile {fds};"),
+            ),
+            None => (10000, String::new()),
+        };
+        // tens of thousands of logins in a few seconds over TCP leave as
+        // many auth connections in TIME_WAIT, on the ~28,000 ephemeral ports
+        // of one address pair; a Unix socket has no ports to run out of
+        let auth_url = if shape.worker_fds.is_some() {
+            format!("unix:{}/auth.sock:/auth", dir.display())
+        } else {
+            format!("127.0.0.1:{}/auth", ports["auth"])
+        };
+        let accept_mutex = if shape.workers > 1 {
+            " accept_mutex on;"
+        } else {
+            ""
+        };
         let user = if std::env::var("USER").as_deref() == Ok("root") || running_as_root() {
             "user root;"
         } else {
@@ -43,17 +99,19 @@ impl Nginx {
         let conf = format!(
             r#"{globals}
 {user}
-worker_processes 1;
+worker_processes {workers};
+{rlimit}
 {affinity}
 daemon off;
 error_log {dir}/error.log error;
 pid {dir}/nginx.pid;
-events {{ worker_connections 10000; }}
+events {{ worker_connections {connections};{accept_mutex} }}
 http {{
     access_log off;
     map $http_auth_protocol $backend {{ pop3 {pop3b}; imap {imapb}; smtp {smtpb}; }}
     server {{
         listen 127.0.0.1:{auth};
+        listen unix:{dir}/auth.sock;
         location = /auth {{
             add_header Auth-Status OK;
             add_header Auth-Server 127.0.0.1;
@@ -64,17 +122,19 @@ http {{
     }}
 }}
 mail {{
-    auth_http 127.0.0.1:{auth}/auth;
+    auth_http {auth_url};
     {mail_extra}
     server {{ listen 127.0.0.1:{pop3}; protocol pop3; }}
     server {{ listen 127.0.0.1:{imap}; protocol imap; }}
     server {{ listen 127.0.0.1:{smtp}; protocol smtp; }}
-}}
+{tls_servers}}}
 stream {{
     server {{ listen 127.0.0.1:{stream}; proxy_pass 127.0.0.1:{rawb}; }}
 }}
 "#,
             dir = dir.display(),
+            workers = shape.workers,
+            auth_url = auth_url,
             affinity = worker_affinity(),
             pop3b = backends["pop3"],
             imapb = backends["imap"],
@@ -112,15 +172,33 @@ stream {{
         self.ports[proto.name()]
     }
 
-    pub fn worker_pid(&self) -> std::io::Result<String> {
+    /// The `listen ... ssl` server of `proto` (with `Shape::tls`).
+    pub fn tls_port(&self, proto: Proto) -> Option<u16> {
+        let name = match proto {
+            Proto::Pop3 => "pop3s",
+            Proto::Imap => "imaps",
+            Proto::Smtp => "smtps",
+            Proto::Raw => return None,
+        };
+        self.ports.get(name).copied()
+    }
+
+    pub fn worker_pids(&self) -> std::io::Result<Vec<String>> {
         let out = Command::new("pgrep")
             .args(["-P", &self.child.id().to_string()])
             .output()?;
-        String::from_utf8_lossy(&out.stdout)
+        let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
-            .next()
             .map(str::to_owned)
-            .ok_or_else(|| std::io::Error::other("no nginx worker"))
+            .collect();
+        if pids.is_empty() {
+            return Err(std::io::Error::other("no nginx worker"));
+        }
+        Ok(pids)
+    }
+
+    pub fn worker_pid(&self) -> std::io::Result<String> {
+        Ok(self.worker_pids()?.swap_remove(0))
     }
 
     /// CPU time the worker has used, user and system, in seconds.
@@ -138,15 +216,38 @@ stream {{
         }
     }
 
+    /// nginx's error log (level error and up) in one line: how many
+    /// lines, the first, and the first above [error] if any.
+    pub fn first_error(&self) -> Option<String> {
+        let log = std::fs::read_to_string(self.dir.join("error.log")).ok()?;
+        let first = log.lines().next()?;
+        let worse = log.lines().find(|l| {
+            ["[alert]", "[crit]", "[emerg]"]
+                .iter()
+                .any(|w| l.contains(w))
+        });
+        Some(match worse {
+            Some(w) => format!(
+                "{} lines, the first: {first}; the first worse: {w}",
+                log.lines().count()
+            ),
+            None => format!("{} lines, the first: {first}", log.lines().count()),
+        })
+    }
+
+    /// The workers' resident memory, summed over all of them.
     pub fn worker_rss_kb(&self) -> std::io::Result<u64> {
-        let pid = self.worker_pid()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| std::io::Error::other("no VmRSS"))
+        let mut sum = 0;
+        for pid in self.worker_pids()? {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+            sum += status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| std::io::Error::other("no VmRSS"))?;
+        }
+        Ok(sum)
     }
 
     pub fn stop(mut self) {
