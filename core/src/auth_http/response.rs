@@ -41,6 +41,12 @@ pub enum ParseError {
     InvalidResponse,
     /// A header line nginx would not accept.
     InvalidHeader,
+    /// A `Content-Length` that is not a decimal number, or two that
+    /// differ (kept-alive connections only).
+    InvalidLength,
+    /// `Transfer-Encoding`: chunks were never asked for (kept-alive
+    /// connections only).
+    Chunked,
 }
 
 /// Where the line at the start of `buf` ends: `Ok(Some((line, next)))`
