@@ -1,12 +1,14 @@
 //! The auth_http client on nginx's event loop: one new connection per
-//! attempt, the request built and the response judged by mail-core.
+//! attempt as stock, or with `auth_http_keepalive` a kept one when the
+//! worker has one; the request built and the response judged by mail-core.
 
-use mail_core::auth_http::{decide, parse_response, Decision, ParseError, Request, SmtpEnvelope};
+use mail_core::auth_http::{decide, Decision, ParseError, Request, SmtpEnvelope};
 use mail_core::sasl::{self, Refusal};
 use mail_core::AuthMethod;
 use nginx_sys::ngx_msec_t;
 
-use super::conf;
+use super::read::{read_some, Draining, Read};
+use super::{conf, keepalive};
 use crate::ffi::{shown, ETIMEDOUT, LOG_ERR, LOG_INFO};
 use crate::mail_log;
 use crate::nginx::{Event, Io, Pool};
@@ -21,13 +23,28 @@ const RESPONSE_LIMIT: usize = 1024;
 /// login asked for, the request in flight, and what a sleep ends in.
 pub struct AuthState {
     handover: Handover,
-    attempt: Option<PeerRequest>,
+    pub(super) attempt: Option<PeerRequest>,
     /// True while the session sleeps on `Auth-Wait` before asking again
     /// (false: it sleeps before telling the client of a refusal).
     wait: bool,
     /// A bearer token login refused with `Auth-Error-SASL`: the challenge
     /// is the reply, and this answers the client's dummy response.
     sasl_refusal: Option<Refusal>,
+    /// The attempt's connection was kept from an earlier login and has not
+    /// answered yet: if the server closed it meanwhile, one retry on a new
+    /// connection.
+    pub(super) reused: bool,
+    /// A kept-alive response whose headers are in: the answer, held until
+    /// the body is read to its end so that the connection can be reused.
+    pub(super) draining: Option<Draining>,
+    /// When `auth_http_timeout` runs out for this request: a retry gets
+    /// what is left of it, never more.
+    deadline: ngx_msec_t,
+}
+
+fn now() -> ngx_msec_t {
+    // SAFETY: nginx's clock, updated by the event loop of this thread.
+    unsafe { nginx_sys::ngx_current_msec }
 }
 
 /// The client said enough: ask the auth server (`ngx_mail_auth`).
@@ -38,6 +55,9 @@ pub fn start_login(sess: Session, handover: Handover) {
         attempt: None,
         wait: false,
         sasl_refusal: None,
+        reused: false,
+        draining: None,
+        deadline: 0,
     });
     match sess.buffer() {
         Some(b) if b.is_empty() => b.reset(),
@@ -52,7 +72,7 @@ pub fn start_login(sess: Session, handover: Handover) {
 }
 
 /// The request for this attempt, its TLS strings in `pool`.
-fn build_request(sess: Session, pool: Pool) -> Vec<u8> {
+fn build_request(sess: Session, pool: Pool, keepalive: bool) -> Vec<u8> {
     let ahcf = conf::conf(sess);
     let method = sess
         .with_state(|auth: &mut AuthState| auth.handover.method)
@@ -73,6 +93,7 @@ fn build_request(sess: Session, pool: Pool) -> Vec<u8> {
         smtp: (method == AuthMethod::None).then_some(SmtpEnvelope { helo, from, to }),
         ssl: sess.client_tls(pool, ahcf.pass_client_cert != 0),
         extra_headers: ahcf.extra_headers(),
+        keepalive,
     };
     let out = req.build();
     if req.salted() {
@@ -90,19 +111,63 @@ fn start(sess: Session) {
     let Some(pool) = Pool::create(2048, log) else {
         return sess.internal_server_error();
     };
-    let request = build_request(sess, pool);
+    let keepalive = ahcf.keepalive > 0;
+    let request = build_request(sess, pool, keepalive);
     let Some(mut attempt) = PeerRequest::new(pool, &request, RESPONSE_LIMIT) else {
         return sess.internal_server_error();
     };
-    let connect = attempt.connect(ahcf.peer(), log);
+    let kept = keepalive.then(|| keepalive::take(ahcf.peer())).flatten();
+    let connect = match kept {
+        Some(c) => {
+            crate::mail_debug!(log, "mail auth http reusing a kept connection");
+            attempt.adopt(c);
+            Connect::Done(c)
+        }
+        None => attempt.connect(ahcf.peer(), log),
+    };
+    let deadline = now().wrapping_add(ahcf.timeout);
     // without our state the attempt is dropped with the closure, which
     // frees its pool
     if sess
-        .with_state(|auth: &mut AuthState| auth.attempt = Some(attempt))
+        .with_state(|auth: &mut AuthState| {
+            auth.attempt = Some(attempt);
+            auth.reused = kept.is_some();
+            auth.draining = None;
+            auth.deadline = deadline;
+        })
         .is_none()
     {
         return sess.internal_server_error();
     }
+    launch(sess, connect, ahcf.timeout);
+}
+
+/// A kept connection failed before any byte of the answer (the server
+/// closed it while it was idle): the request once more on a new
+/// connection, within what is left of `auth_http_timeout`.
+fn retry(sess: Session) {
+    crate::mail_debug!(sess.log(), "mail auth http kept connection lost, retrying");
+    let ahcf = conf::conf(sess);
+    let log = sess.log();
+    let connect = sess
+        .with_state(|auth: &mut AuthState| {
+            auth.reused = false;
+            let attempt = auth.attempt.as_mut()?;
+            attempt.restart();
+            Some((attempt.connect(ahcf.peer(), log), auth.deadline))
+        })
+        .flatten();
+    let Some((connect, deadline)) = connect else {
+        return fail(sess);
+    };
+    // wrapping: ngx_msec_t is nginx's wrapping clock
+    let left = deadline.wrapping_sub(now());
+    let left = if (left as isize) > 0 { left } else { 1 };
+    launch(sess, connect, left);
+}
+
+/// Hands the attempt's connection (new or kept) its handlers and timers.
+fn launch(sess: Session, connect: Connect, timeout: ngx_msec_t) {
     let (pc, now) = match connect {
         Connect::Failed => return fail(sess),
         Connect::Pending(pc) => (pc, false),
@@ -110,11 +175,12 @@ fn start(sess: Session) {
     };
     pc.set_data(sess.raw().cast());
     pc.set_pool(sess.pool_handle());
+    pc.set_log(sess.log());
     sess.read_event().set_handler(block_read);
     pc.read().set_handler(read_handler);
     pc.write().set_handler(write_handler);
-    pc.read().add_timer(ahcf.timeout);
-    pc.write().add_timer(ahcf.timeout);
+    pc.read().add_timer(timeout);
+    pc.write().add_timer(timeout);
     if now {
         pc.write().call();
     }
@@ -178,25 +244,28 @@ fn send_request(sess: Session, wev: Event) {
         .with_state(|auth: &mut AuthState| {
             let attempt = auth.attempt.as_mut()?;
             match pc.send(attempt.unsent()) {
+                // a kept connection the server reset meanwhile
+                Io::Error if auth.reused => Some(Err(())),
                 Io::Error => None,
                 Io::Done(n) => {
                     attempt.mark_sent(n);
-                    Some(attempt.unsent().is_empty())
+                    Some(Ok(attempt.unsent().is_empty()))
                 }
-                Io::Again | Io::Closed => Some(false),
+                Io::Again | Io::Closed => Some(Ok(false)),
             }
         })
         .flatten();
     match sent {
         None => fail(sess),
-        Some(true) => {
+        Some(Err(())) => retry(sess),
+        Some(Ok(true)) => {
             wev.set_handler(nothing_to_send);
             wev.del_timer();
             if !wev.handle_write() {
                 fail(sess);
             }
         }
-        Some(false) => {
+        Some(Ok(false)) => {
             if !wev.timer_set() {
                 wev.add_timer(conf::conf(sess).timeout);
             }
@@ -208,15 +277,6 @@ crate::event_handler!(nothing_to_send => ignore);
 
 fn ignore(_sess: Session, _ev: Event) {}
 
-/// What one read of the auth response gave.
-enum Read {
-    Again,
-    Failed,
-    /// RESPONSE_LIMIT bytes and still no whole header.
-    Full,
-    Parsed(Result<Option<mail_core::auth_http::Response>, ParseError>),
-}
-
 crate::event_handler!(read_handler => read_response);
 
 fn read_response(sess: Session, rev: Event) {
@@ -225,29 +285,24 @@ fn read_response(sess: Session, rev: Event) {
     if sess.peer_ends_at_shutdown(pc, finish) || timed_out(rev, sess) {
         return;
     }
-    // the read and the parse run with the attempt borrowed; what may end
-    // the session runs after
-    let read = sess
-        .with_state(|auth: &mut AuthState| {
-            let Some(attempt) = auth.attempt.as_mut() else {
-                return Read::Failed;
-            };
-            let room = attempt.room();
-            if room.is_empty() {
-                return Read::Full;
-            }
-            match pc.recv(room) {
-                Io::Again => Read::Again,
-                Io::Error | Io::Closed => Read::Failed,
-                Io::Done(n) => {
-                    attempt.mark_received(n);
-                    Read::Parsed(parse_response(attempt.response()))
-                }
-            }
-        })
-        .unwrap_or(Read::Failed);
-    let parsed = match read {
-        Read::Again => return,
+    let keepalive = conf::conf(sess).keepalive > 0;
+    // epoll reports readiness once per arrival: read until there is nothing
+    // more (a kept-alive body may be longer than the buffer)
+    let read = loop {
+        // the read and the parse run with the attempt borrowed; what may
+        // end the session runs after
+        let read = sess
+            .with_state(|auth: &mut AuthState| read_some(sess, auth, pc, keepalive))
+            .unwrap_or(Read::Failed);
+        match read {
+            Read::More if rev.ready() => continue,
+            Read::More | Read::Again => return,
+            read => break read,
+        }
+    };
+    let (resp, reusable) = match read {
+        Read::Again | Read::More => return,
+        Read::Retry => return retry(sess),
         Read::Failed => return fail(sess),
         Read::Full => {
             mail_log!(
@@ -258,15 +313,12 @@ fn read_response(sess: Session, rev: Event) {
             );
             return fail(sess);
         }
-        Read::Parsed(parsed) => parsed,
-    };
-    let resp = match parsed {
-        Ok(None) => return,
-        Ok(Some(resp)) => resp,
-        Err(e) => {
+        Read::Invalid(e) => {
             let what = match e {
                 ParseError::InvalidResponse => "invalid response",
-                ParseError::InvalidHeader => "invalid header in response",
+                ParseError::InvalidHeader | ParseError::InvalidLength | ParseError::Chunked => {
+                    "invalid header in response"
+                }
             };
             mail_log!(
                 LOG_ERR,
@@ -277,13 +329,17 @@ fn read_response(sess: Session, rev: Event) {
             );
             return fail(sess);
         }
+        Read::Whole(resp, reusable) => (resp, reusable),
     };
-    // limit_conn may be keyed by the auth server's headers
-    sess.with_state(|auth: &mut AuthState| {
-        if let Some(attempt) = &auth.attempt {
-            crate::limit::conn::keep_auth_keys(sess, attempt.response());
+    if reusable {
+        let ahcf = conf::conf(sess);
+        let kept = sess
+            .with_state(|auth: &mut AuthState| auth.attempt.as_mut().and_then(PeerRequest::release))
+            .flatten();
+        if let Some(c) = kept {
+            keepalive::keep(c, ahcf.peer(), ahcf.keepalive, ahcf.keepalive_timeout);
         }
-    });
+    }
     finish(sess);
     crate::mail_debug!(sess.log(), "mail auth http process headers");
     let have_password = sess.passwd().is_some();

@@ -13,6 +13,11 @@ pub struct AuthHttpConf {
     pub headers: *mut ngx_array_t,
     pub timeout: ngx_msec_t,
     pub pass_client_cert: ngx_flag_t,
+    /// `auth_http_keepalive` (ours): idle connections kept per worker and
+    /// auth server; 0 is stock's one connection per login.
+    pub keepalive: ngx_uint_t,
+    /// How long an idle kept connection waits for the next login.
+    pub keepalive_timeout: ngx_msec_t,
     pub file: *mut u8,
     pub line: ngx_uint_t,
 }

@@ -1,3 +1,5 @@
 pub mod client;
 pub mod conf;
+pub mod keepalive;
 pub mod module;
+mod read;

@@ -5,9 +5,10 @@ use core::mem::offset_of;
 use core::ptr::{self, addr_of, addr_of_mut};
 
 use nginx_sys::{
-    ngx_array_create, ngx_array_push, ngx_command_t, ngx_conf_set_flag_slot,
-    ngx_conf_set_msec_slot, ngx_conf_t, ngx_keyval_t, ngx_module_t, ngx_msec_t, ngx_parse_url,
-    ngx_pcalloc, ngx_str_t, ngx_url_t, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE2,
+    ngx_array_create, ngx_array_push, ngx_atoi, ngx_command_t, ngx_conf_set_flag_slot,
+    ngx_conf_set_msec_slot, ngx_conf_t, ngx_keyval_t, ngx_module_t, ngx_msec_t, ngx_parse_time,
+    ngx_parse_url, ngx_pcalloc, ngx_str_t, ngx_uint_t, ngx_url_t, NGX_CONF_FLAG, NGX_CONF_TAKE1,
+    NGX_CONF_TAKE12, NGX_CONF_TAKE2,
 };
 
 use super::conf::AuthHttpConf;
@@ -25,6 +26,7 @@ crate::directives! {
     c"auth_http_header" => set_auth_http_header, SRV | NGX_CONF_TAKE2, 0, ptr::null_mut();
     c"auth_http_pass_client_cert" =>
         ngx_conf_set_flag_slot, SRV | NGX_CONF_FLAG, offset_of!(AuthHttpConf, pass_client_cert), ptr::null_mut();
+    c"auth_http_keepalive" => set_keepalive, SRV | NGX_CONF_TAKE12, 0, ptr::null_mut();
 }
 
 static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
@@ -48,6 +50,8 @@ unsafe extern "C" fn create_conf(cf: *mut ngx_conf_t) -> *mut c_void {
         }
         (*conf).timeout = ngx_msec_t::MAX;
         (*conf).pass_client_cert = -1;
+        (*conf).keepalive = ngx_uint_t::MAX;
+        (*conf).keepalive_timeout = ngx_msec_t::MAX;
         (*conf).file = (*(*cf).conf_file).file.name.data;
         (*conf).line = (*(*cf).conf_file).line;
         conf.cast()
@@ -86,6 +90,14 @@ unsafe extern "C" fn merge_conf(
     }
     merge(&mut conf.timeout, prev.timeout, ngx_msec_t::MAX, 60000);
     merge(&mut conf.pass_client_cert, prev.pass_client_cert, -1, 0);
+    merge(&mut conf.keepalive, prev.keepalive, ngx_uint_t::MAX, 0);
+    // 60s as the http upstream's keepalive_timeout
+    merge(
+        &mut conf.keepalive_timeout,
+        prev.keepalive_timeout,
+        ngx_msec_t::MAX,
+        60000,
+    );
     if conf.headers.is_null() {
         conf.headers = prev.headers;
         conf.header = prev.header;
@@ -153,6 +165,61 @@ unsafe extern "C" fn set_auth_http(
         if ahcf.uri.len == 0 {
             ahcf.uri = ngx_str(c"/");
         }
+    }
+    CONF_OK
+}
+
+/// `auth_http_keepalive N [timeout=T];`: the words of the http upstream's
+/// `keepalive N` and `keepalive_timeout T`, in one directive as the mail
+/// server has no upstream block.
+unsafe extern "C" fn set_keepalive(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes our conf and the parsed arguments.
+    let (ahcf, args) = unsafe {
+        let a = &*(*cf).args;
+        (
+            &mut *conf.cast::<AuthHttpConf>(),
+            core::slice::from_raw_parts(a.elts.cast::<ngx_str_t>(), a.nelts),
+        )
+    };
+    if ahcf.keepalive != ngx_uint_t::MAX {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: directive arguments live in the configuration's buffers.
+    let text = |s: &ngx_str_t| String::from_utf8_lossy(unsafe { bytes(s) }).into_owned();
+    let Some(number) = args.get(1) else {
+        return CONF_ERROR;
+    };
+    // SAFETY: the argument's bytes.
+    let n = unsafe { ngx_atoi(number.data, number.len) };
+    if n <= 0 {
+        return conf_error(
+            cf,
+            &format!(
+                "invalid value \"{}\" in \"auth_http_keepalive\" directive",
+                text(number)
+            ),
+        );
+    }
+    ahcf.keepalive = n as ngx_uint_t;
+    if let Some(param) = args.get(2) {
+        let p = text(param);
+        let Some(value) = p.strip_prefix("timeout=") else {
+            return conf_error(cf, &format!("invalid parameter \"{p}\""));
+        };
+        let mut s = ngx_str_t {
+            len: value.len(),
+            data: value.as_ptr().cast_mut(),
+        };
+        // SAFETY: s points into `p`, alive for the call.
+        let ms = unsafe { ngx_parse_time(&mut s, 0) };
+        if ms < 0 || ms as u64 >= ngx_msec_t::MAX as u64 {
+            return conf_error(cf, &format!("invalid timeout \"{value}\""));
+        }
+        ahcf.keepalive_timeout = ms as ngx_msec_t;
     }
     CONF_OK
 }
