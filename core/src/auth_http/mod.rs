@@ -176,6 +176,7 @@ impl Request<'_> {
     }
 }
 
+pub mod failover;
 mod framing;
 pub(crate) mod response;
 pub use framing::{frame, Frame, DRAIN_LIMIT};
