@@ -1,8 +1,8 @@
 #!/usr/bin/perl
 
-# Tests for the configuration of auth_http_keepalive (ours; stock 1.28 has
-# none): accepted at both levels, bad forms refused with [emerg] texts in
-# nginx's voice.
+# Tests for the configuration of auth_http_keepalive and auth_http_server
+# (ours; stock 1.28 has neither): accepted at both levels, auth_http_server
+# without auth_http, bad forms refused with [emerg] texts in nginx's voice.
 
 ###############################################################################
 
@@ -25,7 +25,7 @@ my $stock = ($ENV{TEST_NGINX_GLOBALS} // '') !~ /ngx_mail_rs/;
 plan(skip_all => 'these directives are ours; stock 1.28 has none')
 	if $stock;
 
-my $t = Test::Nginx->new()->has(qw/mail pop3/)->plan(6);
+my $t = Test::Nginx->new()->has(qw/mail pop3/)->plan(15);
 
 ###############################################################################
 
@@ -33,7 +33,8 @@ my $d = $t->testdir();
 
 # nginx -t on a mail{} block; returns its output
 sub config_test {
-	my ($mail) = @_;
+	my ($mail, $auth) = @_;
+	$auth //= 'auth_http 127.0.0.1:1/a;';
 	$t->write_file('test.conf', <<"EOF");
 error_log $d/test-error.log;
 pid $d/test.pid;
@@ -41,7 +42,7 @@ $ENV{TEST_NGINX_GLOBALS}
 events {
 }
 mail {
-    auth_http 127.0.0.1:1/a;
+    $auth
 $mail
 }
 EOF
@@ -79,5 +80,50 @@ like(config_test("server { $listen auth_http_keepalive 2 timeout=soon; }"),
 like(config_test("server { $listen auth_http_keepalive 2; auth_http_keepalive 3; }"),
 	qr/\[emerg\] "auth_http_keepalive" directive is duplicate in .*test\.conf:\d+/,
 	'twice');
+
+# auth_http_server
+
+like(config_test(<<"EOF", ''), qr/test is successful/, 'servers at both levels');
+    auth_http_server 127.0.0.1:1/a;
+    auth_http_server http://127.0.0.1:2/b max_fails=3 fail_timeout=30s;
+    auth_http_server unix:/tmp/x.sock:/c max_fails=0;
+    server {
+        $listen
+    }
+    server {
+        listen 127.0.0.1:${\ port(8111)}; protocol pop3;
+        auth_http_server 127.0.0.1:3/d;
+    }
+EOF
+
+like(config_test("server { $listen auth_http_server 127.0.0.1:1/a; }", ''),
+	qr/test is successful/, 'auth_http_server alone in a server');
+
+like(config_test("server { $listen auth_http_server 127.0.0.1:1/a; }"),
+	qr/test is successful/, 'a list replaces the inherited auth_http');
+
+like(config_test("server { $listen auth_http 127.0.0.1:1/a; auth_http_server 127.0.0.1:1/b; }", ''),
+	qr/\[emerg\] "auth_http_server" directive conflicts with "auth_http" in .*test\.conf:\d+/,
+	'auth_http then auth_http_server');
+
+like(config_test("server { $listen auth_http_server 127.0.0.1:1/b; auth_http 127.0.0.1:1/a; }", ''),
+	qr/\[emerg\] "auth_http" directive conflicts with "auth_http_server" in .*test\.conf:\d+/,
+	'auth_http_server then auth_http');
+
+like(config_test("server { $listen auth_http_server 127.0.0.1:1/a max_fails=x; }", ''),
+	qr/\[emerg\] invalid parameter "max_fails=x" in .*test\.conf:\d+/,
+	'bad max_fails');
+
+like(config_test("server { $listen auth_http_server 127.0.0.1:1/a fail_timeout=later; }", ''),
+	qr/\[emerg\] invalid parameter "fail_timeout=later" in .*test\.conf:\d+/,
+	'bad fail_timeout');
+
+like(config_test("server { $listen auth_http_server 127.0.0.1:1/a weight=2; }", ''),
+	qr/\[emerg\] invalid parameter "weight=2" in .*test\.conf:\d+/,
+	'unknown parameter');
+
+like(config_test("server { $listen auth_http_server 127.0.0.1:99999/a; }", ''),
+	qr/\[emerg\] invalid port in auth_http "127\.0\.0\.1:99999\/a" in .*test\.conf:\d+/,
+	'bad url');
 
 ###############################################################################

@@ -2,27 +2,25 @@
 //! attempt as stock, or with `auth_http_keepalive` a kept one when the
 //! worker has one; the request built and the response judged by mail-core.
 
-use mail_core::auth_http::{decide, Decision, ParseError, Request, SmtpEnvelope};
+use mail_core::auth_http::failover::Tried;
+use mail_core::auth_http::{decide, Decision, ParseError};
 use mail_core::sasl::{self, Refusal};
-use mail_core::AuthMethod;
 use nginx_sys::ngx_msec_t;
 
+use super::attempt::{current, retry, server_answered, server_failed, start, time_left};
 use super::read::{read_some, Draining, Read};
 use super::{conf, keepalive};
 use crate::ffi::{shown, ETIMEDOUT, LOG_ERR, LOG_INFO};
 use crate::mail_log;
-use crate::nginx::{Event, Io, Pool};
-use crate::peer::{Connect, PeerRequest};
+use crate::nginx::{Event, Io};
+use crate::peer::PeerRequest;
 use crate::session::Session;
 use crate::state::{ClientDialogue, Handover};
-
-/// nginx reads at most this much of an auth response, as stock does.
-const RESPONSE_LIMIT: usize = 1024;
 
 /// The auth stage's per-session state, in the auth_http module's slot: the
 /// login asked for, the request in flight, and what a sleep ends in.
 pub struct AuthState {
-    handover: Handover,
+    pub(super) handover: Handover,
     pub(super) attempt: Option<PeerRequest>,
     /// True while the session sleeps on `Auth-Wait` before asking again
     /// (false: it sleeps before telling the client of a refusal).
@@ -37,14 +35,15 @@ pub struct AuthState {
     /// A kept-alive response whose headers are in: the answer, held until
     /// the body is read to its end so that the connection can be reused.
     pub(super) draining: Option<Draining>,
-    /// When `auth_http_timeout` runs out for this request: a retry gets
-    /// what is left of it, never more.
-    deadline: ngx_msec_t,
-}
-
-fn now() -> ngx_msec_t {
-    // SAFETY: nginx's clock, updated by the event loop of this thread.
-    unsafe { nginx_sys::ngx_current_msec }
+    /// When `auth_http_timeout` runs out for this request: a retry or the
+    /// next server gets what is left of it, never more.
+    pub(super) deadline: ngx_msec_t,
+    /// The server asked (its index in the conf's list), and the ones this
+    /// request asked before.
+    pub(super) server: usize,
+    pub(super) tried: Tried,
+    /// APOP or CRAM-MD5: the password is forgotten once an answer is in.
+    pub(super) salted: bool,
 }
 
 /// The client said enough: ask the auth server (`ngx_mail_auth`).
@@ -58,6 +57,9 @@ pub fn start_login(sess: Session, handover: Handover) {
         reused: false,
         draining: None,
         deadline: 0,
+        server: 0,
+        tried: Tried::default(),
+        salted: false,
     });
     match sess.buffer() {
         Some(b) if b.is_empty() => b.reset(),
@@ -71,141 +73,26 @@ pub fn start_login(sess: Session, handover: Handover) {
     start(sess);
 }
 
-/// The request for this attempt, its TLS strings in `pool`.
-fn build_request(sess: Session, pool: Pool, keepalive: bool) -> Vec<u8> {
-    let ahcf = conf::conf(sess);
-    let method = sess
-        .with_state(|auth: &mut AuthState| auth.handover.method)
-        .unwrap_or(AuthMethod::Plain);
-    let (helo, from, to) = sess.envelope();
-    let req = Request {
-        uri: ahcf.uri(),
-        host: ahcf.host_header(),
-        method,
-        login: sess.login(),
-        passwd: sess.passwd().unwrap_or_default(),
-        salt: sess.salt().unwrap_or_default(),
-        protocol: sess.protocol_name(),
-        login_attempt: sess.login_attempt(),
-        client_ip: sess.client_addr(),
-        client_host: sess.host(),
-        proxy_protocol: sess.proxy_protocol(),
-        smtp: (method == AuthMethod::None).then_some(SmtpEnvelope { helo, from, to }),
-        ssl: sess.client_tls(pool, ahcf.pass_client_cert != 0),
-        extra_headers: ahcf.extra_headers(),
-        keepalive,
-    };
-    let out = req.build();
-    if req.salted() {
-        // the digest went to the auth server; only Auth-Pass may log in
-        sess.forget_password();
-    }
-    out
-}
-
-/// `ngx_mail_auth_http_init`: connect and send one request.
-fn start(sess: Session) {
-    sess.set_action(c"in http auth state");
-    let log = sess.log();
-    let ahcf = conf::conf(sess);
-    let Some(pool) = Pool::create(2048, log) else {
-        return sess.internal_server_error();
-    };
-    let keepalive = ahcf.keepalive > 0;
-    let request = build_request(sess, pool, keepalive);
-    let Some(mut attempt) = PeerRequest::new(pool, &request, RESPONSE_LIMIT) else {
-        return sess.internal_server_error();
-    };
-    let kept = keepalive.then(|| keepalive::take(ahcf.peer())).flatten();
-    let connect = match kept {
-        Some(c) => {
-            crate::mail_debug!(log, "mail auth http reusing a kept connection");
-            attempt.adopt(c);
-            Connect::Done(c)
-        }
-        None => attempt.connect(ahcf.peer(), log),
-    };
-    let deadline = now().wrapping_add(ahcf.timeout);
-    // without our state the attempt is dropped with the closure, which
-    // frees its pool
-    if sess
-        .with_state(|auth: &mut AuthState| {
-            auth.attempt = Some(attempt);
-            auth.reused = kept.is_some();
-            auth.draining = None;
-            auth.deadline = deadline;
-        })
-        .is_none()
-    {
-        return sess.internal_server_error();
-    }
-    launch(sess, connect, ahcf.timeout);
-}
-
-/// A kept connection failed before any byte of the answer (the server
-/// closed it while it was idle): the request once more on a new
-/// connection, within what is left of `auth_http_timeout`.
-fn retry(sess: Session) {
-    crate::mail_debug!(sess.log(), "mail auth http kept connection lost, retrying");
-    let ahcf = conf::conf(sess);
-    let log = sess.log();
-    let connect = sess
-        .with_state(|auth: &mut AuthState| {
-            auth.reused = false;
-            let attempt = auth.attempt.as_mut()?;
-            attempt.restart();
-            Some((attempt.connect(ahcf.peer(), log), auth.deadline))
-        })
-        .flatten();
-    let Some((connect, deadline)) = connect else {
-        return fail(sess);
-    };
-    // wrapping: ngx_msec_t is nginx's wrapping clock
-    let left = deadline.wrapping_sub(now());
-    let left = if (left as isize) > 0 { left } else { 1 };
-    launch(sess, connect, left);
-}
-
-/// Hands the attempt's connection (new or kept) its handlers and timers.
-fn launch(sess: Session, connect: Connect, timeout: ngx_msec_t) {
-    let (pc, now) = match connect {
-        Connect::Failed => return fail(sess),
-        Connect::Pending(pc) => (pc, false),
-        Connect::Done(pc) => (pc, true),
-    };
-    pc.set_data(sess.raw().cast());
-    pc.set_pool(sess.pool_handle());
-    pc.set_log(sess.log());
-    sess.read_event().set_handler(block_read);
-    pc.read().set_handler(read_handler);
-    pc.write().set_handler(write_handler);
-    pc.read().add_timer(timeout);
-    pc.write().add_timer(timeout);
-    if now {
-        pc.write().call();
-    }
-}
-
 /// Ends the attempt in flight, if any (dropped once our state is no
 /// longer borrowed: that closes its connection and frees its pool).
-fn finish(sess: Session) {
+pub(super) fn finish(sess: Session) {
     drop(
         sess.with_state(|auth: &mut AuthState| auth.attempt.take())
             .flatten(),
     );
 }
 
-fn fail(sess: Session) {
+pub(super) fn fail(sess: Session) {
     crate::observe::auth_failed(sess, false);
     finish(sess);
     sess.internal_server_error();
 }
 
 fn peer_name(sess: Session) -> crate::ffi::Shown<'static> {
-    shown(conf::conf(sess).peer_name())
+    shown(current(sess).map(|s| s.peer_name()).unwrap_or_default())
 }
 
-crate::event_handler!(block_read => client_event);
+crate::event_handler!(pub(super) block_read => client_event);
 
 /// The client talks while the auth server is asked: that waits.
 fn client_event(sess: Session, rev: Event) {
@@ -226,11 +113,11 @@ fn timed_out(ev: Event, sess: Session) -> bool {
     mail_log!(LOG_ERR, ev.log(), errno = ETIMEDOUT;
         "auth http server {} timed out", peer_name(sess));
     crate::observe::auth_failed(sess, true);
-    fail(sess);
+    server_failed(sess);
     true
 }
 
-crate::event_handler!(write_handler => send_request);
+crate::event_handler!(pub(super) write_handler => send_request);
 
 fn send_request(sess: Session, wev: Event) {
     let pc = wev.connection();
@@ -256,7 +143,7 @@ fn send_request(sess: Session, wev: Event) {
         })
         .flatten();
     match sent {
-        None => fail(sess),
+        None => server_failed(sess),
         Some(Err(())) => retry(sess),
         Some(Ok(true)) => {
             wev.set_handler(nothing_to_send);
@@ -267,7 +154,7 @@ fn send_request(sess: Session, wev: Event) {
         }
         Some(Ok(false)) => {
             if !wev.timer_set() {
-                wev.add_timer(conf::conf(sess).timeout);
+                wev.add_timer(time_left(sess));
             }
         }
     }
@@ -277,7 +164,7 @@ crate::event_handler!(nothing_to_send => ignore);
 
 fn ignore(_sess: Session, _ev: Event) {}
 
-crate::event_handler!(read_handler => read_response);
+crate::event_handler!(pub(super) read_handler => read_response);
 
 fn read_response(sess: Session, rev: Event) {
     let pc = rev.connection();
@@ -303,7 +190,7 @@ fn read_response(sess: Session, rev: Event) {
     let (resp, reusable) = match read {
         Read::Again | Read::More => return,
         Read::Retry => return retry(sess),
-        Read::Failed => return fail(sess),
+        Read::Failed => return server_failed(sess),
         Read::Full => {
             mail_log!(
                 LOG_ERR,
@@ -311,7 +198,7 @@ fn read_response(sess: Session, rev: Event) {
                 "auth http server {} sent invalid header in response",
                 peer_name(sess)
             );
-            return fail(sess);
+            return server_failed(sess);
         }
         Read::Invalid(e) => {
             let what = match e {
@@ -327,20 +214,25 @@ fn read_response(sess: Session, rev: Event) {
                 peer_name(sess),
                 what
             );
-            return fail(sess);
+            return server_failed(sess);
         }
         Read::Whole(resp, reusable) => (resp, reusable),
     };
-    if reusable {
+    server_answered(sess);
+    if let Some(server) = current(sess).filter(|_| reusable) {
         let ahcf = conf::conf(sess);
         let kept = sess
             .with_state(|auth: &mut AuthState| auth.attempt.as_mut().and_then(PeerRequest::release))
             .flatten();
         if let Some(c) = kept {
-            keepalive::keep(c, ahcf.peer(), ahcf.keepalive, ahcf.keepalive_timeout);
+            keepalive::keep(c, server.peer(), ahcf.keepalive, ahcf.keepalive_timeout);
         }
     }
     finish(sess);
+    if sess.with_state(|auth: &mut AuthState| auth.salted) == Some(true) {
+        // the digest went to the auth server; only Auth-Pass may log in
+        sess.forget_password();
+    }
     crate::mail_debug!(sess.log(), "mail auth http process headers");
     let have_password = sess.passwd().is_some();
     // judged with the auth state borrowed; acted on after

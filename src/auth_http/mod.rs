@@ -1,3 +1,4 @@
+mod attempt;
 pub mod client;
 pub mod conf;
 pub mod keepalive;

@@ -5,6 +5,8 @@
 //!
 //! Times are milliseconds of the caller's clock; nothing here reads one.
 
+use core::borrow::BorrowMut;
+
 /// One auth server's failure accounting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer {
@@ -91,12 +93,17 @@ pub enum Pick {
 /// The next server in round robin order from `*next` that this login has
 /// not tried and that is not down; `*next` moves past it, so that logins
 /// take turns. A single server is never down (as a single upstream
-/// server).
+/// server). `peers` are the caller's servers, each holding its `Peer`.
 #[expect(
     clippy::arithmetic_side_effects,
     reason = "indices are taken modulo peers.len(), which is not 0 where they are computed"
 )]
-pub fn pick(peers: &mut [Peer], next: &mut usize, tried: &mut Tried, now: u64) -> Pick {
+pub fn pick<P: BorrowMut<Peer>>(
+    peers: &mut [P],
+    next: &mut usize,
+    tried: &mut Tried,
+    now: u64,
+) -> Pick {
     let n = peers.len();
     if n == 0 {
         return Pick::Exhausted;
@@ -108,7 +115,7 @@ pub fn pick(peers: &mut [Peer], next: &mut usize, tried: &mut Tried, now: u64) -
             continue;
         }
         untried = true;
-        let Some(peer) = peers.get_mut(i) else {
+        let Some(peer) = peers.get_mut(i).map(BorrowMut::borrow_mut) else {
             continue;
         };
         if n > 1 && peer.down(now) {
@@ -127,7 +134,7 @@ pub fn pick(peers: &mut [Peer], next: &mut usize, tried: &mut Tried, now: u64) -
         return Pick::Exhausted;
     }
     for peer in peers.iter_mut() {
-        peer.fails = 0;
+        peer.borrow_mut().fails = 0;
     }
     Pick::NoneLive
 }
