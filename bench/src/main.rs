@@ -5,7 +5,7 @@
 //!
 //! Usage: mailbench --nginx BIN --mail-module SO --ours SO
 //!                  [--rounds N] [--quick] [--markdown FILE]
-//!                  [--only login|transfer|idle] [--idle-sessions N]
+//!                  [--only login|keepalive|transfer|idle] [--idle-sessions N]
 //!        mailbench ... --profile pop3|imap|smtp[:stock] [--logins N]
 
 mod backends;
@@ -31,7 +31,7 @@ struct Options {
     /// 20 of warm-up instead of 20 s of load (for instruction counts).
     logins: Option<usize>,
     markdown: Option<String>,
-    /// `--only login|transfer|idle`: one group of figures.
+    /// `--only login|keepalive|transfer|idle`: one group of figures.
     only: Option<String>,
     /// `--idle-sessions N`: sessions held open for the memory figure.
     idle_sessions: Option<usize>,
@@ -76,8 +76,12 @@ fn options() -> Result<Options, String> {
                 )
             }
             "--only" => match value()?.as_str() {
-                g @ ("login" | "transfer" | "idle") => o.only = Some(g.to_string()),
-                g => return Err(format!("--only: {g} is not login, transfer or idle")),
+                g @ ("login" | "keepalive" | "transfer" | "idle") => o.only = Some(g.to_string()),
+                g => {
+                    return Err(format!(
+                        "--only: {g} is not login, keepalive, transfer or idle"
+                    ))
+                }
             },
             _ => return Err(format!("unknown argument {a}")),
         }
@@ -208,6 +212,44 @@ async fn measure_logins(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool) {
             );
         }
     }
+}
+
+/// Logins at 16 concurrent with the auth server's connections counted:
+/// stock opens one per login; ours runs with `auth_http_keepalive`.
+async fn measure_keepalive(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool) {
+    let secs = if quick { 0.5 } else { 3.0 };
+    for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
+        let port = n.port(proto);
+        let _ = login_rate(port, proto, 4, 0.3).await;
+        let cpu_before = n.worker_cpu_secs();
+        let (rate, lat, errors) = login_rate(port, proto, 16, secs).await;
+        let cpu = match (cpu_before, n.worker_cpu_secs()) {
+            (Ok(a), Ok(b)) if !lat.is_empty() => (b - a) / lat.len() as f64 * 1e6,
+            _ => f64::NAN,
+        };
+        if errors > 0 {
+            eprintln!("  {} keepalive: {errors} failed sessions", proto.name());
+        }
+        let p = proto.name();
+        rec.record(
+            format!("{p} logins/s, 16 concurrent, auth keepalive"),
+            "/s",
+            Better::Higher,
+            rate,
+        );
+        rec.record(
+            format!("{p} worker CPU per login, 16 concurrent, auth keepalive"),
+            "us",
+            Better::Lower,
+            cpu,
+        );
+    }
+    rec.record(
+        "auth server connections per login, auth keepalive".to_string(),
+        "conns",
+        Better::Lower,
+        n.auth_connections_per_login().unwrap_or(f64::NAN),
+    );
 }
 
 /// 16 MiB through each protocol and through a stream proxy_pass (the
@@ -390,7 +432,7 @@ async fn main() {
         if !stock {
             globals.push_str(&format!(" load_module {};", o.ours));
         }
-        let n = nginx::Nginx::start(&o.nginx, &globals, "", &ports).expect("nginx");
+        let n = nginx::Nginx::start(&o.nginx, &globals, "", &ports, false).expect("nginx");
         if let Some(count) = o.logins {
             for i in 0..20 + count {
                 if let Err(e) = clients::session(n.port(proto), proto).await {
@@ -423,13 +465,16 @@ async fn main() {
                 ours,
                 order: 0,
             };
-            let start = |extra: &str| match nginx::Nginx::start(&o.nginx, &globals, extra, &ports) {
+            let start_logged = |extra: &str, auth_log: bool| match nginx::Nginx::start(
+                &o.nginx, &globals, extra, &ports, auth_log,
+            ) {
                 Ok(n) => n,
                 Err(e) => {
                     eprintln!("mailbench: nginx: {e}");
                     std::process::exit(1);
                 }
             };
+            let start = |extra: &str| start_logged(extra, false);
             if o.runs("login") || o.runs("transfer") {
                 let n = start("");
                 if o.runs("login") {
@@ -441,6 +486,12 @@ async fn main() {
                         std::process::exit(1);
                     }
                 }
+                n.stop();
+            }
+            if o.runs("keepalive") {
+                // stock has no keepalive: its column is one connection a login
+                let n = start_logged(if ours { "auth_http_keepalive 32;" } else { "" }, true);
+                measure_keepalive(&mut rec, &n, o.quick).await;
                 n.stop();
             }
             if o.runs("transfer") {

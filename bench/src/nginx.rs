@@ -21,12 +21,15 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 impl Nginx {
-    /// `mail_extra`: directives added to the mail{} block.
+    /// `mail_extra`: directives added to the mail{} block. `auth_log`: the
+    /// auth server logs each request's number on its connection, for
+    /// `auth_connections_per_login`.
     pub fn start(
         bin: &str,
         globals: &str,
         mail_extra: &str,
         backends: &BTreeMap<&'static str, u16>,
+        auth_log: bool,
     ) -> std::io::Result<Nginx> {
         let dir = std::env::temp_dir().join(format!("mailbench.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -52,8 +55,10 @@ events {{ worker_connections 10000; }}
 http {{
     access_log off;
     map $http_auth_protocol $backend {{ pop3 {pop3b}; imap {imapb}; smtp {smtpb}; }}
+    log_format requests $connection_requests;
     server {{
         listen 127.0.0.1:{auth};
+        {auth_log}
         location = /auth {{
             add_header Auth-Status OK;
             add_header Auth-Server 127.0.0.1;
@@ -81,6 +86,11 @@ stream {{
             smtpb = backends["smtp"],
             rawb = backends["stream"],
             auth = ports["auth"],
+            auth_log = if auth_log {
+                format!("access_log {}/auth.log requests;", dir.display())
+            } else {
+                String::new()
+            },
             pop3 = ports["pop3"],
             imap = ports["imap"],
             smtp = ports["smtp"],
@@ -106,6 +116,23 @@ stream {{
             }
         }
         Ok(n)
+    }
+
+    /// New connections the auth server accepted per request it answered
+    /// (a request numbered 1 opened its connection), from its log.
+    pub fn auth_connections_per_login(&self) -> std::io::Result<f64> {
+        let log = std::fs::read_to_string(self.dir.join("auth.log"))?;
+        let (mut requests, mut connections) = (0u64, 0u64);
+        for line in log.lines() {
+            requests += 1;
+            if line.trim() == "1" {
+                connections += 1;
+            }
+        }
+        if requests == 0 {
+            return Err(std::io::Error::other("no auth requests logged"));
+        }
+        Ok(connections as f64 / requests as f64)
     }
 
     pub fn port(&self, proto: Proto) -> u16 {
