@@ -104,6 +104,13 @@ mail {
         auth_http_server  127.0.0.1:8083/garbage;
         auth_http_server  127.0.0.1:8081/after-garbage-apop;
     }
+
+    server {
+        listen     127.0.0.1:8120;
+        protocol   pop3;
+        auth_http_server  127.0.0.1:8081/revive;
+        auth_http_server  127.0.0.1:8082/down-too;
+    }
 }
 
 EOF
@@ -117,7 +124,7 @@ $t->run_daemon(\&auth_daemon, port(8085), "$d/two.log", 'ok');
 $t->run_daemon(\&auth_daemon, port(8083), "$d/garbage.log", 'garbage');
 $t->run_daemon(\&auth_daemon, port(8084), "$d/stall.log", 'stall');
 $t->run_daemon(\&backend, port(8111));
-$t->run()->plan(39);
+$t->run()->plan(41);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8083, 8084, 8085, 8111;
 
@@ -198,14 +205,24 @@ login("t$_", 8115)->check(qr/^\+OK backend says hello/, "login t$_ past the stal
 	for 2 .. 3;
 is(asked('stall'), '/stall t1', 'stalled server asked once');
 
-# every server down: the stock error; then all are marked live again
+# every server down: the stock error; the next login finds none live,
+# marks them all live again and asks them (a login is not refused for a
+# count); and a good server down by count is asked again the same way
 
 login('x1', 8116)->check(qr/^-ERR internal server error\r\n$/, 'both down');
 is(refused(8086) + refused(8082), 3, 'each tried once (8082 once before)');
-login('x2', 8116)->check(qr/^-ERR internal server error\r\n$/, 'no live servers');
-like($t->read_file('error.log'), qr/no live auth http servers/, 'no live logged');
-login('x3', 8116)->check(qr/^-ERR internal server error\r\n$/, 'asked again');
-is(refused(8086), 2, 'tried again after being marked live');
+login('x2', 8116)->check(qr/^-ERR internal server error\r\n$/, 'none live');
+like($t->read_file('error.log'),
+	qr/\[warn\] .*no live auth http servers, asking them again.*login: "x2"/,
+	'none live logged');
+is(refused(8086) + refused(8082), 5, 'both asked again');
+
+login('bad1', 8120)->check(qr/^-ERR internal server error\r\n$/,
+	'garbage for this user, the other server down');
+login('v2', 8120)->check(qr/^\+OK backend says hello/,
+	'next login: both down by count, asked anyway');
+is(join(',', grep { /^\/revive/ } split /,/, asked('one')),
+	'/revive bad1,/revive v2', 'the good server asked by both');
 
 # fail_timeout passes: the server is asked again
 
@@ -248,7 +265,7 @@ sub auth_daemon {
 		if ($kind eq 'stall') {
 			push @held, $c;
 			next;
-		} elsif ($kind eq 'garbage') {
+		} elsif ($kind eq 'garbage' || ($user // '') =~ /^bad/) {
 			print $c "\x00\x01 garbage" . CRLF . CRLF;
 		} else {
 			print $c "HTTP/1.0 200 OK" . CRLF . "Auth-Status: OK" . CRLF

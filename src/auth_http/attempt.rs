@@ -11,7 +11,7 @@ use nginx_sys::ngx_msec_t;
 use super::client::{block_read, fail, finish, read_handler, write_handler, AuthState};
 use super::conf::{self, AuthServer};
 use super::keepalive;
-use crate::ffi::{shown, LOG_ERR, LOG_WARN};
+use crate::ffi::{shown, LOG_WARN};
 use crate::mail_log;
 use crate::nginx::Pool;
 use crate::peer::{Connect, PeerRequest};
@@ -101,9 +101,13 @@ fn ask(sess: Session) {
     };
     let i = match ahcf.pick(&mut tried, u64::try_from(now()).unwrap_or(u64::MAX)) {
         Pick::Server(i) => i,
-        Pick::NoneLive => {
-            mail_log!(LOG_ERR, log, "no live auth http servers");
-            return fail(sess);
+        Pick::Revived(i) => {
+            mail_log!(
+                LOG_WARN,
+                log,
+                "no live auth http servers, asking them again"
+            );
+            i
         }
         // the last server's failure is logged
         Pick::Exhausted => return fail(sess),

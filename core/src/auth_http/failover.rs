@@ -82,10 +82,11 @@ pub const MAX_SERVERS: usize = 64;
 pub enum Pick {
     /// Ask this server.
     Server(usize),
-    /// Every server not tried yet is down. As nginx's upstream does, they
-    /// are all marked live again for a quick recovery, and this login
-    /// fails.
-    NoneLive,
+    /// Every server not tried yet was down: all are marked live again (as
+    /// nginx's upstream does for a quick recovery) and this one is asked.
+    /// Unlike an http upstream, the login is not failed for it: a refused
+    /// login is what a client sees, and a server is down only by count.
+    Revived(usize),
     /// Every server was tried.
     Exhausted,
 }
@@ -136,7 +137,10 @@ pub fn pick<P: BorrowMut<Peer>>(
     for peer in peers.iter_mut() {
         peer.borrow_mut().fails = 0;
     }
-    Pick::NoneLive
+    match pick(peers, next, tried, now) {
+        Pick::Server(i) => Pick::Revived(i),
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -188,7 +192,10 @@ mod tests {
         assert_eq!(pick(&mut p, &mut next, &mut tried, 11_000), S(2));
         // only the down one is left for this login
         let mut q = p.clone();
-        assert_eq!(pick(&mut q, &mut next, &mut tried, 11_000), Pick::NoneLive);
+        assert_eq!(
+            pick(&mut q, &mut next, &mut tried, 11_000),
+            Pick::Revived(0)
+        );
         next = 0;
         assert_eq!(pick(&mut p, &mut next, &mut Tried::default(), 11_001), S(0));
         // the probe is in flight: other logins leave it alone
@@ -234,20 +241,16 @@ mod tests {
     }
 
     #[test]
-    fn all_down_fails_the_login_and_recovers() {
+    fn all_down_are_revived_and_asked() {
         let mut p = peers(2);
         p[0].failed(0);
         p[1].failed(0);
         let mut next = 0;
-        assert_eq!(
-            pick(&mut p, &mut next, &mut Tried::default(), 1),
-            Pick::NoneLive
-        );
-        // marked live again: the next login asks
-        assert_eq!(
-            pick(&mut p, &mut next, &mut Tried::default(), 2),
-            Pick::Server(0)
-        );
+        let mut tried = Tried::default();
+        assert_eq!(pick(&mut p, &mut next, &mut tried, 1), Pick::Revived(0));
+        assert_eq!(p[1].fails, 0, "all marked live");
+        assert_eq!(pick(&mut p, &mut next, &mut tried, 1), Pick::Server(1));
+        assert_eq!(pick(&mut p, &mut next, &mut tried, 1), Pick::Exhausted);
     }
 
     #[test]
