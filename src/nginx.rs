@@ -329,6 +329,19 @@ impl Conn {
         }
     }
 
+    /// How loud its read and write errors are: `quiet` logs them at `info`
+    /// (an idle kept connection the server resets, a reused one that is
+    /// asked again), otherwise at `error` as any peer connection.
+    pub fn set_quiet_errors(self, quiet: bool) {
+        let level = if quiet {
+            nginx_sys::ngx_connection_log_error_e_NGX_ERROR_INFO
+        } else {
+            nginx_sys::ngx_connection_log_error_e_NGX_ERROR_ERR
+        };
+        // SAFETY: the connection is live.
+        unsafe { (*self.0).set_log_error(level) }
+    }
+
     /// Marks a kept connection idle: at a graceful shutdown nginx then sets
     /// its `close` flag and calls its read handler
     /// (`ngx_close_idle_connections`).

@@ -18,7 +18,7 @@ use Test::More;
 
 use IO::Select;
 use IO::Socket::INET;
-use Socket qw/ CRLF /;
+use Socket qw/ CRLF SOL_SOCKET SO_LINGER /;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
@@ -80,7 +80,7 @@ $t->run_daemon(\&auth_daemon, port(8081), "$d/auth.log");
 $t->run_daemon(\&auth_daemon, port(8082), "$d/auth2.log");
 $t->run_daemon(\&backend, port(8111), 'A');
 $t->run_daemon(\&backend, port(8112), 'B');
-$t->run()->plan(46);
+$t->run()->plan(50);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8082, 8111, 8112;
 
@@ -158,6 +158,16 @@ login('vanish')->check(qr/^\+OK backend A says hello/, 'login on a lost connecti
 is(scalar(@r), 2, 'asked twice');
 ok($r[0]{n} > 1 && $r[1]{n} == 1 && $r[0]{conn} != $r[1]{conn},
 	'first on the kept connection, then on a new one');
+
+# the same with a reset: asked again, and the reset is no error in the log
+
+login('reset')->check(qr/^\+OK backend A says hello/, 'login on a reset connection');
+@r = of('reset');
+ok(@r == 2 && $r[0]{n} > 1 && $r[1]{n} == 1, 'asked again on a new connection');
+my $log = $t->read_file('error.log');
+like($log, qr/\[info\] .*\(104: Connection reset by peer\).*login: "reset"/,
+	'the reset logged at info');
+unlike($log, qr/\[error\] .*login: "reset"/, 'no error for it');
 
 # the server closes a kept connection right after an answer
 
@@ -283,6 +293,9 @@ sub answer {
 	}
 	my $head = "HTTP/1.1 200 OK" . CRLF . $ok;
 	if ($user eq 'vanish' && $n > 1) {
+		return 'close';
+	} elsif ($user eq 'reset' && $n > 1) {
+		setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
 		return 'close';
 	} elsif ($user eq 'stall') {
 		return 'hold';

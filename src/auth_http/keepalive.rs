@@ -70,6 +70,9 @@ pub fn keep(c: Conn, addr: &ngx_addr_t, max: usize, timeout: ngx_msec_t) {
     wev.del_timer();
     // anything past the response (a byte nobody asked for, the server's
     // close) and the connection cannot carry another answer
+    // a reset while idle, or under the next request (asked again then),
+    // is the server's way to end a kept connection, not an error
+    c.set_quiet_errors(true);
     let mut probe = [0u8; 1];
     if shutting_down() || c.closing() || c.recv(&mut probe) != Io::Again {
         return c.close();

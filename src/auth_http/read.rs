@@ -68,7 +68,11 @@ pub(super) fn read_some(sess: Session, auth: &mut AuthState, pc: Conn, keepalive
         Io::Error | Io::Closed => return Read::Failed,
         Io::Done(n) => attempt.mark_received(n),
     }
-    // an answer has begun: whatever happens now is not retried
+    // an answer has begun: whatever happens now is not retried, and its
+    // errors are errors again
+    if auth.reused {
+        pc.set_quiet_errors(false);
+    }
     auth.reused = false;
     let resp = match parse_response(attempt.response()) {
         Ok(None) => return Read::More,
