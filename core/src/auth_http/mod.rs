@@ -176,6 +176,7 @@ impl Request<'_> {
     }
 }
 
+pub mod cache;
 pub mod failover;
 mod framing;
 pub(crate) mod response;
