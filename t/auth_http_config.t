@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 
-# Tests for the configuration of auth_http_keepalive and auth_http_server
-# (ours; stock 1.28 has neither): accepted at both levels, auth_http_server
-# without auth_http, bad forms refused with [emerg] texts in nginx's voice.
+# Tests for the configuration of auth_http_keepalive, auth_http_server and
+# auth_http_cache (ours; stock 1.28 has none): accepted at both levels,
+# auth_http_server without auth_http, bad forms refused with [emerg] texts
+# in nginx's voice.
 
 ###############################################################################
 
@@ -25,7 +26,7 @@ my $stock = ($ENV{TEST_NGINX_GLOBALS} // '') !~ /ngx_mail_rs/;
 plan(skip_all => 'these directives are ours; stock 1.28 has none')
 	if $stock;
 
-my $t = Test::Nginx->new()->has(qw/mail pop3/)->plan(15);
+my $t = Test::Nginx->new()->has(qw/mail pop3/)->plan(24);
 
 ###############################################################################
 
@@ -125,5 +126,51 @@ like(config_test("server { $listen auth_http_server 127.0.0.1:1/a weight=2; }", 
 like(config_test("server { $listen auth_http_server 127.0.0.1:99999/a; }", ''),
 	qr/\[emerg\] invalid port in auth_http "127\.0\.0\.1:99999\/a" in .*test\.conf:\d+/,
 	'bad url');
+
+# auth_http_cache
+
+like(config_test(<<"EOF"), qr/test is successful/, 'cache at both levels, off');
+    auth_http_cache zone=one:1m valid=5m invalid=10s;
+    server {
+        $listen
+        auth_http_cache zone=two:64k valid=1s;
+    }
+    server {
+        listen 127.0.0.1:${\ port(8111)}; protocol pop3;
+        auth_http_cache off;
+    }
+EOF
+
+like(config_test("server { $listen auth_http_cache valid=1s; }"),
+	qr/\[emerg\] "auth_http_cache" must have "zone" parameter in .*test\.conf:\d+/,
+	'no zone');
+
+like(config_test("server { $listen auth_http_cache zone=one; }"),
+	qr/\[emerg\] invalid zone size "zone=one" in .*test\.conf:\d+/,
+	'no size');
+
+like(config_test("server { $listen auth_http_cache zone=one:lots; }"),
+	qr/\[emerg\] invalid zone size "zone=one:lots" in .*test\.conf:\d+/,
+	'bad size');
+
+like(config_test("server { $listen auth_http_cache zone=one:1k; }"),
+	qr/\[emerg\] zone "one" is too small in .*test\.conf:\d+/,
+	'too small');
+
+like(config_test("server { $listen auth_http_cache zone=one:1m valid=later; }"),
+	qr/\[emerg\] invalid time value "later" in .*test\.conf:\d+/,
+	'bad valid');
+
+like(config_test("server { $listen auth_http_cache zone=one:1m stale=1s; }"),
+	qr/\[emerg\] invalid parameter "stale=1s" in .*test\.conf:\d+/,
+	'unknown parameter');
+
+like(config_test("server { $listen auth_http_cache zone=one:1m; auth_http_cache off; }"),
+	qr/\[emerg\] "auth_http_cache" directive is duplicate in .*test\.conf:\d+/,
+	'twice');
+
+like(config_test("auth_http_cache zone=one:1m; server { $listen auth_http_cache zone=one:2m; }"),
+	qr/\[emerg\] the size 2097152 of shared memory zone "one" conflicts with already declared size 1048576/,
+	'one zone, two sizes');
 
 ###############################################################################

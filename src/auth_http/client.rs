@@ -44,6 +44,12 @@ pub struct AuthState {
     pub(super) tried: Tried,
     /// APOP or CRAM-MD5: the password is forgotten once an answer is in.
     pub(super) salted: bool,
+    /// `auth_http_cache`: the login's key, when its answer may be kept,
+    /// and the answer as read (up to 1024 bytes) until it is judged.
+    pub(super) cache_key: Option<[u8; 32]>,
+    pub(super) cache_raw: Vec<u8>,
+    /// An answer found in the cache, for the posted event that acts on it.
+    pub(super) cached: Option<Vec<u8>>,
 }
 
 /// The client said enough: ask the auth server (`ngx_mail_auth`).
@@ -60,6 +66,9 @@ pub fn start_login(sess: Session, handover: Handover) {
         server: 0,
         tried: Tried::default(),
         salted: false,
+        cache_key: None,
+        cache_raw: Vec::new(),
+        cached: None,
     });
     match sess.buffer() {
         Some(b) if b.is_empty() => b.reset(),
@@ -70,6 +79,10 @@ pub fn start_login(sess: Session, handover: Handover) {
     }
     sess.read_event().del_timer();
     sess.count_login_attempt();
+    #[cfg(ngx_mail_ssl)]
+    if super::cache::answer_from_cache(sess) {
+        return;
+    }
     start(sess);
 }
 
@@ -229,6 +242,13 @@ fn read_response(sess: Session, rev: Event) {
         }
     }
     finish(sess);
+    #[cfg(ngx_mail_ssl)]
+    super::cache::store(sess, &resp);
+    judge(sess, resp);
+}
+
+/// What the answer (from the server or the cache) decides, done.
+pub(super) fn judge(sess: Session, resp: mail_core::auth_http::Response) {
     if sess.with_state(|auth: &mut AuthState| auth.salted) == Some(true) {
         // the digest went to the auth server; only Auth-Pass may log in
         sess.forget_password();

@@ -18,6 +18,11 @@ pub struct AuthHttpConf {
     pub keepalive: ngx_uint_t,
     /// How long an idle kept connection waits for the next login.
     pub keepalive_timeout: ngx_msec_t,
+    /// `auth_http_cache` (ours): the zone's shm zone, or null; unset is
+    /// `UNSET_ZONE`.
+    pub cache_zone: *mut nginx_sys::ngx_shm_zone_t,
+    pub cache_valid: ngx_msec_t,
+    pub cache_invalid: ngx_msec_t,
     pub file: *mut u8,
     pub line: ngx_uint_t,
 }

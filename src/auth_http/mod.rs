@@ -1,4 +1,6 @@
 mod attempt;
+#[cfg(ngx_mail_ssl)]
+mod cache;
 pub mod client;
 pub mod conf;
 pub mod keepalive;

@@ -29,6 +29,7 @@ crate::directives! {
         ngx_conf_set_flag_slot, SRV | NGX_CONF_FLAG, offset_of!(AuthHttpConf, pass_client_cert), ptr::null_mut();
     c"auth_http_keepalive" => set_keepalive, SRV | NGX_CONF_TAKE12, 0, ptr::null_mut();
     c"auth_http_server" => set_auth_http_server, SRV | NGX_CONF_TAKE123, 0, ptr::null_mut();
+    c"auth_http_cache" => set_cache, SRV | NGX_CONF_TAKE123, 0, ptr::null_mut();
 }
 
 static mut CTX: ngx_mail_module_t = srv_ctx(create_conf, merge_conf);
@@ -54,6 +55,9 @@ unsafe extern "C" fn create_conf(cf: *mut ngx_conf_t) -> *mut c_void {
         (*conf).pass_client_cert = -1;
         (*conf).keepalive = ngx_uint_t::MAX;
         (*conf).keepalive_timeout = ngx_msec_t::MAX;
+        (*conf).cache_zone = unset_zone();
+        (*conf).cache_valid = ngx_msec_t::MAX;
+        (*conf).cache_invalid = ngx_msec_t::MAX;
         (*conf).file = (*(*cf).conf_file).file.name.data;
         (*conf).line = (*(*cf).conf_file).line;
         conf.cast()
@@ -91,6 +95,26 @@ unsafe extern "C" fn merge_conf(
     merge(&mut conf.timeout, prev.timeout, ngx_msec_t::MAX, 60000);
     merge(&mut conf.pass_client_cert, prev.pass_client_cert, -1, 0);
     merge(&mut conf.keepalive, prev.keepalive, ngx_uint_t::MAX, 0);
+    if conf.cache_zone == unset_zone() {
+        conf.cache_zone = prev.cache_zone;
+        conf.cache_valid = prev.cache_valid;
+        conf.cache_invalid = prev.cache_invalid;
+    }
+    if conf.cache_zone == unset_zone() {
+        conf.cache_zone = ptr::null_mut();
+    }
+    merge(
+        &mut conf.cache_valid,
+        prev.cache_valid,
+        ngx_msec_t::MAX,
+        60_000,
+    );
+    merge(
+        &mut conf.cache_invalid,
+        prev.cache_invalid,
+        ngx_msec_t::MAX,
+        0,
+    );
     // 60s as the http upstream's keepalive_timeout
     merge(
         &mut conf.keepalive_timeout,
@@ -369,6 +393,110 @@ unsafe extern "C" fn set_keepalive(
         }
         ahcf.keepalive_timeout = ms as ngx_msec_t;
     }
+    CONF_OK
+}
+
+/// `auth_http_cache` not set at this level (null is `off`).
+fn unset_zone() -> *mut nginx_sys::ngx_shm_zone_t {
+    ptr::NonNull::dangling().as_ptr()
+}
+
+/// `auth_http_cache zone=name:size [valid=time] [invalid=time] | off;`:
+/// the words of nginx's `proxy_cache_path keys_zone=` and
+/// `proxy_cache_valid`.
+unsafe extern "C" fn set_cache(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes our conf and the parsed arguments.
+    let (ahcf, args) = unsafe {
+        let a = &*(*cf).args;
+        (
+            &mut *conf.cast::<AuthHttpConf>(),
+            core::slice::from_raw_parts(a.elts.cast::<ngx_str_t>(), a.nelts),
+        )
+    };
+    if ahcf.cache_zone != unset_zone() {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: directive arguments live in the configuration's buffers.
+    let text = |s: &ngx_str_t| String::from_utf8_lossy(unsafe { bytes(s) }).into_owned();
+    let params = args.get(1..).unwrap_or_default();
+    if params.len() == 1 && text(&params[0]) == "off" {
+        ahcf.cache_zone = ptr::null_mut();
+        return CONF_OK;
+    }
+    let mut zone: Option<(ngx_str_t, usize)> = None;
+    let (mut valid, mut invalid) = (60_000, 0);
+    for param in params {
+        let p = text(param);
+        if let Some(rest) = p.strip_prefix("zone=") {
+            let Some((name, size)) = rest.split_once(':') else {
+                return conf_error(cf, &format!("invalid zone size \"{p}\""));
+            };
+            let mut s = ngx_str_t {
+                len: size.len(),
+                data: size.as_ptr().cast_mut(),
+            };
+            // SAFETY: s points into `p`, alive for the call.
+            let n = unsafe { nginx_sys::ngx_parse_size(&mut s) };
+            if name.is_empty() || n == nginx_sys::NGX_ERROR as isize {
+                return conf_error(cf, &format!("invalid zone size \"{p}\""));
+            }
+            if (n as usize) < 8 * crate::ffi::page_size() {
+                return conf_error(cf, &format!("zone \"{name}\" is too small"));
+            }
+            // the name's bytes in the argument, which lives for the cycle
+            let name = ngx_str_t {
+                len: name.len(),
+                // SAFETY: "zone=" is 5 bytes of the argument.
+                data: unsafe { param.data.add(5) },
+            };
+            zone = Some((name, n as usize));
+        } else if let Some((word, t)) = p
+            .split_once('=')
+            .filter(|(w, _)| *w == "valid" || *w == "invalid")
+        {
+            let mut s = ngx_str_t {
+                len: t.len(),
+                data: t.as_ptr().cast_mut(),
+            };
+            // SAFETY: s points into `p`, alive for the call.
+            let ms = unsafe { ngx_parse_time(&mut s, 0) };
+            if ms < 0 {
+                return conf_error(cf, &format!("invalid time value \"{t}\""));
+            }
+            if word == "valid" {
+                valid = ms as ngx_msec_t;
+            } else {
+                invalid = ms as ngx_msec_t;
+            }
+        } else {
+            return conf_error(cf, &format!("invalid parameter \"{p}\""));
+        }
+    }
+    let Some((mut name, size)) = zone else {
+        return conf_error(cf, "\"auth_http_cache\" must have \"zone\" parameter");
+    };
+    #[cfg(not(ngx_mail_ssl))]
+    {
+        let _ = (&mut name, size);
+        return conf_error(
+            cf,
+            "\"auth_http_cache\" needs OpenSSL (nginx built with --with-mail_ssl_module)",
+        );
+    }
+    #[cfg(ngx_mail_ssl)]
+    {
+        // SAFETY: cf is live; the name's bytes live for the cycle.
+        ahcf.cache_zone = match unsafe { super::cache::add_zone(cf, &mut name, size) } {
+            Ok(zone) => zone,
+            Err(rv) => return rv,
+        };
+    }
+    ahcf.cache_valid = valid;
+    ahcf.cache_invalid = invalid;
     CONF_OK
 }
 

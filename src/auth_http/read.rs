@@ -81,6 +81,10 @@ pub(super) fn read_some(sess: Session, auth: &mut AuthState, pc: Conn, keepalive
     };
     // limit_conn may be keyed by the auth server's headers
     crate::limit::conn::keep_auth_keys(sess, attempt.response());
+    if auth.cache_key.is_some() {
+        // before a body to drain takes the buffer
+        auth.cache_raw = attempt.response().to_vec();
+    }
     if !keepalive {
         return Read::Whole(resp, false);
     }
