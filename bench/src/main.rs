@@ -5,7 +5,7 @@
 //!
 //! Usage: mailbench --nginx BIN --mail-module SO --ours SO
 //!                  [--rounds N] [--quick] [--markdown FILE]
-//!                  [--only login|keepalive|transfer|idle] [--idle-sessions N]
+//!                  [--only login|keepalive|cache|transfer|idle] [--idle-sessions N]
 //!        mailbench ... --profile pop3|imap|smtp[:stock] [--logins N]
 
 mod backends;
@@ -31,7 +31,7 @@ struct Options {
     /// 20 of warm-up instead of 20 s of load (for instruction counts).
     logins: Option<usize>,
     markdown: Option<String>,
-    /// `--only login|keepalive|transfer|idle`: one group of figures.
+    /// `--only login|keepalive|cache|transfer|idle`: one group of figures.
     only: Option<String>,
     /// `--idle-sessions N`: sessions held open for the memory figure.
     idle_sessions: Option<usize>,
@@ -76,10 +76,12 @@ fn options() -> Result<Options, String> {
                 )
             }
             "--only" => match value()?.as_str() {
-                g @ ("login" | "keepalive" | "transfer" | "idle") => o.only = Some(g.to_string()),
+                g @ ("login" | "keepalive" | "cache" | "transfer" | "idle") => {
+                    o.only = Some(g.to_string())
+                }
                 g => {
                     return Err(format!(
-                        "--only: {g} is not login, keepalive, transfer or idle"
+                        "--only: {g} is not login, keepalive, cache, transfer or idle"
                     ))
                 }
             },
@@ -249,6 +251,48 @@ async fn measure_keepalive(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool
         "conns",
         Better::Lower,
         n.auth_connections_per_login().unwrap_or(f64::NAN),
+    );
+}
+
+/// Logins at 16 concurrent, all with the same credentials, against an auth
+/// answer without `Auth-Pass`: stock asks each time; ours with
+/// `auth_http_cache` answers all but the first from the zone.
+async fn measure_cache(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool) {
+    let secs = if quick { 0.5 } else { 3.0 };
+    let mut logins = 0;
+    for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
+        let port = n.port(proto);
+        let (_, warm, _) = login_rate(port, proto, 4, 0.3).await;
+        let cpu_before = n.worker_cpu_secs();
+        let (rate, lat, errors) = login_rate(port, proto, 16, secs).await;
+        logins += warm.len() + lat.len();
+        let cpu = match (cpu_before, n.worker_cpu_secs()) {
+            (Ok(a), Ok(b)) if !lat.is_empty() => (b - a) / lat.len() as f64 * 1e6,
+            _ => f64::NAN,
+        };
+        if errors > 0 {
+            eprintln!("  {} cache: {errors} failed sessions", proto.name());
+        }
+        let p = proto.name();
+        rec.record(
+            format!("{p} logins/s, 16 concurrent, auth cache hits"),
+            "/s",
+            Better::Higher,
+            rate,
+        );
+        rec.record(
+            format!("{p} worker CPU per login, 16 concurrent, auth cache hits"),
+            "us",
+            Better::Lower,
+            cpu,
+        );
+    }
+    rec.record(
+        "auth requests per login, auth cache hits".to_string(),
+        "reqs",
+        Better::Lower,
+        n.auth_requests()
+            .map_or(f64::NAN, |r| r as f64 / logins.max(1) as f64),
     );
 }
 
@@ -492,6 +536,17 @@ async fn main() {
                 // stock has no keepalive: its column is one connection a login
                 let n = start_logged(if ours { "auth_http_keepalive 32;" } else { "" }, true);
                 measure_keepalive(&mut rec, &n, o.quick).await;
+                n.stop();
+            }
+            if o.runs("cache") {
+                let auth = "auth_http 127.0.0.1:{auth}/auth-nopass;";
+                let extra = if ours {
+                    format!("{auth} auth_http_cache zone=auth:10m;")
+                } else {
+                    auth.to_string()
+                };
+                let n = start_logged(&extra, true);
+                measure_cache(&mut rec, &n, o.quick).await;
                 n.stop();
             }
             if o.runs("transfer") {

@@ -21,7 +21,8 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 impl Nginx {
-    /// `mail_extra`: directives added to the mail{} block. `auth_log`: the
+    /// `mail_extra`: directives added to the mail{} block (`{auth}` is the
+    /// auth server's port there). `auth_log`: the
     /// auth server logs each request's number on its connection, for
     /// `auth_connections_per_login`.
     pub fn start(
@@ -66,6 +67,14 @@ http {{
             add_header Auth-Pass secret;
             return 204;
         }}
+        # the backends take any password: the client's goes through, and
+        # the answer may be cached (one with Auth-Pass never is)
+        location = /auth-nopass {{
+            add_header Auth-Status OK;
+            add_header Auth-Server 127.0.0.1;
+            add_header Auth-Port $backend;
+            return 204;
+        }}
     }}
 }}
 mail {{
@@ -86,6 +95,7 @@ stream {{
             smtpb = backends["smtp"],
             rawb = backends["stream"],
             auth = ports["auth"],
+            mail_extra = mail_extra.replace("{auth}", &ports["auth"].to_string()),
             auth_log = if auth_log {
                 format!("access_log {}/auth.log requests;", dir.display())
             } else {
@@ -133,6 +143,13 @@ stream {{
             return Err(std::io::Error::other("no auth requests logged"));
         }
         Ok(connections as f64 / requests as f64)
+    }
+
+    /// Requests the auth server answered, from its log.
+    pub fn auth_requests(&self) -> std::io::Result<usize> {
+        Ok(std::fs::read_to_string(self.dir.join("auth.log"))?
+            .lines()
+            .count())
     }
 
     pub fn port(&self, proto: Proto) -> u16 {
