@@ -45,7 +45,8 @@ mail {{
     server {{ listen 127.0.0.1:{imap}; protocol imap; imap_auth plain login cram-md5;
               auth_http_server 127.0.0.1:{closed}/auth; auth_http_server 127.0.0.1:{auth}/auth;
               auth_http_keepalive 8 timeout=2s; }}
-    server {{ listen 127.0.0.1:{smtp}; protocol smtp; smtp_auth plain login none; }}
+    server {{ listen 127.0.0.1:{smtp}; protocol smtp; smtp_auth plain login none;
+              auth_http_cache zone=soak:64k valid=5s invalid=5s; }}
     server {{ listen 127.0.0.1:{smtp_dns}; protocol smtp; xclient off; proxy_smtp_auth on;
               resolver 127.0.0.1:{dns}; resolver_timeout 1s; }}
     server {{ listen 127.0.0.1:{pop3_down}; protocol pop3; auth_http 127.0.0.1:{closed}/auth; }}
