@@ -106,6 +106,36 @@ pub unsafe fn set_and_forward(
     CONF_OK
 }
 
+/// Hands the directive being parsed to `stock`'s setter of directive
+/// `name` (another name than ours: stock reads only the arguments), so
+/// that a stock merge that wants it set is satisfied.
+///
+/// # Safety
+/// Called from a setter with nginx's live `cf`.
+pub unsafe fn forward_to_stock(cf: *mut ngx_conf_t, stock: &CStr, name: &[u8]) -> *mut c_char {
+    // SAFETY: cf is live; modules and their command arrays are static.
+    unsafe {
+        let Some(stock) = find_mail_module(cf, stock) else {
+            return CONF_OK;
+        };
+        let mut c = (*stock).commands;
+        while !c.is_null() && (*c).name.len != 0 {
+            if bytes(&(*c).name) == name {
+                let Some(set) = (*c).set else { break };
+                let confp = *((*cf).ctx as *mut u8)
+                    .add((*c).conf)
+                    .cast::<*mut *mut c_void>();
+                if confp.is_null() {
+                    break;
+                }
+                return set(cf, c, *confp.add((*stock).ctx_index));
+            }
+            c = c.add(1);
+        }
+    }
+    CONF_OK
+}
+
 /// Whether a stock directive of type `type_` can take this one's value:
 /// where nginx 1.28 has a flag and we have more values (`proxy_protocol
 /// v2`), only `on` and `off` are handed on; stock keeps its default then,

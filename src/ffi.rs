@@ -16,6 +16,7 @@ pub const NGX_DECLINED: isize = nginx_sys::NGX_DECLINED as isize;
 
 pub const LOG_EMERG: ngx_uint_t = nginx_sys::NGX_LOG_EMERG as ngx_uint_t;
 pub const LOG_ERR: ngx_uint_t = nginx_sys::NGX_LOG_ERR as ngx_uint_t;
+pub const LOG_WARN: ngx_uint_t = nginx_sys::NGX_LOG_WARN as ngx_uint_t;
 pub const LOG_NOTICE: ngx_uint_t = nginx_sys::NGX_LOG_NOTICE as ngx_uint_t;
 pub const LOG_INFO: ngx_uint_t = nginx_sys::NGX_LOG_INFO as ngx_uint_t;
 pub const ETIMEDOUT: ngx_err_t = nginx_sys::ETIMEDOUT as ngx_err_t;

@@ -308,6 +308,48 @@ impl Conn {
         unsafe { (*self.0).pool = pool.raw() }
     }
 
+    /// Gives the connection and its two events `log` (a kept auth
+    /// connection outlives the session whose log it was opened with).
+    pub fn set_log(self, log: *mut ngx_log_t) {
+        // SAFETY: the connection is live, with its two events.
+        unsafe {
+            (*self.0).log = log;
+            (*(*self.0).read).log = log;
+            (*(*self.0).write).log = log;
+        }
+    }
+
+    /// Unties a kept connection from the session that used it: no data,
+    /// no pool (the session's is about to go).
+    pub fn detach(self) {
+        // SAFETY: the connection is live.
+        unsafe {
+            (*self.0).data = ptr::null_mut();
+            (*self.0).pool = ptr::null_mut();
+        }
+    }
+
+    /// How loud its read and write errors are: `quiet` logs them at `info`
+    /// (an idle kept connection the server resets, a reused one that is
+    /// asked again), otherwise at `error` as any peer connection.
+    pub fn set_quiet_errors(self, quiet: bool) {
+        let level = if quiet {
+            nginx_sys::ngx_connection_log_error_e_NGX_ERROR_INFO
+        } else {
+            nginx_sys::ngx_connection_log_error_e_NGX_ERROR_ERR
+        };
+        // SAFETY: the connection is live.
+        unsafe { (*self.0).set_log_error(level) }
+    }
+
+    /// Marks a kept connection idle: at a graceful shutdown nginx then sets
+    /// its `close` flag and calls its read handler
+    /// (`ngx_close_idle_connections`).
+    pub fn set_idle(self, on: bool) {
+        // SAFETY: the connection is live.
+        unsafe { (*self.0).set_idle(on.into()) }
+    }
+
     /// Closes a connection this module opened (auth server, backend).
     pub fn close(self) {
         // SAFETY: the connection is live; callers drop the handle after.

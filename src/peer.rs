@@ -102,6 +102,40 @@ impl PeerRequest {
         }
     }
 
+    /// Sends the request on `c`, a kept connection to the same peer.
+    pub fn adopt(&mut self, c: Conn) {
+        // SAFETY: the peer struct lives in our pool.
+        unsafe { (*self.peer).connection = c.raw() }
+    }
+
+    /// Takes the connection out, so that dropping the request leaves it
+    /// open (kept for the next request).
+    pub fn release(&mut self) -> Option<Conn> {
+        // SAFETY: the peer struct lives in our pool; its connection, when
+        // set, is live until closed by us.
+        unsafe {
+            let pc = core::mem::replace(&mut (*self.peer).connection, ptr::null_mut());
+            (!pc.is_null()).then(|| Conn::from_raw(pc))
+        }
+    }
+
+    /// Closes the connection and starts over: nothing sent, nothing read.
+    pub fn restart(&mut self) {
+        if let Some(c) = self.release() {
+            c.close();
+        }
+        self.sent = 0;
+        self.forget_received();
+    }
+
+    /// Drops what was read so far (the body of a kept-alive response is
+    /// counted, not kept).
+    pub fn forget_received(&mut self) {
+        // SAFETY: the first `received` bytes are ours.
+        unsafe { ptr::write_bytes(self.response, 0, self.received) };
+        self.received = 0;
+    }
+
     /// The request's bytes not sent yet.
     pub fn unsent(&self) -> &[u8] {
         // SAFETY: the request lives in our pool.

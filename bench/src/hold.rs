@@ -164,7 +164,7 @@ pub async fn measure(
         workers,
         worker_fds: Some(hard),
     };
-    let n = Nginx::start(bin, globals, "", backends, shape)?;
+    let n = Nginx::start(bin, globals, "", backends, shape, false)?;
     let result = hold(rec, &n, proto, target, workers, soft, hard).await;
     n.stop();
     result

@@ -5,7 +5,7 @@
 //!
 //! Usage: mailbench --nginx BIN --mail-module SO --ours SO
 //!                  [--rounds N] [--quick] [--markdown FILE]
-//!                  [--only login|transfer|idle|idle-tls|hold] [--hold]
+//!                  [--only login|keepalive|cache|transfer|idle|idle-tls|hold] [--hold]
 //!                  [--idle-sessions N] [--mail-extra DIRECTIVES]
 //!        mailbench ... --profile pop3|imap|smtp[:stock] [--logins N]
 //!        mailbench --backends-only   (the fake backends alone, for --hold)
@@ -36,8 +36,8 @@ struct Options {
     /// 20 of warm-up instead of 20 s of load (for instruction counts).
     logins: Option<usize>,
     markdown: Option<String>,
-    /// `--only login|transfer|idle|idle-tls|hold`: one group of figures
-    /// (`idle-tls`: the TLS half of `idle`).
+    /// `--only login|keepalive|cache|transfer|idle|idle-tls|hold`: one group
+    /// of figures (`idle-tls`: the TLS half of `idle`).
     only: Option<String>,
     /// `--hold`: the hold group besides the others (it is never in the
     /// default set: tens of thousands of sessions take a minute or more).
@@ -95,14 +95,11 @@ fn options() -> Result<Options, String> {
                 )
             }
             "--only" => match value()?.as_str() {
-                g @ ("login" | "transfer" | "idle" | "idle-tls" | "hold") => {
-                    o.only = Some(g.to_string())
-                }
-                g => {
-                    return Err(format!(
-                        "--only: {g} is not login, transfer, idle, idle-tls or hold"
-                    ))
-                }
+                g @ ("login" | "keepalive" | "cache" | "transfer" | "idle" | "idle-tls"
+                | "hold") => o.only = Some(g.to_string()),
+                g => return Err(format!(
+                    "--only: {g} is not login, keepalive, cache, transfer, idle, idle-tls or hold"
+                )),
             },
             _ => return Err(format!("unknown argument {a}")),
         }
@@ -235,6 +232,86 @@ async fn measure_logins(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool) {
     }
 }
 
+/// Logins at 16 concurrent with the auth server's connections counted:
+/// stock opens one per login; ours runs with `auth_http_keepalive`.
+async fn measure_keepalive(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool) {
+    let secs = if quick { 0.5 } else { 3.0 };
+    for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
+        let port = n.port(proto);
+        let _ = login_rate(port, proto, 4, 0.3).await;
+        let cpu_before = n.worker_cpu_secs();
+        let (rate, lat, errors) = login_rate(port, proto, 16, secs).await;
+        let cpu = match (cpu_before, n.worker_cpu_secs()) {
+            (Ok(a), Ok(b)) if !lat.is_empty() => (b - a) / lat.len() as f64 * 1e6,
+            _ => f64::NAN,
+        };
+        if errors > 0 {
+            eprintln!("  {} keepalive: {errors} failed sessions", proto.name());
+        }
+        let p = proto.name();
+        rec.record(
+            format!("{p} logins/s, 16 concurrent, auth keepalive"),
+            "/s",
+            Better::Higher,
+            rate,
+        );
+        rec.record(
+            format!("{p} worker CPU per login, 16 concurrent, auth keepalive"),
+            "us",
+            Better::Lower,
+            cpu,
+        );
+    }
+    rec.record(
+        "auth server connections per login, auth keepalive".to_string(),
+        "conns",
+        Better::Lower,
+        n.auth_connections_per_login().unwrap_or(f64::NAN),
+    );
+}
+
+/// Logins at 16 concurrent, all with the same credentials, against an auth
+/// answer without `Auth-Pass`: stock asks each time; ours with
+/// `auth_http_cache` answers all but the first from the zone.
+async fn measure_cache(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool) {
+    let secs = if quick { 0.5 } else { 3.0 };
+    let mut logins = 0;
+    for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
+        let port = n.port(proto);
+        let (_, warm, _) = login_rate(port, proto, 4, 0.3).await;
+        let cpu_before = n.worker_cpu_secs();
+        let (rate, lat, errors) = login_rate(port, proto, 16, secs).await;
+        logins += warm.len() + lat.len();
+        let cpu = match (cpu_before, n.worker_cpu_secs()) {
+            (Ok(a), Ok(b)) if !lat.is_empty() => (b - a) / lat.len() as f64 * 1e6,
+            _ => f64::NAN,
+        };
+        if errors > 0 {
+            eprintln!("  {} cache: {errors} failed sessions", proto.name());
+        }
+        let p = proto.name();
+        rec.record(
+            format!("{p} logins/s, 16 concurrent, auth cache hits"),
+            "/s",
+            Better::Higher,
+            rate,
+        );
+        rec.record(
+            format!("{p} worker CPU per login, 16 concurrent, auth cache hits"),
+            "us",
+            Better::Lower,
+            cpu,
+        );
+    }
+    rec.record(
+        "auth requests per login, auth cache hits".to_string(),
+        "reqs",
+        Better::Lower,
+        n.auth_requests()
+            .map_or(f64::NAN, |r| r as f64 / logins.max(1) as f64),
+    );
+}
+
 /// 16 MiB through each protocol and through a stream proxy_pass (the
 /// ceiling), the median of several transfers each.
 async fn measure_transfers(
@@ -358,7 +435,7 @@ async fn main() {
         if !stock {
             globals.push_str(&format!(" load_module {};", o.ours));
         }
-        let n = nginx::Nginx::start(&o.nginx, &globals, "", &ports, nginx::Shape::PLAIN)
+        let n = nginx::Nginx::start(&o.nginx, &globals, "", &ports, nginx::Shape::PLAIN, false)
             .expect("nginx");
         if let Some(count) = o.logins {
             for i in 0..20 + count {
@@ -416,12 +493,13 @@ async fn main() {
                 ours,
                 order: 0,
             };
-            let start = |extra: &str| match nginx::Nginx::start(
+            let start_logged = |extra: &str, auth_log: bool| match nginx::Nginx::start(
                 &o.nginx,
                 &globals,
                 extra,
                 &ports,
                 nginx::Shape::PLAIN,
+                auth_log,
             ) {
                 Ok(n) => n,
                 Err(e) => {
@@ -429,6 +507,7 @@ async fn main() {
                     std::process::exit(1);
                 }
             };
+            let start = |extra: &str| start_logged(extra, false);
             if o.runs("login") || o.runs("transfer") {
                 let n = start("");
                 if o.runs("login") {
@@ -440,6 +519,23 @@ async fn main() {
                         std::process::exit(1);
                     }
                 }
+                n.stop();
+            }
+            if o.runs("keepalive") {
+                // stock has no keepalive: its column is one connection a login
+                let n = start_logged(if ours { "auth_http_keepalive 32;" } else { "" }, true);
+                measure_keepalive(&mut rec, &n, o.quick).await;
+                n.stop();
+            }
+            if o.runs("cache") {
+                let auth = "auth_http 127.0.0.1:{auth}/auth-nopass;";
+                let extra = if ours {
+                    format!("{auth} auth_http_cache zone=auth:10m;")
+                } else {
+                    auth.to_string()
+                };
+                let n = start_logged(&extra, true);
+                measure_cache(&mut rec, &n, o.quick).await;
                 n.stop();
             }
             if o.runs("transfer") {
@@ -471,8 +567,14 @@ async fn main() {
                     tls: connector.and(tls_files),
                     ..nginx::Shape::PLAIN
                 };
-                let n = match nginx::Nginx::start(&o.nginx, &globals, &o.mail_extra, &ports, shape)
-                {
+                let n = match nginx::Nginx::start(
+                    &o.nginx,
+                    &globals,
+                    &o.mail_extra,
+                    &ports,
+                    shape,
+                    false,
+                ) {
                     Ok(n) => n,
                     Err(e) => {
                         eprintln!("mailbench: nginx: {e}");

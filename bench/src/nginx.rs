@@ -43,13 +43,17 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 impl Nginx {
-    /// `mail_extra`: directives added to the mail{} block.
+    /// `mail_extra`: directives added to the mail{} block (`{auth}` is the
+    /// auth server's port there). `auth_log`: the
+    /// auth server logs each request's number on its connection, for
+    /// `auth_connections_per_login`.
     pub fn start(
         bin: &str,
         globals: &str,
         mail_extra: &str,
         backends: &BTreeMap<&'static str, u16>,
         shape: Shape<'_>,
+        auth_log: bool,
     ) -> std::io::Result<Nginx> {
         let dir = std::env::temp_dir().join(format!("mailbench.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -109,14 +113,24 @@ events {{ worker_connections {connections};{accept_mutex} }}
 http {{
     access_log off;
     map $http_auth_protocol $backend {{ pop3 {pop3b}; imap {imapb}; smtp {smtpb}; }}
+    log_format requests $connection_requests;
     server {{
         listen 127.0.0.1:{auth};
         listen unix:{dir}/auth.sock;
+        {auth_log}
         location = /auth {{
             add_header Auth-Status OK;
             add_header Auth-Server 127.0.0.1;
             add_header Auth-Port $backend;
             add_header Auth-Pass secret;
+            return 204;
+        }}
+        # the backends take any password: the client's goes through, and
+        # the answer may be cached (one with Auth-Pass never is)
+        location = /auth-nopass {{
+            add_header Auth-Status OK;
+            add_header Auth-Server 127.0.0.1;
+            add_header Auth-Port $backend;
             return 204;
         }}
     }}
@@ -141,6 +155,12 @@ stream {{
             smtpb = backends["smtp"],
             rawb = backends["stream"],
             auth = ports["auth"],
+            mail_extra = mail_extra.replace("{auth}", &ports["auth"].to_string()),
+            auth_log = if auth_log {
+                format!("access_log {}/auth.log requests;", dir.display())
+            } else {
+                String::new()
+            },
             pop3 = ports["pop3"],
             imap = ports["imap"],
             smtp = ports["smtp"],
@@ -166,6 +186,30 @@ stream {{
             }
         }
         Ok(n)
+    }
+
+    /// New connections the auth server accepted per request it answered
+    /// (a request numbered 1 opened its connection), from its log.
+    pub fn auth_connections_per_login(&self) -> std::io::Result<f64> {
+        let log = std::fs::read_to_string(self.dir.join("auth.log"))?;
+        let (mut requests, mut connections) = (0u64, 0u64);
+        for line in log.lines() {
+            requests += 1;
+            if line.trim() == "1" {
+                connections += 1;
+            }
+        }
+        if requests == 0 {
+            return Err(std::io::Error::other("no auth requests logged"));
+        }
+        Ok(connections as f64 / requests as f64)
+    }
+
+    /// Requests the auth server answered, from its log.
+    pub fn auth_requests(&self) -> std::io::Result<usize> {
+        Ok(std::fs::read_to_string(self.dir.join("auth.log"))?
+            .lines()
+            .count())
     }
 
     pub fn port(&self, proto: Proto) -> u16 {

@@ -95,6 +95,7 @@ fn auth_request(creds: &Credentials, protocol: &[u8], client_host: &[u8]) -> Vec
         smtp: None,
         ssl: None,
         extra_headers: b"X-Auth-Key: secret\r\n",
+        keepalive: false,
     }
     .build()
 }

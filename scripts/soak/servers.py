@@ -3,14 +3,17 @@ injectable faults.
 
 The auth server picks a fault from the login (``<fault>.<id>``, or for
 ``smtp_auth none`` from the MAIL FROM local part) and routes the session to
-the backend that plays the named backend fault.
+the backend that plays the named backend fault. Asked with HTTP/1.1 and
+``Connection: keep-alive`` (``auth_http_keepalive``) it keeps the
+connection and, at random, closes it while idle or when the next request
+arrives on it, or says ``Connection: close``: no login may be lost to that.
 """
 
 import asyncio
 import hashlib
 import random
 
-AUTH_FAULTS = ("ok", "slow", "garbage", "wait", "refuse", "silent")
+AUTH_FAULTS = ("ok", "slow", "garbage", "wait", "refuse", "silent", "half")
 BACKEND_FAULTS = ("refuse", "stall", "close", "midclose")
 
 
@@ -61,22 +64,54 @@ class AuthServer:
 
     async def handle(self, reader, writer):
         try:
-            headers = {}
-            await read_line(reader)
+            kept = False
             while True:
-                line = await read_line(reader)
-                if line in (b"\r\n", b"\n"):
-                    break
-                name, _, value = line.decode("latin-1").partition(":")
-                headers[name.strip().lower()] = value.strip()
-            self.stats.auth_requests += 1
-            await self.answer(headers, reader, writer)
+                request = await reader.readline()
+                if not request:
+                    return
+                if kept and random.random() < 0.05:
+                    # the server restarts under a kept connection: nginx
+                    # must ask again on a new one
+                    self.stats.count("auth: kept connection closed under a request")
+                    return
+                headers = {}
+                while True:
+                    line = await read_line(reader)
+                    if line in (b"\r\n", b"\n"):
+                        break
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                self.stats.auth_requests += 1
+                keep = (request.rstrip().endswith(b"HTTP/1.1")
+                        and headers.get("connection", "").lower() == "keep-alive")
+                if not await self.answer(headers, reader, writer, keep) or not keep:
+                    return
+                await writer.drain()
+                if random.random() < 0.05:
+                    self.stats.count("auth: kept connection closed while idle")
+                    return
+                kept = True
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
 
-    async def answer(self, h, reader, writer):
+    @staticmethod
+    def reply(writer, headers, keep):
+        """An answer: stock's HTTP/1.0 read to the close, or with keepalive
+        HTTP/1.1 with a length (and a body to skip); True when the
+        connection may carry the next request."""
+        if not keep:
+            writer.write(b"HTTP/1.0 200 OK\r\n" + headers + b"\r\n")
+            return False
+        body = b"x" * random.choice((0, 0, 0, 5, 2000))
+        close = random.random() < 0.05
+        writer.write(b"HTTP/1.1 200 OK\r\n" + headers
+                     + (b"Connection: close\r\n" if close else b"")
+                     + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        return not close
+
+    async def answer(self, h, reader, writer, keep):
         proto = h.get("auth-protocol", "pop3")
         login = h.get("auth-user", "")
         if h.get("auth-method") == "none":
@@ -85,23 +120,28 @@ class AuthServer:
         fault, _, _ = parse_login(login)
         if fault == "silent":
             await reader_eof(reader)
-            return
+            return False
         if fault == "slow":
             await asyncio.sleep(random.uniform(0, 1.5))
         if fault == "garbage":
             writer.write(bytes(random.randrange(256) for _ in range(random.randrange(1, 300))))
-            return
+            return False
+        if fault == "half":
+            # a length, then less than it, then the close
+            writer.write(b"HTTP/1.1 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
+                         b"Auth-Port: %d\r\nContent-Length: 10\r\n\r\nabc"
+                         % self.ports[(proto, "ok")])
+            return False
         if fault == "wait" and login not in self.waited:
             self.waited.add(login)
-            writer.write(b"HTTP/1.0 200 OK\r\nAuth-Status: WAIT\r\nAuth-Wait: 1\r\n\r\n")
-            return
+            return self.reply(writer, b"Auth-Status: WAIT\r\nAuth-Wait: 1\r\n", keep)
         if fault == "refuse":
-            writer.write(b"HTTP/1.0 200 OK\r\nAuth-Status: Go away\r\n\r\n")
-            return
+            return self.reply(writer, b"Auth-Status: Go away\r\n", keep)
         port = self.ports.get((proto, fault)) or self.ports[(proto, "ok")]
-        writer.write(b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
-                     b"Auth-Port: %d\r\nAuth-Pass: secret\r\n\r\n" % port)
-        await writer.drain()
+        # SMTP needs no Auth-Pass, and an answer without it may be cached
+        auth_pass = b"" if proto == "smtp" else b"Auth-Pass: secret\r\n"
+        return self.reply(writer, b"Auth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
+                          b"Auth-Port: %d\r\n" % port + auth_pass, keep)
 
 
 class Backend:

@@ -40,9 +40,13 @@ mail {{
     proxy_timeout 5s;
     server_name soak.test;
     max_errors 5;
-    server {{ listen 127.0.0.1:{pop3}; protocol pop3; pop3_auth plain apop cram-md5; }}
-    server {{ listen 127.0.0.1:{imap}; protocol imap; imap_auth plain login cram-md5; }}
-    server {{ listen 127.0.0.1:{smtp}; protocol smtp; smtp_auth plain login none; }}
+    server {{ listen 127.0.0.1:{pop3}; protocol pop3; pop3_auth plain apop cram-md5;
+              auth_http_keepalive 8 timeout=2s; }}
+    server {{ listen 127.0.0.1:{imap}; protocol imap; imap_auth plain login cram-md5;
+              auth_http_server 127.0.0.1:{closed}/auth; auth_http_server 127.0.0.1:{auth}/auth;
+              auth_http_keepalive 8 timeout=2s; }}
+    server {{ listen 127.0.0.1:{smtp}; protocol smtp; smtp_auth plain login none;
+              auth_http_cache zone=soak:64k valid=5s invalid=5s; }}
     server {{ listen 127.0.0.1:{smtp_dns}; protocol smtp; xclient off; proxy_smtp_auth on;
               resolver 127.0.0.1:{dns}; resolver_timeout 1s; }}
     server {{ listen 127.0.0.1:{pop3_down}; protocol pop3; auth_http 127.0.0.1:{closed}/auth; }}
@@ -220,7 +224,8 @@ async def main():
     c = stats.c
     print("soak: %.0f s, concurrency %d, %d sessions, %d faults injected, %d reloads"
           % (elapsed, args.concurrency, c["sessions"], c["faults"], c["reloads"]))
-    for key in sorted(k for k in c if k.split(" ")[0] in ("pop3", "imap", "smtp", "smtp-none")):
+    for key in sorted(k for k in c if k.split(" ")[0] in ("pop3", "imap", "smtp", "smtp-none",
+                                                         "auth:")):
         print("  %-40s %6d" % (key, c[key]))
     for key in ("transfers byte-exact", "bytes verified", "transfers corrupt",
                 "ended by nginx (expected for faults)", "ended by nginx during a clean session",

@@ -1,33 +1,55 @@
 //! The auth_http client on nginx's event loop: one new connection per
-//! attempt, the request built and the response judged by mail-core.
+//! attempt as stock, or with `auth_http_keepalive` a kept one when the
+//! worker has one; the request built and the response judged by mail-core.
 
-use mail_core::auth_http::{decide, parse_response, Decision, ParseError, Request, SmtpEnvelope};
+use mail_core::auth_http::failover::Tried;
+use mail_core::auth_http::{decide, Decision, ParseError};
 use mail_core::sasl::{self, Refusal};
-use mail_core::AuthMethod;
 use nginx_sys::ngx_msec_t;
 
-use super::conf;
+use super::attempt::{current, retry, server_answered, server_failed, start, time_left};
+use super::read::{read_some, Draining, Read};
+use super::{conf, keepalive};
 use crate::ffi::{shown, ETIMEDOUT, LOG_ERR, LOG_INFO};
 use crate::mail_log;
-use crate::nginx::{Event, Io, Pool};
-use crate::peer::{Connect, PeerRequest};
+use crate::nginx::{Event, Io};
+use crate::peer::PeerRequest;
 use crate::session::Session;
 use crate::state::{ClientDialogue, Handover};
-
-/// nginx reads at most this much of an auth response, as stock does.
-const RESPONSE_LIMIT: usize = 1024;
 
 /// The auth stage's per-session state, in the auth_http module's slot: the
 /// login asked for, the request in flight, and what a sleep ends in.
 pub struct AuthState {
-    handover: Handover,
-    attempt: Option<PeerRequest>,
+    pub(super) handover: Handover,
+    pub(super) attempt: Option<PeerRequest>,
     /// True while the session sleeps on `Auth-Wait` before asking again
     /// (false: it sleeps before telling the client of a refusal).
     wait: bool,
     /// A bearer token login refused with `Auth-Error-SASL`: the challenge
     /// is the reply, and this answers the client's dummy response.
     sasl_refusal: Option<Refusal>,
+    /// The attempt's connection was kept from an earlier login and has not
+    /// answered yet: if the server closed it meanwhile, one retry on a new
+    /// connection.
+    pub(super) reused: bool,
+    /// A kept-alive response whose headers are in: the answer, held until
+    /// the body is read to its end so that the connection can be reused.
+    pub(super) draining: Option<Draining>,
+    /// When `auth_http_timeout` runs out for this request: a retry or the
+    /// next server gets what is left of it, never more.
+    pub(super) deadline: ngx_msec_t,
+    /// The server asked (its index in the conf's list), and the ones this
+    /// request asked before.
+    pub(super) server: usize,
+    pub(super) tried: Tried,
+    /// APOP or CRAM-MD5: the password is forgotten once an answer is in.
+    pub(super) salted: bool,
+    /// `auth_http_cache`: the login's key, when its answer may be kept,
+    /// and the answer as read (up to 1024 bytes) until it is judged.
+    pub(super) cache_key: Option<[u8; 32]>,
+    pub(super) cache_raw: Vec<u8>,
+    /// An answer found in the cache, for the posted event that acts on it.
+    pub(super) cached: Option<Vec<u8>>,
 }
 
 /// The client said enough: ask the auth server (`ngx_mail_auth`).
@@ -38,6 +60,15 @@ pub fn start_login(sess: Session, handover: Handover) {
         attempt: None,
         wait: false,
         sasl_refusal: None,
+        reused: false,
+        draining: None,
+        deadline: 0,
+        server: 0,
+        tried: Tried::default(),
+        salted: false,
+        cache_key: None,
+        cache_raw: Vec::new(),
+        cached: None,
     });
     match sess.buffer() {
         Some(b) if b.is_empty() => b.reset(),
@@ -48,98 +79,33 @@ pub fn start_login(sess: Session, handover: Handover) {
     }
     sess.read_event().del_timer();
     sess.count_login_attempt();
+    #[cfg(ngx_mail_ssl)]
+    if super::cache::answer_from_cache(sess) {
+        return;
+    }
     start(sess);
-}
-
-/// The request for this attempt, its TLS strings in `pool`.
-fn build_request(sess: Session, pool: Pool) -> Vec<u8> {
-    let ahcf = conf::conf(sess);
-    let method = sess
-        .with_state(|auth: &mut AuthState| auth.handover.method)
-        .unwrap_or(AuthMethod::Plain);
-    let (helo, from, to) = sess.envelope();
-    let req = Request {
-        uri: ahcf.uri(),
-        host: ahcf.host_header(),
-        method,
-        login: sess.login(),
-        passwd: sess.passwd().unwrap_or_default(),
-        salt: sess.salt().unwrap_or_default(),
-        protocol: sess.protocol_name(),
-        login_attempt: sess.login_attempt(),
-        client_ip: sess.client_addr(),
-        client_host: sess.host(),
-        proxy_protocol: sess.proxy_protocol(),
-        smtp: (method == AuthMethod::None).then_some(SmtpEnvelope { helo, from, to }),
-        ssl: sess.client_tls(pool, ahcf.pass_client_cert != 0),
-        extra_headers: ahcf.extra_headers(),
-    };
-    let out = req.build();
-    if req.salted() {
-        // the digest went to the auth server; only Auth-Pass may log in
-        sess.forget_password();
-    }
-    out
-}
-
-/// `ngx_mail_auth_http_init`: connect and send one request.
-fn start(sess: Session) {
-    sess.set_action(c"in http auth state");
-    let log = sess.log();
-    let ahcf = conf::conf(sess);
-    let Some(pool) = Pool::create(2048, log) else {
-        return sess.internal_server_error();
-    };
-    let request = build_request(sess, pool);
-    let Some(mut attempt) = PeerRequest::new(pool, &request, RESPONSE_LIMIT) else {
-        return sess.internal_server_error();
-    };
-    let connect = attempt.connect(ahcf.peer(), log);
-    // without our state the attempt is dropped with the closure, which
-    // frees its pool
-    if sess
-        .with_state(|auth: &mut AuthState| auth.attempt = Some(attempt))
-        .is_none()
-    {
-        return sess.internal_server_error();
-    }
-    let (pc, now) = match connect {
-        Connect::Failed => return fail(sess),
-        Connect::Pending(pc) => (pc, false),
-        Connect::Done(pc) => (pc, true),
-    };
-    pc.set_data(sess.raw().cast());
-    pc.set_pool(sess.pool_handle());
-    sess.read_event().set_handler(block_read);
-    pc.read().set_handler(read_handler);
-    pc.write().set_handler(write_handler);
-    pc.read().add_timer(ahcf.timeout);
-    pc.write().add_timer(ahcf.timeout);
-    if now {
-        pc.write().call();
-    }
 }
 
 /// Ends the attempt in flight, if any (dropped once our state is no
 /// longer borrowed: that closes its connection and frees its pool).
-fn finish(sess: Session) {
+pub(super) fn finish(sess: Session) {
     drop(
         sess.with_state(|auth: &mut AuthState| auth.attempt.take())
             .flatten(),
     );
 }
 
-fn fail(sess: Session) {
+pub(super) fn fail(sess: Session) {
     crate::observe::auth_failed(sess, false);
     finish(sess);
     sess.internal_server_error();
 }
 
 fn peer_name(sess: Session) -> crate::ffi::Shown<'static> {
-    shown(conf::conf(sess).peer_name())
+    shown(current(sess).map(|s| s.peer_name()).unwrap_or_default())
 }
 
-crate::event_handler!(block_read => client_event);
+crate::event_handler!(pub(super) block_read => client_event);
 
 /// The client talks while the auth server is asked: that waits.
 fn client_event(sess: Session, rev: Event) {
@@ -160,11 +126,11 @@ fn timed_out(ev: Event, sess: Session) -> bool {
     mail_log!(LOG_ERR, ev.log(), errno = ETIMEDOUT;
         "auth http server {} timed out", peer_name(sess));
     crate::observe::auth_failed(sess, true);
-    fail(sess);
+    server_failed(sess);
     true
 }
 
-crate::event_handler!(write_handler => send_request);
+crate::event_handler!(pub(super) write_handler => send_request);
 
 fn send_request(sess: Session, wev: Event) {
     let pc = wev.connection();
@@ -178,27 +144,30 @@ fn send_request(sess: Session, wev: Event) {
         .with_state(|auth: &mut AuthState| {
             let attempt = auth.attempt.as_mut()?;
             match pc.send(attempt.unsent()) {
+                // a kept connection the server reset meanwhile
+                Io::Error if auth.reused => Some(Err(())),
                 Io::Error => None,
                 Io::Done(n) => {
                     attempt.mark_sent(n);
-                    Some(attempt.unsent().is_empty())
+                    Some(Ok(attempt.unsent().is_empty()))
                 }
-                Io::Again | Io::Closed => Some(false),
+                Io::Again | Io::Closed => Some(Ok(false)),
             }
         })
         .flatten();
     match sent {
-        None => fail(sess),
-        Some(true) => {
+        None => server_failed(sess),
+        Some(Err(())) => retry(sess),
+        Some(Ok(true)) => {
             wev.set_handler(nothing_to_send);
             wev.del_timer();
             if !wev.handle_write() {
                 fail(sess);
             }
         }
-        Some(false) => {
+        Some(Ok(false)) => {
             if !wev.timer_set() {
-                wev.add_timer(conf::conf(sess).timeout);
+                wev.add_timer(time_left(sess));
             }
         }
     }
@@ -208,16 +177,7 @@ crate::event_handler!(nothing_to_send => ignore);
 
 fn ignore(_sess: Session, _ev: Event) {}
 
-/// What one read of the auth response gave.
-enum Read {
-    Again,
-    Failed,
-    /// RESPONSE_LIMIT bytes and still no whole header.
-    Full,
-    Parsed(Result<Option<mail_core::auth_http::Response>, ParseError>),
-}
-
-crate::event_handler!(read_handler => read_response);
+crate::event_handler!(pub(super) read_handler => read_response);
 
 fn read_response(sess: Session, rev: Event) {
     let pc = rev.connection();
@@ -225,30 +185,25 @@ fn read_response(sess: Session, rev: Event) {
     if sess.peer_ends_at_shutdown(pc, finish) || timed_out(rev, sess) {
         return;
     }
-    // the read and the parse run with the attempt borrowed; what may end
-    // the session runs after
-    let read = sess
-        .with_state(|auth: &mut AuthState| {
-            let Some(attempt) = auth.attempt.as_mut() else {
-                return Read::Failed;
-            };
-            let room = attempt.room();
-            if room.is_empty() {
-                return Read::Full;
-            }
-            match pc.recv(room) {
-                Io::Again => Read::Again,
-                Io::Error | Io::Closed => Read::Failed,
-                Io::Done(n) => {
-                    attempt.mark_received(n);
-                    Read::Parsed(parse_response(attempt.response()))
-                }
-            }
-        })
-        .unwrap_or(Read::Failed);
-    let parsed = match read {
-        Read::Again => return,
-        Read::Failed => return fail(sess),
+    let keepalive = conf::conf(sess).keepalive > 0;
+    // epoll reports readiness once per arrival: read until there is nothing
+    // more (a kept-alive body may be longer than the buffer)
+    let read = loop {
+        // the read and the parse run with the attempt borrowed; what may
+        // end the session runs after
+        let read = sess
+            .with_state(|auth: &mut AuthState| read_some(sess, auth, pc, keepalive))
+            .unwrap_or(Read::Failed);
+        match read {
+            Read::More if rev.ready() => continue,
+            Read::More | Read::Again => return,
+            read => break read,
+        }
+    };
+    let (resp, reusable) = match read {
+        Read::Again | Read::More => return,
+        Read::Retry => return retry(sess),
+        Read::Failed => return server_failed(sess),
         Read::Full => {
             mail_log!(
                 LOG_ERR,
@@ -256,17 +211,14 @@ fn read_response(sess: Session, rev: Event) {
                 "auth http server {} sent invalid header in response",
                 peer_name(sess)
             );
-            return fail(sess);
+            return server_failed(sess);
         }
-        Read::Parsed(parsed) => parsed,
-    };
-    let resp = match parsed {
-        Ok(None) => return,
-        Ok(Some(resp)) => resp,
-        Err(e) => {
+        Read::Invalid(e) => {
             let what = match e {
                 ParseError::InvalidResponse => "invalid response",
-                ParseError::InvalidHeader => "invalid header in response",
+                ParseError::InvalidHeader | ParseError::InvalidLength | ParseError::Chunked => {
+                    "invalid header in response"
+                }
             };
             mail_log!(
                 LOG_ERR,
@@ -275,16 +227,32 @@ fn read_response(sess: Session, rev: Event) {
                 peer_name(sess),
                 what
             );
-            return fail(sess);
+            return server_failed(sess);
         }
+        Read::Whole(resp, reusable) => (resp, reusable),
     };
-    // limit_conn may be keyed by the auth server's headers
-    sess.with_state(|auth: &mut AuthState| {
-        if let Some(attempt) = &auth.attempt {
-            crate::limit::conn::keep_auth_keys(sess, attempt.response());
+    server_answered(sess);
+    if let Some(server) = current(sess).filter(|_| reusable) {
+        let ahcf = conf::conf(sess);
+        let kept = sess
+            .with_state(|auth: &mut AuthState| auth.attempt.as_mut().and_then(PeerRequest::release))
+            .flatten();
+        if let Some(c) = kept {
+            keepalive::keep(c, server.peer(), ahcf.keepalive, ahcf.keepalive_timeout);
         }
-    });
+    }
     finish(sess);
+    #[cfg(ngx_mail_ssl)]
+    super::cache::store(sess, &resp);
+    judge(sess, resp);
+}
+
+/// What the answer (from the server or the cache) decides, done.
+pub(super) fn judge(sess: Session, resp: mail_core::auth_http::Response) {
+    if sess.with_state(|auth: &mut AuthState| auth.salted) == Some(true) {
+        // the digest went to the auth server; only Auth-Pass may log in
+        sess.forget_password();
+    }
     crate::mail_debug!(sess.log(), "mail auth http process headers");
     let have_password = sess.passwd().is_some();
     // judged with the auth state borrowed; acted on after

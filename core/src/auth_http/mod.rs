@@ -55,6 +55,10 @@ pub struct Request<'a> {
     pub ssl: Option<SslInfo<'a>>,
     /// `auth_http_header` lines, each CRLF-terminated.
     pub extra_headers: &'a [u8],
+    /// `auth_http_keepalive` (ours): HTTP/1.1 and `Connection: keep-alive`
+    /// so the connection may carry the next login's request; stock's
+    /// HTTP/1.0 otherwise.
+    pub keepalive: bool,
 }
 
 /// Lowercase hex, as nginx's `ngx_hex_dump` writes digests.
@@ -101,8 +105,14 @@ impl Request<'_> {
         let mut out = Vec::with_capacity(escaped.saturating_mul(3).saturating_add(512));
         out.extend_from_slice(b"GET ");
         out.extend_from_slice(self.uri);
-        out.extend_from_slice(b" HTTP/1.0\r\n");
-        header(&mut out, "Host", self.host);
+        if self.keepalive {
+            out.extend_from_slice(b" HTTP/1.1\r\n");
+            header(&mut out, "Host", self.host);
+            header(&mut out, "Connection", b"keep-alive");
+        } else {
+            out.extend_from_slice(b" HTTP/1.0\r\n");
+            header(&mut out, "Host", self.host);
+        }
         header(&mut out, "Auth-Method", self.method.http_name().as_bytes());
         out.extend_from_slice(b"Auth-User: ");
         escape(self.login, &mut out);
@@ -166,7 +176,11 @@ impl Request<'_> {
     }
 }
 
+pub mod cache;
+pub mod failover;
+mod framing;
 pub(crate) mod response;
+pub use framing::{frame, Frame, DRAIN_LIMIT};
 pub use response::{decide, parse_response, Decision, ParseError, Response, Status};
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub struct Response {
     /// `Auth-Error-SASL` (freenginx 1.27.1): mechanism-specific error
     /// details, base64, for the client of an XOAUTH2 or OAUTHBEARER login.
     pub error_sasl: Option<Vec<u8>>,
+    /// `Auth-Cache-TTL` (ours): seconds `auth_http_cache` may keep this
+    /// answer, 0 never; overrides `valid`/`invalid`.
+    pub cache_ttl: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +44,12 @@ pub enum ParseError {
     InvalidResponse,
     /// A header line nginx would not accept.
     InvalidHeader,
+    /// A `Content-Length` that is not a decimal number, or two that
+    /// differ (kept-alive connections only).
+    InvalidLength,
+    /// `Transfer-Encoding`: chunks were never asked for (kept-alive
+    /// connections only).
+    Chunked,
 }
 
 /// Where the line at the start of `buf` ends: `Ok(Some((line, next)))`
@@ -125,6 +134,7 @@ enum Known {
     ErrorCode,
     SmtpAuth,
     ErrorSasl,
+    CacheTtl,
 }
 
 fn known(name: &[u8]) -> Option<Known> {
@@ -141,6 +151,7 @@ fn known(name: &[u8]) -> Option<Known> {
         6 if is(b"status") => Known::Status,
         6 if is(b"server") => Known::Server,
         9 if is(b"smtp-auth") => Known::SmtpAuth,
+        9 if is(b"cache-ttl") => Known::CacheTtl,
         10 if is(b"error-code") => Known::ErrorCode,
         10 if is(b"error-sasl") => Known::ErrorSasl,
         _ => return None,
@@ -191,6 +202,8 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ParseError> {
             }
             // the last one counts; an empty one is still a challenge
             Some(Known::ErrorSasl) => resp.error_sasl = Some(value.to_vec()),
+            // a value that is not a number is no override
+            Some(Known::CacheTtl) => resp.cache_ttl = atoi(value),
             None => {}
         }
     }

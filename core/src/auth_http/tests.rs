@@ -16,6 +16,7 @@ fn request<'a>(method: AuthMethod, passwd: &'a [u8], salt: &'a [u8]) -> Request<
         smtp: None,
         ssl: None,
         extra_headers: b"X-Auth-Key: secret\r\n",
+        keepalive: false,
     }
 }
 
