@@ -97,9 +97,11 @@ fn options() -> Result<Options, String> {
             "--only" => match value()?.as_str() {
                 g @ ("login" | "keepalive" | "cache" | "transfer" | "idle" | "idle-tls"
                 | "hold") => o.only = Some(g.to_string()),
-                g => return Err(format!(
+                g => {
+                    return Err(format!(
                     "--only: {g} is not login, keepalive, cache, transfer, idle, idle-tls or hold"
-                )),
+                ))
+                }
             },
             _ => return Err(format!("unknown argument {a}")),
         }

@@ -1,6 +1,8 @@
 //! The auth_http module's server conf, as its stage reads it. The directives
 //! that fill it and the module tables are in `module.rs`.
 
+use core::cell::Cell;
+
 use mail_core::auth_http::failover::{pick, Peer, Pick, Tried};
 use nginx_sys::{ngx_addr_t, ngx_array_t, ngx_flag_t, ngx_msec_t, ngx_str_t, ngx_uint_t};
 
@@ -34,19 +36,8 @@ pub struct AuthServer {
     pub uri: ngx_str_t,
     /// Its failures, counted per worker: the configuration's memory is the
     /// worker's own after the fork, as the round-robin upstream's peers.
-    pub state: Peer,
-}
-
-impl core::borrow::Borrow<Peer> for AuthServer {
-    fn borrow(&self) -> &Peer {
-        &self.state
-    }
-}
-
-impl core::borrow::BorrowMut<Peer> for AuthServer {
-    fn borrow_mut(&mut self) -> &mut Peer {
-        &mut self.state
-    }
+    /// A Cell: every session reads the conf through shared references.
+    pub state: Cell<Peer>,
 }
 
 /// A level's auth servers, in the cycle's pool.
@@ -57,10 +48,9 @@ pub struct ServerList {
     /// `auth_http`: stock's one server, no failure counted.
     pub failover: bool,
     /// This worker's round robin position.
-    pub next: usize,
+    pub next: Cell<usize>,
 }
 
-/// This server's conf.
 pub fn conf(s: crate::session::Session) -> &'static AuthHttpConf {
     s.conf::<AuthHttpConf>()
 }
@@ -87,56 +77,60 @@ impl AuthServer {
 }
 
 impl AuthHttpConf {
-    fn list(&'static self) -> *mut ServerList {
-        // merge refuses a server without auth servers
-        self.servers
+    fn list(&'static self) -> &'static ServerList {
+        // SAFETY: merge refuses a server without auth servers; the list
+        // lives in the cycle's pool.
+        unsafe { &*self.servers }
     }
 
-    /// The servers, for the worker's accounting. Each call makes a new
-    /// borrow that ends before the caller's next call: the worker is one
-    /// thread and no borrow is kept across events.
-    #[expect(
-        clippy::mut_from_ref,
-        reason = "per-worker state in the conf, see above"
-    )]
-    fn servers_mut(&'static self) -> &'static mut [AuthServer] {
-        // SAFETY: the list and its array live in the cycle's pool; the
-        // array holds nelts AuthServers; see above for the borrow.
+    fn servers(&'static self) -> &'static [AuthServer] {
+        // SAFETY: the array lives in the cycle's pool and holds nelts
+        // AuthServers.
         unsafe {
-            let a = &*(*self.list()).servers;
-            core::slice::from_raw_parts_mut(a.elts.cast::<AuthServer>(), a.nelts)
+            let a = &*self.list().servers;
+            core::slice::from_raw_parts(a.elts.cast::<AuthServer>(), a.nelts)
         }
     }
 
     /// Server `i` of the list.
     pub fn server(&'static self, i: usize) -> Option<&'static AuthServer> {
-        let servers: &'static [AuthServer] = self.servers_mut();
-        servers.get(i)
+        self.servers().get(i)
     }
 
     /// Round robin with failover (`auth_http_server`)?
     pub fn failover(&'static self) -> bool {
-        // SAFETY: the list lives in the cycle's pool.
-        unsafe { (*self.list()).failover }
+        self.list().failover
     }
 
     /// The next server for a login that tried `tried`.
     pub fn pick(&'static self, tried: &mut Tried, now: u64) -> Pick {
-        // SAFETY: as servers_mut.
-        let next = unsafe { &mut (*self.list()).next };
-        pick(self.servers_mut(), next, tried, now)
+        let servers = self.servers();
+        let mut peers: Vec<Peer> = servers.iter().map(|s| s.state.get()).collect();
+        let mut next = self.list().next.get();
+        let picked = pick(&mut peers, &mut next, tried, now);
+        self.list().next.set(next);
+        servers
+            .iter()
+            .zip(peers)
+            .for_each(|(server, peer)| server.state.set(peer));
+        picked
     }
 
     /// Server `i` failed; true when that makes it down.
     pub fn failed(&'static self, i: usize, now: u64) -> bool {
-        self.servers_mut()
-            .get_mut(i)
-            .is_some_and(|s| s.state.failed(now))
+        self.server(i).is_some_and(|s| {
+            let mut peer = s.state.get();
+            let down = peer.failed(now);
+            s.state.set(peer);
+            down
+        })
     }
 
     pub fn succeeded(&'static self, i: usize) {
-        if let Some(s) = self.servers_mut().get_mut(i) {
-            s.state.succeeded();
+        if let Some(s) = self.server(i) {
+            let mut peer = s.state.get();
+            peer.succeeded();
+            s.state.set(peer);
         }
     }
 

@@ -1,5 +1,6 @@
 //! `ngx_mail_rs_auth_http_module`: the `auth_http*` directives.
 
+use core::cell::Cell;
 use core::ffi::{c_char, c_void};
 use core::mem::offset_of;
 use core::ptr::{self, addr_of, addr_of_mut};
@@ -188,7 +189,7 @@ unsafe fn auth_server(cf: *mut ngx_conf_t, url: ngx_str_t) -> Result<AuthServer,
             host_header,
             uri,
             // nginx's upstream defaults
-            state: Peer::new(1, 10_000),
+            state: Cell::new(Peer::new(1, 10_000)),
         })
     }
 }
@@ -208,7 +209,7 @@ unsafe fn new_list(cf: *mut ngx_conf_t, n: usize, failover: bool) -> *mut Server
         list.write(ServerList {
             servers,
             failover,
-            next: 0,
+            next: Cell::new(0),
         });
         list
     }
@@ -299,7 +300,9 @@ unsafe extern "C" fn set_auth_http_server(
         let p = text(param);
         if let Some(n) = p.strip_prefix("max_fails=") {
             match n.parse::<u32>() {
-                Ok(v) if n.bytes().all(|b| b.is_ascii_digit()) => server.state.max_fails = v,
+                Ok(v) if n.bytes().all(|b| b.is_ascii_digit()) => {
+                    server.state.get_mut().max_fails = v
+                }
                 _ => return conf_error(cf, &format!("invalid parameter \"{p}\"")),
             }
         } else if let Some(t) = p.strip_prefix("fail_timeout=") {
@@ -312,7 +315,7 @@ unsafe extern "C" fn set_auth_http_server(
             if ms < 0 {
                 return conf_error(cf, &format!("invalid parameter \"{p}\""));
             }
-            server.state.fail_timeout = ms as u64;
+            server.state.get_mut().fail_timeout = ms as u64;
         } else {
             return conf_error(cf, &format!("invalid parameter \"{p}\""));
         }
