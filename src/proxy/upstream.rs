@@ -40,6 +40,8 @@ pub fn connect(sess: Session, addr: SocketAddr, name: &[u8], handover: Handover)
         return sess.internal_server_error();
     }
     sess.set_state(LoginState::new(sess, &handover));
+    #[cfg(ngx_mail_ssl)]
+    let _ = super::ssl::choose(sess, addr, name);
     let (uc, now) = match sess.connect_upstream() {
         Connect::Failed => return internal_server_error(sess),
         Connect::Pending(uc) => (uc, false),
@@ -90,6 +92,11 @@ fn connected(sess: Session, wev: Event) {
         }
         sess.set_proxy_protocol_pending(false);
     }
+    // the handshake comes before anything of the login dialogue
+    #[cfg(ngx_mail_ssl)]
+    if super::ssl::pending(sess, uc) {
+        return super::ssl::start(sess, uc);
+    }
     if !wev.handle_write() {
         return internal_server_error(sess);
     }
@@ -97,6 +104,20 @@ fn connected(sess: Session, wev: Event) {
     if uc.read().ready() {
         uc.read().post();
     }
+}
+
+/// The backend's handshake is over and verified: its events are ours
+/// again, and the login dialogue starts. The read is posted, not waited
+/// for: OpenSSL may hold the backend's greeting already.
+#[cfg(ngx_mail_ssl)]
+pub fn tls_ready(sess: Session, uc: Conn) {
+    uc.read().set_handler(login_handler);
+    uc.write().set_handler(write_handler);
+    if !uc.write().handle_write() {
+        return internal_server_error(sess);
+    }
+    crate::observe::backend_connected(sess);
+    uc.read().post();
 }
 
 /// Sends the PROXY header (v1, or v2 with `proxy_protocol v2`) in one
