@@ -210,7 +210,7 @@ fn verified(sess: Session, uc: Conn, name: &[u8]) -> bool {
         mail_log!(
             LOG_ERR,
             sess.log(),
-            "upstream SSL certificate verify error: ({}:{}) while verifying \"{}\"",
+            "upstream SSL certificate verify error: ({}:{}) for \"{}\"",
             rc,
             shown(why.to_bytes()),
             shown(name)
