@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 
-# Tests for the configuration of the proxy_ssl directives (ours: stock has
+# Tests for the configuration of the proxy_ssl and proxy_starttls directives (ours: stock has
 # no TLS to backends): every one accepted at both levels, bad values refused
 # with the [emerg] texts of nginx's stream proxy and ngx_event_openssl.
 
@@ -26,7 +26,7 @@ plan(skip_all => 'proxy_ssl is ours; stock talks to backends in plain text only'
 	if $stock;
 
 my $t = Test::Nginx->new()->has(qw/mail mail_ssl pop3/)->has_daemon('openssl')
-	->plan(17);
+	->plan(19);
 
 ###############################################################################
 
@@ -70,6 +70,7 @@ my $listen = 'listen 127.0.0.1:' . port(8110) . '; protocol pop3;';
 
 like(config_test(<<"EOF"), qr/test is successful/, 'every directive at both levels');
     proxy_ssl on;
+    proxy_starttls on;
     proxy_ssl_protocols TLSv1.2 TLSv1.3;
     proxy_ssl_ciphers HIGH:!aNULL;
     proxy_ssl_certificate proxy.crt;
@@ -85,6 +86,7 @@ like(config_test(<<"EOF"), qr/test is successful/, 'every directive at both leve
     server {
         $listen
         proxy_ssl off;
+        proxy_starttls off;
         proxy_ssl_protocols TLSv1.3;
         proxy_ssl_ciphers DEFAULT;
         proxy_ssl_certificate "";
@@ -122,6 +124,18 @@ EOF
 like(config_test("server { $listen proxy_ssl maybe; }"),
 	qr/\[emerg\] invalid value "maybe" in "proxy_ssl" directive, it must be "on" or "off"/,
 	'proxy_ssl value');
+
+like(config_test("server { $listen proxy_starttls maybe; }"),
+	qr/\[emerg\] invalid value "maybe" in "proxy_starttls" directive, it must be "on" or "off"/,
+	'proxy_starttls value');
+
+like(config_test(<<"EOF"),
+    proxy_starttls on;
+    proxy_ssl_verify on;
+    server { $listen }
+EOF
+	qr/\[emerg\] no proxy_ssl_trusted_certificate for proxy_ssl_verify/,
+	'starttls verify without a ca');
 
 like(config_test("server { $listen proxy_ssl_protocols TLSv1.2 TLSv9; }"),
 	qr/\[emerg\] invalid value "TLSv9" in .*test\.conf:\d+/, 'protocols value');

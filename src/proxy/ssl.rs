@@ -10,11 +10,15 @@ use std::sync::Mutex;
 
 use nginx_sys::{ngx_connection_t, ngx_int_t, ngx_str_t, SSL_SESSION};
 
+use mail_core::starttls::{Protocol, StartTls};
+use mail_core::upstream::UpstreamStep;
+
 use super::ssl_module::SslConf;
 use crate::ffi::{shown, ETIMEDOUT, LOG_ERR, LOG_INFO};
 use crate::mail_log;
 use crate::nginx::Conn;
 use crate::session::Session;
+use crate::state::ClientDialogue;
 
 /// How this session's backend connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,12 +26,16 @@ pub enum Mode {
     Off,
     /// TLS from the first byte (`proxy_ssl on`).
     Implicit,
+    /// STLS/STARTTLS before the login dialogue (`proxy_starttls on`).
+    StartTls,
 }
 
 /// What the handshake checks, decided when the backend is chosen and kept
 /// for the session: the ticket a backend sends may come after the login.
 pub struct Target {
     pub mode: Mode,
+    /// The upgrade dialogue, with `Mode::StartTls`.
+    upgrade: Option<StartTls>,
     /// The name sent as SNI and verified: `proxy_ssl_name`, else the host
     /// the auth server named, without its port.
     name: Vec<u8>,
@@ -44,14 +52,28 @@ fn conf(sess: Session) -> &'static SslConf {
     sess.conf::<SslConf>()
 }
 
-/// Decides how to reach the backend named `name` ("host:port") at `addr`.
-pub fn choose(sess: Session, addr: SocketAddr, name: &[u8]) -> Mode {
+/// Decides how to reach the backend named `name` ("host:port") at `addr`;
+/// `client` says which protocol it speaks.
+pub fn choose(sess: Session, addr: SocketAddr, name: &[u8], client: &ClientDialogue) -> Mode {
     let scf = conf(sess);
+    // implicit TLS wins where both are on: it never sends a plain byte
     let mode = if scf.enable != 0 {
         Mode::Implicit
+    } else if scf.starttls != 0 {
+        Mode::StartTls
     } else {
         Mode::Off
     };
+    let upgrade = (mode == Mode::StartTls).then(|| {
+        StartTls::new(match client {
+            ClientDialogue::Pop3 => Protocol::Pop3,
+            ClientDialogue::Imap { tag } => Protocol::Imap { tag: tag.clone() },
+            ClientDialogue::Smtp { .. } => Protocol::Smtp {
+                server_name: sess.server_name().to_vec(),
+            },
+            ClientDialogue::Sieve => Protocol::Sieve,
+        })
+    });
     // SAFETY: the merged name lives in the configuration pool.
     let configured = unsafe { crate::ffi::bytes(&scf.name) };
     let name = if configured.is_empty() {
@@ -61,6 +83,7 @@ pub fn choose(sess: Session, addr: SocketAddr, name: &[u8]) -> Mode {
     };
     sess.keep_state(Target {
         mode,
+        upgrade,
         name: name.to_vec(),
         addr,
     });
@@ -85,6 +108,28 @@ fn host_of(name: &[u8]) -> &[u8] {
 /// Whether the backend connection still needs its handshake.
 pub fn pending(sess: Session, uc: Conn) -> bool {
     !uc.is_tls() && sess.with_state(|t: &mut Target| t.mode) == Some(Mode::Implicit)
+}
+
+/// The next step of the STARTTLS dialogue while it runs: `None` once the
+/// login dialogue has the backend (or without `proxy_starttls`).
+pub fn upgrade_step(
+    sess: Session,
+    data: &[u8],
+    full: bool,
+) -> Option<(UpstreamStep, &'static core::ffi::CStr)> {
+    sess.with_state(|t: &mut Target| {
+        let d = t.upgrade.as_mut().filter(|d| !d.ready())?;
+        let step = d.on_data(data, full);
+        Some((step, d.action()))
+    })
+    .flatten()
+}
+
+/// After a STARTTLS handshake: what the login dialogue reads first (the
+/// greeting again, or `None`: read the backend). `None` outside STARTTLS.
+pub fn take_greeting(sess: Session) -> Option<Option<Vec<u8>>> {
+    sess.with_state(|t: &mut Target| t.upgrade.take().map(|mut d| d.take_greeting()))
+        .flatten()
 }
 
 /// Starts the handshake; `super::upstream::tls_ready` or an error follows.

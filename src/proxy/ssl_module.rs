@@ -29,6 +29,8 @@ use crate::ffi::{CONF_ERROR, CONF_OK};
 pub struct SslConf {
     /// `proxy_ssl`: TLS from the first byte (implicit TLS).
     pub enable: ngx_flag_t,
+    /// `proxy_starttls`: STLS/STARTTLS before the login dialogue.
+    pub starttls: ngx_flag_t,
     pub session_reuse: ngx_flag_t,
     /// `NGX_SSL_*` bits; 0 while unset, as `ngx_conf_set_bitmask_slot` wants.
     pub protocols: ngx_uint_t,
@@ -63,6 +65,8 @@ crate::directives! {
     // no stock module has any of these; the name is only what set_and_forward looks in
     shadows c"ngx_mail_proxy_module";
     c"proxy_ssl" => ngx_conf_set_flag_slot, FLAG, offset_of!(SslConf, enable), ptr::null_mut();
+    c"proxy_starttls" =>
+        ngx_conf_set_flag_slot, FLAG, offset_of!(SslConf, starttls), ptr::null_mut();
     c"proxy_ssl_session_reuse" =>
         ngx_conf_set_flag_slot, FLAG, offset_of!(SslConf, session_reuse), ptr::null_mut();
     c"proxy_ssl_protocols" => ngx_conf_set_bitmask_slot,
@@ -167,6 +171,7 @@ unsafe extern "C" fn create_conf(cf: *mut ngx_conf_t) -> *mut c_void {
         }
         *p = SslConf {
             enable: UNSET,
+            starttls: UNSET,
             session_reuse: UNSET,
             protocols: 0,
             ciphers: NO_STR,
@@ -223,6 +228,7 @@ unsafe extern "C" fn merge_conf(
         || conf.session_reuse != UNSET
         || conf.conf_commands != UNSET_PTR;
     merge(&mut conf.enable, prev.enable, UNSET, 0);
+    merge(&mut conf.starttls, prev.starttls, UNSET, 0);
     merge(&mut conf.session_reuse, prev.session_reuse, UNSET, 1);
     merge(
         &mut conf.protocols,
@@ -331,7 +337,7 @@ unsafe fn build_ctx(cf: *mut ngx_conf_t, conf: &mut SslConf) -> bool {
         }
         if conf.verify != 0 {
             if conf.trusted_certificate.len == 0 {
-                if conf.enable != 0 {
+                if conf.enable != 0 || conf.starttls != 0 {
                     let _ = conf_error(cf, "no proxy_ssl_trusted_certificate for proxy_ssl_verify");
                     return false;
                 }
