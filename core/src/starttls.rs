@@ -18,6 +18,33 @@ use core::ffi::CStr;
 use crate::line::first_line;
 use crate::upstream::UpstreamStep;
 
+/// How the backend connection is protected: `proxy_ssl`/`proxy_starttls`,
+/// or the auth server's `Auth-Server-TLS` for one session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendTls {
+    Off,
+    /// TLS from the first byte.
+    Implicit,
+    /// STLS/STARTTLS before the login.
+    StartTls,
+}
+
+impl BackendTls {
+    /// An `Auth-Server-TLS` value: `on`, `starttls` or `off`.
+    pub fn parse(value: &[u8]) -> Option<BackendTls> {
+        let is = |name: &[u8]| value.eq_ignore_ascii_case(name);
+        if is(b"on") {
+            Some(BackendTls::Implicit)
+        } else if is(b"starttls") {
+            Some(BackendTls::StartTls)
+        } else if is(b"off") {
+            Some(BackendTls::Off)
+        } else {
+            None
+        }
+    }
+}
+
 /// The backend's protocol, with what its commands need.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Protocol {

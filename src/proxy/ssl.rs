@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use nginx_sys::{ngx_connection_t, ngx_int_t, ngx_str_t, SSL_SESSION};
 
-use mail_core::starttls::{Protocol, StartTls};
+use mail_core::starttls::{BackendTls, Protocol, StartTls};
 use mail_core::upstream::UpstreamStep;
 
 use super::ssl_module::SslConf;
@@ -18,7 +18,7 @@ use crate::ffi::{shown, ETIMEDOUT, LOG_ERR, LOG_INFO};
 use crate::mail_log;
 use crate::nginx::Conn;
 use crate::session::Session;
-use crate::state::ClientDialogue;
+use crate::state::{ClientDialogue, Handover};
 
 /// How this session's backend connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,18 +52,21 @@ fn conf(sess: Session) -> &'static SslConf {
     sess.conf::<SslConf>()
 }
 
-/// Decides how to reach the backend named `name` ("host:port") at `addr`;
-/// `client` says which protocol it speaks.
-pub fn choose(sess: Session, addr: SocketAddr, name: &[u8], client: &ClientDialogue) -> Mode {
+/// Decides how to reach the backend named `name` ("host:port") at `addr`:
+/// the auth server's `Auth-Server-TLS` and `Auth-Server-Name` if it sent
+/// them, else this server's directives.
+pub fn choose(sess: Session, addr: SocketAddr, name: &[u8], handover: &Handover) -> Mode {
     let scf = conf(sess);
     // implicit TLS wins where both are on: it never sends a plain byte
-    let mode = if scf.enable != 0 {
-        Mode::Implicit
-    } else if scf.starttls != 0 {
-        Mode::StartTls
-    } else {
-        Mode::Off
+    let mode = match handover.backend_tls {
+        Some(BackendTls::Implicit) => Mode::Implicit,
+        Some(BackendTls::StartTls) => Mode::StartTls,
+        Some(BackendTls::Off) => Mode::Off,
+        None if scf.enable != 0 => Mode::Implicit,
+        None if scf.starttls != 0 => Mode::StartTls,
+        None => Mode::Off,
     };
+    let client = &handover.client;
     let upgrade = (mode == Mode::StartTls).then(|| {
         StartTls::new(match client {
             ClientDialogue::Pop3 => Protocol::Pop3,
@@ -76,10 +79,10 @@ pub fn choose(sess: Session, addr: SocketAddr, name: &[u8], client: &ClientDialo
     });
     // SAFETY: the merged name lives in the configuration pool.
     let configured = unsafe { crate::ffi::bytes(&scf.name) };
-    let name = if configured.is_empty() {
-        host_of(name)
-    } else {
-        host_of(configured)
+    let name = match &handover.backend_tls_name {
+        Some(chosen) => host_of(chosen),
+        None if configured.is_empty() => host_of(name),
+        None => host_of(configured),
     };
     sess.keep_state(Target {
         mode,

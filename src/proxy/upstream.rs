@@ -41,7 +41,7 @@ pub fn connect(sess: Session, addr: SocketAddr, name: &[u8], handover: Handover)
     }
     sess.set_state(LoginState::new(sess, &handover));
     #[cfg(ngx_mail_ssl)]
-    let _ = super::ssl::choose(sess, addr, name, &handover.client);
+    let _ = super::ssl::choose(sess, addr, name, &handover);
     let (uc, now) = match sess.connect_upstream() {
         Connect::Failed => return internal_server_error(sess),
         Connect::Pending(uc) => (uc, false),

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use super::parse_server;
 use crate::smtp::BackendAuth;
+use crate::starttls::BackendTls;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -33,6 +34,13 @@ pub struct Response {
     /// `Auth-Error-SASL` (freenginx 1.27.1): mechanism-specific error
     /// details, base64, for the client of an XOAUTH2 or OAUTHBEARER login.
     pub error_sasl: Option<Vec<u8>>,
+    /// `Auth-Server-TLS` (ours): TLS to this backend, overriding
+    /// `proxy_ssl` and `proxy_starttls`; an unknown value is ignored.
+    pub server_tls: Option<BackendTls>,
+    /// `Auth-Server-Name` (ours): the name sent as SNI and verified,
+    /// overriding `proxy_ssl_name`; empty means no override. Boxed: the
+    /// response is moved around whole, and kept small.
+    pub server_tls_name: Option<Box<[u8]>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +133,8 @@ enum Known {
     ErrorCode,
     SmtpAuth,
     ErrorSasl,
+    ServerTls,
+    ServerName,
 }
 
 fn known(name: &[u8]) -> Option<Known> {
@@ -143,6 +153,8 @@ fn known(name: &[u8]) -> Option<Known> {
         9 if is(b"smtp-auth") => Known::SmtpAuth,
         10 if is(b"error-code") => Known::ErrorCode,
         10 if is(b"error-sasl") => Known::ErrorSasl,
+        10 if is(b"server-tls") => Known::ServerTls,
+        11 if is(b"server-name") => Known::ServerName,
         _ => return None,
     };
     Some(header)
@@ -191,6 +203,14 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ParseError> {
             }
             // the last one counts; an empty one is still a challenge
             Some(Known::ErrorSasl) => resp.error_sasl = Some(value.to_vec()),
+            Some(Known::ServerTls) => {
+                if let Some(tls) = BackendTls::parse(value) {
+                    resp.server_tls = Some(tls);
+                }
+            }
+            Some(Known::ServerName) => {
+                resp.server_tls_name = (!value.is_empty()).then(|| value.into())
+            }
             None => {}
         }
     }
@@ -236,6 +256,9 @@ pub enum Decision {
         passwd: Option<Vec<u8>>,
         /// The auth server's choice of SMTP backend login, if it made one.
         smtp_auth: Option<BackendAuth>,
+        /// `Auth-Server-TLS` and `Auth-Server-Name`, if sent.
+        tls: Option<BackendTls>,
+        tls_name: Option<Vec<u8>>,
     },
 }
 
@@ -281,5 +304,7 @@ pub fn decide(resp: Response, have_password: bool, password_required: bool) -> D
         login: resp.user,
         passwd: resp.pass,
         smtp_auth: resp.smtp_auth,
+        tls: resp.server_tls,
+        tls_name: resp.server_tls_name.map(Vec::from),
     }
 }
