@@ -60,6 +60,7 @@ mail {
     ssl_certificate localhost.crt;
 
     proxy_ssl  on;
+    access_log %%TESTDIR%%/mail.log;
 
     server {
         listen     127.0.0.1:8110;
@@ -159,7 +160,7 @@ $t->run_daemon(\&backend, 8121, 'pop3', $d);
 $t->run_daemon(\&backend, 8122, 'imap', $d);
 $t->run_daemon(\&backend, 8123, 'smtp', $d);
 $t->run_daemon(\&backend, 8124, 'plain', $d);
-$t->run()->plan(31);
+$t->run()->plan(33);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8121 .. 8124;
 
@@ -286,6 +287,16 @@ $s->send('QUIT');
 $s->check(qr/^\+OK bye/, 'quit');
 
 undef $s;
+
+# the session log says which sessions had TLS to the backend
+my $log = '';
+for (1 .. 50) {
+	$log = $t->read_file('mail.log') // '';
+	last if $log =~ /login=u8124 .*backend_tls=off/;
+	select undef, undef, undef, 0.1;
+}
+like($log, qr/login=u8121 .*backend_tls=on/, 'session log: backend tls on');
+like($log, qr/login=u8124 .*backend_tls=off/, 'session log: backend tls off');
 undef $t;
 
 ###############################################################################
