@@ -1,8 +1,8 @@
 #!/usr/bin/perl
 
 # Tests for TLS to the backends (ours: stock talks to them in plain text
-# only): proxy_ssl for POP3, IMAP and SMTP backends, what the backend sees
-# of proxy_ssl_protocols, _ciphers, _conf_command, _server_name and the
+# only): proxy_ssl for POP3, IMAP, SMTP and ManageSieve backends, what the
+# backend sees of proxy_ssl_protocols, _ciphers, _conf_command, _server_name and the
 # client certificate (proxy_ssl_certificate with an encrypted key and
 # proxy_ssl_password_file), sessions resumed with proxy_ssl_session_reuse
 # and not without, a backend that does not speak TLS refused before any
@@ -28,6 +28,7 @@ use Test::Nginx;
 use Test::Nginx::POP3;
 use Test::Nginx::IMAP;
 use Test::Nginx::SMTP;
+use Test::Nginx::Sieve;
 
 ###############################################################################
 
@@ -77,6 +78,11 @@ mail {
         listen     127.0.0.1:8025;
         protocol   smtp;
         smtp_auth  plain;
+    }
+
+    server {
+        listen     127.0.0.1:8192;
+        protocol   sieve;
     }
 
     server {
@@ -153,16 +159,17 @@ system("openssl genrsa -aes128 -passout pass:secret -out $d/client.key 2048 "
 	. ">>$d/openssl.out 2>&1") == 0
 	or die "Can't create the client certificate\n";
 
-port($_) for 8081, 8121, 8122, 8123, 8124;
+port($_) for 8081, 8121, 8122, 8123, 8124, 8125;
 
 $t->run_daemon(\&auth_daemon);
 $t->run_daemon(\&backend, 8121, 'pop3', $d);
 $t->run_daemon(\&backend, 8122, 'imap', $d);
 $t->run_daemon(\&backend, 8123, 'smtp', $d);
 $t->run_daemon(\&backend, 8124, 'plain', $d);
-$t->run()->plan(33);
+$t->run_daemon(\&backend, 8125, 'sieve', $d);
+$t->run()->plan(35);
 
-$t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8121 .. 8124;
+$t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8121 .. 8125;
 
 ###############################################################################
 
@@ -209,6 +216,15 @@ $s->send('AUTH PLAIN ' . encode_base64("\0u8123\0secret", ''));
 $s->authok('smtp login over tls');
 $s->send('NOOP');
 $s->check(qr/^250 NOOP tls=TLSv1_3/, 'smtp backend over tls');
+
+# ManageSieve
+
+$s = Test::Nginx::Sieve->new(PeerAddr => '127.0.0.1:' . port(8192));
+$s->response();
+$s->send('AUTHENTICATE "PLAIN" "' . encode_base64("\0u8125\0secret", '') . '"');
+like($s->response(), qr/^OK "logged in tls=TLSv1_3/, 'sieve backend over tls');
+$s->send('LISTSCRIPTS');
+like($s->response(), qr/^OK "LISTSCRIPTS tls=TLSv1_3/, 'sieve command after login');
 
 # proxy_ssl_protocols, _ciphers, _certificate with an encrypted key opened
 # by the second password of proxy_ssl_password_file, _session_reuse off
@@ -405,6 +421,8 @@ sub serve {
 	$log->autoflush(1);
 	print $c $proto eq 'imap' ? "* OK $info" . CRLF
 		: $proto eq 'smtp' ? "220 $info" . CRLF
+		: $proto eq 'sieve' ? '"IMPLEMENTATION" "fake"' . CRLF
+			. '"SASL" "PLAIN"' . CRLF . 'OK' . CRLF
 		: "+OK $info" . CRLF;
 	while (defined(my $l = <$c>)) {
 		print $log $l;
@@ -416,6 +434,12 @@ sub serve {
 			} else {
 				print $c "a1 OK logged in $info" . CRLF;
 			}
+			next;
+		}
+		if ($proto eq 'sieve') {
+			my ($cmd) = $l =~ /^(\S+)/;
+			$cmd = 'logged in' if $cmd eq 'AUTHENTICATE';
+			print $c qq{OK "$cmd $info"} . CRLF;
 			next;
 		}
 		if ($proto eq 'smtp') {
