@@ -109,13 +109,14 @@ my %backends = (
 	8131 => 'pop3 nostarttls', 8132 => 'imap nostarttls',
 	8133 => 'smtp nostarttls',
 	8151 => 'pop3 inject', 8152 => 'imap inject', 8153 => 'smtp inject',
+	8154 => 'sieve inject',
 );
 
 port($_) for 8081, keys %backends;
 
 $t->run_daemon(\&auth_daemon);
 $t->run_daemon(\&backend, $_, $backends{$_}, $d) for sort keys %backends;
-$t->run()->plan(26);
+$t->run()->plan(28);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8081, keys %backends;
 
@@ -206,6 +207,16 @@ $s->check(qr/^250 NOOP over TLS/, 'smtp injection: session over tls');
 undef $s;
 like(backend_log(8153), qr/^plain EHLO proxy\.example\nplain STARTTLS\ntls EHLO /,
 	'smtp injection: ehlo again over tls');
+
+# ManageSieve reads the backend again after the handshake (its
+# capabilities): what was injected must not be in front of them
+$s = Test::Nginx::Sieve->new(PeerAddr => '127.0.0.1:' . port(8192));
+$s->response();
+$s->send('AUTHENTICATE "PLAIN" "' . encode_base64("\0u8154\0secret", '') . '"');
+like($s->response(), qr/^OK "logged in over TLS"/, 'sieve injection dropped');
+undef $s;
+like(backend_log(8154), qr/^plain STARTTLS\ntls AUTHENTICATE "PLAIN"/,
+	'sieve injection: authenticate over tls');
 
 # no client saw the injected text anywhere
 unlike($t->read_file('error.log'), qr/injected/, 'injected text never read');
@@ -304,7 +315,8 @@ sub serve {
 	my $put = sub { $tls ? print $c @_ : $c->syswrite(join '', @_) };
 	my $upgrade = sub {
 		my ($reply) = @_;
-		$reply .= ($proto eq 'imap' ? '* injected' : '+OK injected') . CRLF
+		$reply .= ($proto eq 'imap' ? '* injected'
+				: $proto eq 'sieve' ? 'OK "injected"' : '+OK injected') . CRLF
 			if $flaw eq 'inject' && $proto ne 'smtp';
 		$reply .= '250 injected' . CRLF if $flaw eq 'inject' && $proto eq 'smtp';
 		$c->syswrite($reply);
