@@ -70,6 +70,11 @@ pub fn choose(sess: Session, addr: SocketAddr, name: &[u8], handover: &Handover)
     let upgrade = (mode == Mode::StartTls).then(|| {
         StartTls::new(match client {
             ClientDialogue::Pop3 => Protocol::Pop3,
+            // a tag of our own where the client's is missing: the replies
+            // to our commands are found by it
+            ClientDialogue::Imap { tag } if tag.is_empty() => Protocol::Imap {
+                tag: b"s ".to_vec(),
+            },
             ClientDialogue::Imap { tag } => Protocol::Imap { tag: tag.clone() },
             ClientDialogue::Smtp { .. } => Protocol::Smtp {
                 server_name: sess.server_name().to_vec(),
