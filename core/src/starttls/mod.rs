@@ -325,5 +325,4 @@ fn smtp_reply(buf: &[u8]) -> Option<&[u8]> {
 }
 
 #[cfg(test)]
-#[path = "starttls_tests.rs"]
 mod tests;
