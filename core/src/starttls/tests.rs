@@ -198,19 +198,56 @@ fn bytes_after_the_upgrade_reply_are_not_read() {
     assert_eq!(d.take_greeting().as_deref(), Some(&b"+OK ready\r\n"[..]));
 }
 
+/// Every reply of each protocol's upgrade, cut anywhere before its end,
+/// is waited for; whole, it gives the same step as when it came at once.
 #[test]
 fn every_split_gives_the_same_steps() {
-    let script: [&[u8]; 3] = [b"220 mx\r\n", b"250-mx\r\n250 STARTTLS\r\n", b"220 go\r\n"];
-    for (i, reply) in script.iter().enumerate() {
-        for cut in 0..reply.len() {
-            let mut d = StartTls::new(Protocol::Smtp {
+    let scripts: [(Protocol, &[&[u8]]); 4] = [
+        (
+            Protocol::Pop3,
+            &[b"+OK hi\r\n", b"+OK\r\nSTLS\r\n.\r\n", b"+OK go\r\n"],
+        ),
+        (
+            Protocol::Imap {
+                tag: b"t ".to_vec(),
+            },
+            &[
+                b"* OK hi\r\n",
+                b"* CAPABILITY IMAP4rev1 STARTTLS\r\nt OK done\r\n",
+                b"t OK go\r\n",
+            ],
+        ),
+        (
+            Protocol::Smtp {
                 server_name: b"p".to_vec(),
-            });
-            for done in &script[..i] {
-                let _ = d.on_data(done, false);
+            },
+            &[b"220 mx\r\n", b"250-mx\r\n250 STARTTLS\r\n", b"220 go\r\n"],
+        ),
+        (
+            Protocol::Sieve,
+            &[
+                b"\"SASL\" \"PLAIN\"\r\n\"STARTTLS\"\r\nOK\r\n",
+                b"OK go\r\n",
+            ],
+        ),
+    ];
+    for (protocol, script) in scripts {
+        let mut whole = StartTls::new(protocol.clone());
+        let steps: Vec<UpstreamStep> = script.iter().map(|r| whole.on_data(r, false)).collect();
+        assert_eq!(steps.last(), Some(&UpstreamStep::StartTls), "{protocol:?}");
+        for (i, reply) in script.iter().enumerate() {
+            for cut in 0..reply.len() {
+                let mut d = StartTls::new(protocol.clone());
+                for done in &script[..i] {
+                    let _ = d.on_data(done, false);
+                }
+                assert_eq!(
+                    d.on_data(&reply[..cut], false),
+                    UpstreamStep::NeedMore,
+                    "{protocol:?} reply {i} cut at {cut}"
+                );
+                assert_eq!(d.on_data(reply, false), steps[i], "{protocol:?} reply {i}");
             }
-            let head = &reply[..cut];
-            assert!(matches!(d.on_data(head, false), UpstreamStep::NeedMore));
         }
     }
 }
