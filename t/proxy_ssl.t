@@ -1,13 +1,14 @@
 #!/usr/bin/perl
 
 # Tests for TLS to the backends (ours: stock talks to them in plain text
-# only): proxy_ssl for POP3, IMAP, SMTP and ManageSieve backends, what the
-# backend sees of proxy_ssl_protocols, _ciphers, _conf_command, _server_name and the
-# client certificate (proxy_ssl_certificate with an encrypted key and
-# proxy_ssl_password_file), sessions resumed with proxy_ssl_session_reuse
-# and not without, a backend that does not speak TLS refused before any
-# credential goes out, and 4 MiB both ways byte-exact with TLS on the
-# backend side only and on both sides.
+# only): proxy_ssl for POP3, IMAP, SMTP and ManageSieve backends; what the
+# backend sees of proxy_ssl_protocols, _ciphers, _conf_command,
+# _server_name and the client certificate (proxy_ssl_certificate with an
+# encrypted key and proxy_ssl_password_file); sessions resumed with
+# proxy_ssl_session_reuse and not without; a backend that does not speak
+# TLS refused before any credential goes out; the PROXY header before the
+# handshake; 4 MiB both ways byte-exact with TLS on the backend side only
+# and on both sides; backend_tls in the session log.
 
 ###############################################################################
 
@@ -116,6 +117,12 @@ mail {
         listen     127.0.0.1:8114 ssl;
         protocol   pop3;
     }
+
+    server {
+        listen     127.0.0.1:8115;
+        protocol   pop3;
+        proxy_protocol  on;
+    }
 }
 
 EOF
@@ -159,7 +166,7 @@ system("openssl genrsa -aes128 -passout pass:secret -out $d/client.key 2048 "
 	. ">>$d/openssl.out 2>&1") == 0
 	or die "Can't create the client certificate\n";
 
-port($_) for 8081, 8121, 8122, 8123, 8124, 8125, 8126;
+port($_) for 8081, 8121 .. 8127;
 
 $t->run_daemon(\&auth_daemon);
 $t->run_daemon(\&backend, 8121, 'pop3', $d);
@@ -168,9 +175,10 @@ $t->run_daemon(\&backend, 8123, 'smtp', $d);
 $t->run_daemon(\&backend, 8124, 'plain', $d);
 $t->run_daemon(\&backend, 8125, 'sieve', $d);
 $t->run_daemon(\&backend, 8126, 'plain', $d);
-$t->run()->plan(35);
+$t->run_daemon(\&backend, 8127, 'proxied', $d);
+$t->run()->plan(36);
 
-$t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8121 .. 8126;
+$t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8121 .. 8127;
 
 ###############################################################################
 
@@ -249,6 +257,13 @@ like($info, qr/ sni=backend\.example /, 'proxy_ssl_server_name');
 
 $s = pop3_login(8113, 'u8126');
 like($s->read(), qr/^\+OK logged in plain/, 'proxy_ssl off');
+
+# proxy_protocol: the PROXY header goes first, in plain text, as the
+# stream proxy sends it, then the handshake
+
+$s = pop3_login(8115, 'u8127');
+like($s->read(), qr/^\+OK logged in tls=TLSv1_3 .* proxy=PROXY TCP4 127\.0\.0\.1 /,
+	'proxy_protocol header before the handshake');
 
 # a backend that does not speak TLS: refused, nothing of the login sent
 
@@ -407,6 +422,16 @@ sub backend {
 sub serve {
 	my ($c, $port, $proto, $ctx, $d) = @_;
 	my $info = 'plain';
+	# a PROXY header before the handshake, read byte by byte so that
+	# nothing of the handshake is taken with it
+	my $proxy = '';
+	if ($proto eq 'proxied') {
+		while ($proxy !~ /\n$/) {
+			$c->sysread($proxy, 1, length $proxy) or return;
+		}
+		$proxy =~ s/\r?\n$//;
+		$proto = 'pop3';
+	}
 	if ($ctx) {
 		IO::Socket::SSL->start_SSL($c, SSL_server => 1,
 			SSL_reuse_ctx => $ctx) or return;
@@ -415,6 +440,7 @@ sub serve {
 			'sni=' . ($c->get_servername() || '-'),
 			'cert=' . (($c->peer_certificate('cn')) || '-'),
 			'reused=' . ($c->get_session_reused() ? 1 : 0);
+		$info .= " proxy=$proxy " if $proxy;
 	}
 	$c->autoflush(1);
 	open my $log, '>>', "$d/backend-$port.log" or die "log: $!";
