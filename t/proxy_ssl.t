@@ -7,7 +7,7 @@
 # encrypted key and proxy_ssl_password_file); sessions resumed with
 # proxy_ssl_session_reuse and not without; a backend that does not speak
 # TLS refused before any credential goes out; the PROXY header before the
-# handshake; 4 MiB both ways byte-exact with TLS on the backend side only
+# handshake; a handshake that times out; 4 MiB both ways byte-exact with TLS on the backend side only
 # and on both sides; backend_tls in the session log.
 
 ###############################################################################
@@ -123,6 +123,12 @@ mail {
         protocol   pop3;
         proxy_protocol  on;
     }
+
+    server {
+        listen     127.0.0.1:8116;
+        protocol   pop3;
+        timeout    1s;
+    }
 }
 
 EOF
@@ -166,7 +172,7 @@ system("openssl genrsa -aes128 -passout pass:secret -out $d/client.key 2048 "
 	. ">>$d/openssl.out 2>&1") == 0
 	or die "Can't create the client certificate\n";
 
-port($_) for 8081, 8121 .. 8127;
+port($_) for 8081, 8121 .. 8128;
 
 $t->run_daemon(\&auth_daemon);
 $t->run_daemon(\&backend, 8121, 'pop3', $d);
@@ -176,9 +182,10 @@ $t->run_daemon(\&backend, 8124, 'plain', $d);
 $t->run_daemon(\&backend, 8125, 'sieve', $d);
 $t->run_daemon(\&backend, 8126, 'plain', $d);
 $t->run_daemon(\&backend, 8127, 'proxied', $d);
-$t->run()->plan(36);
+$t->run_daemon(\&silent, 8128);
+$t->run()->plan(38);
 
-$t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8121 .. 8127;
+$t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8121 .. 8128;
 
 ###############################################################################
 
@@ -264,6 +271,14 @@ like($s->read(), qr/^\+OK logged in plain/, 'proxy_ssl off');
 $s = pop3_login(8115, 'u8127');
 like($s->read(), qr/^\+OK logged in tls=TLSv1_3 .* proxy=PROXY TCP4 127\.0\.0\.1 /,
 	'proxy_protocol header before the handshake');
+
+# a backend that never answers the handshake: the session's timeout ends it
+
+$s = pop3_login(8116, 'u8128');
+like($s->read(), qr/^-ERR internal server error/, 'handshake timed out');
+like($t->read_file('error.log'),
+	qr/upstream timed out \(110: Connection timed out\) while SSL handshaking to upstream/,
+	'handshake timeout logged');
 
 # a backend that does not speak TLS: refused, nothing of the login sent
 
@@ -387,6 +402,18 @@ sub auth_daemon {
 			. "Auth-Port: " . port($port) . CRLF
 			. "Auth-Pass: secret" . CRLF . CRLF;
 		close $c;
+	}
+}
+
+# A backend that takes connections and never says a word.
+sub silent {
+	my ($port) = @_;
+	my $server = IO::Socket::INET->new(Proto => 'tcp',
+		LocalAddr => '127.0.0.1:' . port($port), Listen => 16,
+		ReuseAddr => 1) or die "silent listen: $!";
+	my @held;
+	while (my $c = $server->accept()) {
+		push @held, $c;
 	}
 }
 
