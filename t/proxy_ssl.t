@@ -7,8 +7,9 @@
 # encrypted key and proxy_ssl_password_file); sessions resumed with
 # proxy_ssl_session_reuse and not without; a backend that does not speak
 # TLS refused before any credential goes out; the PROXY header before the
-# handshake; a handshake that times out; 4 MiB both ways byte-exact with TLS on the backend side only
-# and on both sides; backend_tls in the session log.
+# handshake; a handshake that times out; 4 MiB both ways byte-exact with
+# TLS on the backend side only and on both sides; backend_tls in the
+# session log.
 
 ###############################################################################
 
