@@ -39,6 +39,7 @@ pub use observe::http::ngx_http_mail_rs_metrics_module;
 pub use observe::module::ngx_mail_rs_observe_module;
 pub use pop3::module::ngx_mail_rs_pop3_module;
 pub use proxy::module::ngx_mail_rs_proxy_module;
+pub use proxy::ssl_module::ngx_mail_rs_proxy_ssl_module;
 pub use sieve::module::ngx_mail_rs_sieve_module;
 pub use smtp::module::ngx_mail_rs_smtp_module;
 
@@ -46,7 +47,7 @@ pub use smtp::module::ngx_mail_rs_smtp_module;
 static ALLOCATOR: alloc::WorkerAlloc = alloc::WorkerAlloc::new();
 
 #[no_mangle]
-pub static mut ngx_modules: [*const ngx_module_t; 10] = [
+pub static mut ngx_modules: [*const ngx_module_t; 11] = [
     addr_of!(ngx_mail_rs_limit_module),
     addr_of!(ngx_mail_rs_pop3_module),
     addr_of!(ngx_mail_rs_imap_module),
@@ -54,6 +55,7 @@ pub static mut ngx_modules: [*const ngx_module_t; 10] = [
     addr_of!(ngx_mail_rs_sieve_module),
     addr_of!(ngx_mail_rs_auth_http_module),
     addr_of!(ngx_mail_rs_proxy_module),
+    addr_of!(ngx_mail_rs_proxy_ssl_module),
     addr_of!(ngx_mail_rs_observe_module),
     // an http module, in no order list: nginx appends it to the http
     // modules (it is a content handler, no filter)
@@ -62,7 +64,7 @@ pub static mut ngx_modules: [*const ngx_module_t; 10] = [
 ];
 
 #[no_mangle]
-pub static mut ngx_module_names: [*const c_char; 10] = [
+pub static mut ngx_module_names: [*const c_char; 11] = [
     c"ngx_mail_rs_limit_module".as_ptr(),
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
@@ -70,6 +72,7 @@ pub static mut ngx_module_names: [*const c_char; 10] = [
     c"ngx_mail_rs_sieve_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
+    c"ngx_mail_rs_proxy_ssl_module".as_ptr(),
     c"ngx_mail_rs_observe_module".as_ptr(),
     c"ngx_http_mail_rs_metrics_module".as_ptr(),
     null(),
@@ -80,7 +83,7 @@ pub static mut ngx_module_names: [*const c_char; 10] = [
 /// puts all of ours right after ngx_mail_ssl_module in every build shape.
 /// The limit module comes first: the protocols' merges read its conf.
 #[no_mangle]
-pub static mut ngx_module_order: [*const c_char; 15] = [
+pub static mut ngx_module_order: [*const c_char; 16] = [
     c"ngx_mail_rs_limit_module".as_ptr(),
     c"ngx_mail_rs_pop3_module".as_ptr(),
     c"ngx_mail_rs_imap_module".as_ptr(),
@@ -88,6 +91,7 @@ pub static mut ngx_module_order: [*const c_char; 15] = [
     c"ngx_mail_rs_sieve_module".as_ptr(),
     c"ngx_mail_rs_auth_http_module".as_ptr(),
     c"ngx_mail_rs_proxy_module".as_ptr(),
+    c"ngx_mail_rs_proxy_ssl_module".as_ptr(),
     c"ngx_mail_rs_observe_module".as_ptr(),
     c"ngx_mail_pop3_module".as_ptr(),
     c"ngx_mail_imap_module".as_ptr(),

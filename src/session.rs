@@ -260,6 +260,8 @@ impl Session {
     /// Closes the backend connection, if one is open.
     pub fn close_upstream(self) {
         if let Some(uc) = self.upstream() {
+            #[cfg(ngx_mail_ssl)]
+            crate::proxy::ssl::shutdown(uc);
             uc.close();
             // SAFETY: s->proxy is the session's live proxy ctx (upstream()
             // found its connection).

@@ -10,6 +10,10 @@ pub struct Handover {
     pub client: ClientDialogue,
     /// The auth server's `Auth-SMTP-Auth`, overriding `proxy_smtp_auth`.
     pub smtp_auth: Option<smtp::BackendAuth>,
+    /// The auth server's `Auth-Server-TLS` and `Auth-Server-Name`,
+    /// overriding `proxy_ssl`/`proxy_starttls` and `proxy_ssl_name`.
+    pub backend_tls: Option<mail_core::starttls::BackendTls>,
+    pub backend_tls_name: Option<Vec<u8>>,
 }
 
 /// What the backend login and a refusal need of the client's dialogue.
@@ -33,6 +37,8 @@ impl Handover {
             method,
             client,
             smtp_auth: None,
+            backend_tls: None,
+            backend_tls_name: None,
         }
     }
 

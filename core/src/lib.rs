@@ -35,6 +35,7 @@ pub mod sasl;
 pub mod session_log;
 pub mod sieve;
 pub mod smtp;
+pub mod starttls;
 pub mod upstream;
 
 pub use action::{Action, Reply, Step};

@@ -22,6 +22,9 @@ pub enum UpstreamStep {
     LoggedInReplacing(&'static [u8]),
     /// The dialogue cannot go on; log this at `error`.
     Failed(&'static str),
+    /// The backend agreed to STARTTLS: drop everything buffered (it came
+    /// in plain text), run the handshake, then go on.
+    StartTls,
 }
 
 /// The first complete line of a backend's reply: its content and where it

@@ -229,7 +229,7 @@ fn read_response(sess: Session, rev: Event) {
             );
             return server_failed(sess);
         }
-        Read::Whole(resp, reusable) => (resp, reusable),
+        Read::Whole(resp, reusable) => (*resp, reusable),
     };
     server_answered(sess);
     if let Some(server) = current(sess).filter(|_| reusable) {
@@ -379,6 +379,8 @@ fn act_on(sess: Session, decision: Decision, refusal: Option<Vec<u8>>, challenge
             login,
             passwd,
             smtp_auth,
+            tls,
+            tls_name,
         } => {
             if login.is_some_and(|l| !sess.set_login(&l))
                 || passwd.is_some_and(|p| !sess.set_passwd(&p))
@@ -390,6 +392,8 @@ fn act_on(sess: Session, decision: Decision, refusal: Option<Vec<u8>>, challenge
                 return sess.internal_server_error();
             };
             auth.handover.smtp_auth = smtp_auth;
+            auth.handover.backend_tls = tls;
+            auth.handover.backend_tls_name = tls_name;
             if !crate::limit::conn::admit(sess, &auth.handover) {
                 return;
             }

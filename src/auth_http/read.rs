@@ -19,8 +19,9 @@ pub(super) enum Read {
     /// RESPONSE_LIMIT bytes and still no whole header.
     Full,
     Invalid(ParseError),
-    /// The whole answer; true when the connection may carry the next one.
-    Whole(Response, bool),
+    /// The whole answer (boxed: the enum is moved around, the answer is
+    /// large); true when the connection may carry the next one.
+    Whole(Box<Response>, bool),
 }
 
 /// The answer, held while its body is read and dropped.
@@ -47,7 +48,7 @@ pub(super) fn read_some(sess: Session, auth: &mut AuthState, pc: Conn, keepalive
                     let more_than_asked = draining.left < n as u64;
                     let resp = core::mem::take(&mut draining.resp);
                     auth.draining = None;
-                    Read::Whole(resp, !more_than_asked)
+                    Read::Whole(Box::new(resp), !more_than_asked)
                 }
                 Some(left) => {
                     draining.left = left;
@@ -86,7 +87,7 @@ pub(super) fn read_some(sess: Session, auth: &mut AuthState, pc: Conn, keepalive
         auth.cache_raw = attempt.response().to_vec();
     }
     if !keepalive {
-        return Read::Whole(resp, false);
+        return Read::Whole(Box::new(resp), false);
     }
     let frame = match frame(attempt.response()) {
         Ok(Some(frame)) => frame,
@@ -94,11 +95,11 @@ pub(super) fn read_some(sess: Session, auth: &mut AuthState, pc: Conn, keepalive
         Err(e) => return Read::Invalid(e),
     };
     if !frame.reusable {
-        return Read::Whole(resp, false);
+        return Read::Whole(Box::new(resp), false);
     }
     match frame.body_left(attempt.response().len()) {
-        None => Read::Whole(resp, false),
-        Some(0) => Read::Whole(resp, true),
+        None => Read::Whole(Box::new(resp), false),
+        Some(0) => Read::Whole(Box::new(resp), true),
         Some(left) => {
             auth.draining = Some(Draining { resp, left });
             Read::More

@@ -286,8 +286,8 @@ fn finish(r: &mut Record) {
             } else {
                 ((*uc).sent - u0).max(0) as u64
             };
-            // a backend connection with TLS (none today: kept for when
-            // the proxy learns it)
+            // a backend connection with TLS (proxy_ssl, proxy_starttls):
+            // read before the relay closes it
             let backend_tls = !uc.is_null() && !(*uc).ssl.is_null();
             (to_backend, to_client, backend_tls)
         });

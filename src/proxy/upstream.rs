@@ -40,6 +40,8 @@ pub fn connect(sess: Session, addr: SocketAddr, name: &[u8], handover: Handover)
         return sess.internal_server_error();
     }
     sess.set_state(LoginState::new(sess, &handover));
+    #[cfg(ngx_mail_ssl)]
+    let _ = super::ssl::choose(sess, addr, name, &handover);
     let (uc, now) = match sess.connect_upstream() {
         Connect::Failed => return internal_server_error(sess),
         Connect::Pending(uc) => (uc, false),
@@ -90,6 +92,11 @@ fn connected(sess: Session, wev: Event) {
         }
         sess.set_proxy_protocol_pending(false);
     }
+    // the handshake comes before anything of the login dialogue
+    #[cfg(ngx_mail_ssl)]
+    if super::ssl::pending(sess, uc) {
+        return super::ssl::start(sess, uc);
+    }
     if !wev.handle_write() {
         return internal_server_error(sess);
     }
@@ -97,6 +104,32 @@ fn connected(sess: Session, wev: Event) {
     if uc.read().ready() {
         uc.read().post();
     }
+}
+
+/// The backend's handshake is over and verified: its events are ours
+/// again, and the login dialogue starts. The read is posted, not waited
+/// for: OpenSSL may hold the backend's greeting already.
+#[cfg(ngx_mail_ssl)]
+pub fn tls_ready(sess: Session, uc: Conn) {
+    uc.read().set_handler(login_handler);
+    uc.write().set_handler(write_handler);
+    if !uc.write().handle_write() {
+        return internal_server_error(sess);
+    }
+    crate::observe::backend_connected(sess);
+    // after STARTTLS the login dialogue reads the greeting first again
+    // (the backend sends none now), or waits for ManageSieve's capabilities
+    if let Some(Some(greeting)) = super::ssl::take_greeting(sess) {
+        let Some(b) = sess.proxy_buffer() else {
+            return internal_server_error(sess);
+        };
+        b.reset();
+        if !b.fill(&greeting) {
+            return internal_server_error(sess);
+        }
+        return take_step(sess, uc, b);
+    }
+    uc.read().post();
 }
 
 /// Sends the PROXY header (v1, or v2 with `proxy_protocol v2`) in one
@@ -182,12 +215,24 @@ fn backend_reply(sess: Session, rev: Event) {
         }
         Io::Done(_) => {}
     }
+    take_step(sess, uc, b)
+}
+
+/// Runs the dialogue on what the proxy buffer holds.
+fn take_step(sess: Session, uc: Conn, b: crate::nginx::Buf) {
     let (data, full) = (b.pending(), b.is_full());
+    // the STARTTLS dialogue comes first, while it runs
+    #[cfg(ngx_mail_ssl)]
+    let upgrading = super::ssl::upgrade_step(sess, data, full);
+    #[cfg(not(ngx_mail_ssl))]
+    let upgrading = None;
     // the step is taken with the dialogue borrowed; what may end the
     // session runs after
-    let stepped = sess.with_state(|dialogue: &mut LoginState| {
-        let step = dialogue.on_data(data, full);
-        (step, dialogue.action())
+    let stepped = upgrading.or_else(|| {
+        sess.with_state(|dialogue: &mut LoginState| {
+            let step = dialogue.on_data(data, full);
+            (step, dialogue.action())
+        })
     });
     let Some((step, action)) = stepped else {
         return internal_server_error(sess);
@@ -257,5 +302,14 @@ fn backend_reply(sess: Session, rev: Event) {
             mail_log!(LOG_ERR, sess.log(), "{}", reason);
             internal_server_error(sess)
         }
+        // what the backend sent after its positive reply came in plain
+        // text: dropped unread, never taken as protected
+        #[cfg(ngx_mail_ssl)]
+        UpstreamStep::StartTls => {
+            b.reset();
+            super::ssl::start(sess, uc)
+        }
+        #[cfg(not(ngx_mail_ssl))]
+        UpstreamStep::StartTls => internal_server_error(sess),
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use super::parse_server;
 use crate::smtp::BackendAuth;
+use crate::starttls::BackendTls;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -36,6 +37,13 @@ pub struct Response {
     /// `Auth-Cache-TTL` (ours): seconds `auth_http_cache` may keep this
     /// answer, 0 never; overrides `valid`/`invalid`.
     pub cache_ttl: Option<u64>,
+    /// `Auth-Server-TLS` (ours): TLS to this backend, overriding
+    /// `proxy_ssl` and `proxy_starttls`; an unknown value is ignored.
+    pub server_tls: Option<BackendTls>,
+    /// `Auth-Server-Name` (ours): the name sent as SNI and verified,
+    /// overriding `proxy_ssl_name`; empty means no override. Boxed: the
+    /// response is moved around whole, and kept small.
+    pub server_tls_name: Option<Box<[u8]>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +143,8 @@ enum Known {
     SmtpAuth,
     ErrorSasl,
     CacheTtl,
+    ServerTls,
+    ServerName,
 }
 
 fn known(name: &[u8]) -> Option<Known> {
@@ -154,6 +164,8 @@ fn known(name: &[u8]) -> Option<Known> {
         9 if is(b"cache-ttl") => Known::CacheTtl,
         10 if is(b"error-code") => Known::ErrorCode,
         10 if is(b"error-sasl") => Known::ErrorSasl,
+        10 if is(b"server-tls") => Known::ServerTls,
+        11 if is(b"server-name") => Known::ServerName,
         _ => return None,
     };
     Some(header)
@@ -204,6 +216,14 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ParseError> {
             Some(Known::ErrorSasl) => resp.error_sasl = Some(value.to_vec()),
             // a value that is not a number is no override
             Some(Known::CacheTtl) => resp.cache_ttl = atoi(value),
+            Some(Known::ServerTls) => {
+                if let Some(tls) = BackendTls::parse(value) {
+                    resp.server_tls = Some(tls);
+                }
+            }
+            Some(Known::ServerName) => {
+                resp.server_tls_name = (!value.is_empty()).then(|| value.into())
+            }
             None => {}
         }
     }
@@ -249,6 +269,9 @@ pub enum Decision {
         passwd: Option<Vec<u8>>,
         /// The auth server's choice of SMTP backend login, if it made one.
         smtp_auth: Option<BackendAuth>,
+        /// `Auth-Server-TLS` and `Auth-Server-Name`, if sent.
+        tls: Option<BackendTls>,
+        tls_name: Option<Vec<u8>>,
     },
 }
 
@@ -294,5 +317,7 @@ pub fn decide(resp: Response, have_password: bool, password_required: bool) -> D
         login: resp.user,
         passwd: resp.pass,
         smtp_auth: resp.smtp_auth,
+        tls: resp.server_tls,
+        tls_name: resp.server_tls_name.map(Vec::from),
     }
 }

@@ -278,6 +278,30 @@ fn smtp_backend_login_chosen_per_session() {
 }
 
 #[test]
+fn backend_tls_chosen_per_session() {
+    use crate::starttls::BackendTls;
+    let r = parse(b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 993\r\nauth-server-tls: STARTTLS\r\nAuth-Server-Name: imap.example\r\n\r\n");
+    assert_eq!(r.server_tls, Some(BackendTls::StartTls));
+    assert_eq!(r.server_tls_name.as_deref(), Some(&b"imap.example"[..]));
+    match decide(r, true, false) {
+        Decision::Proxy { tls, tls_name, .. } => {
+            assert_eq!(tls, Some(BackendTls::StartTls));
+            assert_eq!(tls_name.as_deref(), Some(&b"imap.example"[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    // the last known value counts; unknown values and an empty name are
+    // no override
+    let r = parse(b"Auth-Status: OK\r\nAuth-Server-TLS: on\r\nAuth-Server-TLS: maybe\r\nAuth-Server-Name: \r\n\r\n");
+    assert_eq!(r.server_tls, Some(BackendTls::Implicit));
+    assert_eq!(r.server_tls_name, None);
+    let r = parse(b"Auth-Status: OK\r\nAuth-Server-TLS: off\r\n\r\n");
+    assert_eq!(r.server_tls, Some(BackendTls::Off));
+    let r = parse(b"Auth-Status: OK\r\n\r\n");
+    assert_eq!((r.server_tls, r.server_tls_name), (None, None));
+}
+
+#[test]
 fn error_sasl() {
     let r = parse(
         b"HTTP/1.0 200 OK\r\nAuth-Status: Invalid token\r\n\

@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# TLS to the backends against a real Dovecot with `ssl = required`: a
+# private Dovecot (IMAP, POP3 and ManageSieve, STARTTLS and implicit TLS,
+# its certificate signed by a private CA for the name dovecot.test) behind
+# our proxy with proxy_ssl_verify on. Python logs in through each of
+# proxy_starttls (IMAP, POP3, ManageSieve) and proxy_ssl (IMAPS, POP3S) and
+# runs a command; Dovecot must log every login with TLS (not only
+# "secured": Dovecot counts a loopback peer as secured and would take its
+# password in plain text too, so that is no check). A server whose
+# proxy_ssl_name is not the certificate's is refused by us.
+# Usage: scripts/check-backend-tls.sh   (root: installs Dovecot if missing)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ ! -e /usr/lib/dovecot/imap ] || [ ! -e /usr/lib/dovecot/pop3 ] \
+    || [ ! -e /usr/lib/dovecot/managesieve ]; then
+    "$top/scripts/apt-install-quiet.sh" dovecot-pop3d dovecot-imapd \
+        dovecot-sieve dovecot-managesieved
+fi
+[ -e "$top/target/release/libngx_mail_rs.so" ] || {
+    echo "build the module first (scripts/test.sh or cargo build --release)" >&2
+    exit 1
+}
+
+dir=$(mktemp -d /tmp/ngx-mail-rs-backend-tls.XXXXXX)
+chmod 755 "$dir"
+mkdir -p "$dir/dovecot" "$dir/nginx/logs" "$dir/mail/demo/new" "$dir/mail/demo/cur" \
+    "$dir/mail/demo/tmp" "$dir/tls"
+chown -R 65534:65534 "$dir/mail"
+
+# a private CA and Dovecot's certificate for dovecot.test
+openssl req -x509 -new -nodes -newkey rsa:2048 -subj /CN=mail-ca/ \
+    -keyout "$dir/tls/ca.key" -out "$dir/tls/ca.crt" -days 3 2>/dev/null
+openssl req -new -nodes -newkey rsa:2048 -subj /CN=dovecot.test/ \
+    -keyout "$dir/tls/dovecot.key" -out "$dir/tls/dovecot.csr" 2>/dev/null
+openssl x509 -req -in "$dir/tls/dovecot.csr" -CA "$dir/tls/ca.crt" -CAkey "$dir/tls/ca.key" \
+    -CAcreateserial -days 3 -out "$dir/tls/dovecot.crt" 2>/dev/null
+chmod 644 "$dir/tls/"*
+
+echo 'demo:{PLAIN}backend-secret' > "$dir/dovecot/passwd"
+cat > "$dir/dovecot/dovecot.conf" <<CONF
+base_dir = $dir/dovecot/run
+state_dir = $dir/dovecot/state
+log_path = $dir/dovecot/dovecot.log
+listen = 127.0.0.1
+protocols = pop3 imap sieve
+ssl = required
+ssl_cert = <$dir/tls/dovecot.crt
+ssl_key = <$dir/tls/dovecot.key
+disable_plaintext_auth = yes
+auth_mechanisms = plain login
+default_internal_user = nobody
+default_login_user = nobody
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = 8344
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = 8345
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    address = 127.0.0.1
+    port = 8311
+  }
+  inet_listener pop3s {
+    address = 127.0.0.1
+    port = 8314
+  }
+}
+service managesieve-login {
+  inet_listener sieve {
+    address = 127.0.0.1
+    port = 8391
+  }
+}
+passdb {
+  driver = passwd-file
+  args = $dir/dovecot/passwd
+}
+userdb {
+  driver = static
+  args = uid=65534 gid=65534 home=$dir/mail/%u
+}
+mail_location = maildir:$dir/mail/%u
+CONF
+
+user=""
+[ "$(id -u)" = 0 ] && user="user root;"
+cat > "$dir/nginx/nginx.conf" <<CONF
+$user
+daemon off;
+error_log $dir/nginx/error.log info;
+pid $dir/nginx/nginx.pid;
+load_module $top/nginx-src/objs/ngx_mail_module.so;
+load_module $top/target/release/libngx_mail_rs.so;
+events {}
+mail {
+    auth_http 127.0.0.1:8380/auth;
+    proxy_ssl_verify               on;
+    proxy_ssl_trusted_certificate  $dir/tls/ca.crt;
+    proxy_ssl_name                 dovecot.test;
+    proxy_ssl_server_name          on;
+
+    server { listen 127.0.0.1:8343; protocol imap; proxy_starttls on;
+             auth_http_header X-Backend 8344; }
+    server { listen 127.0.0.1:8346; protocol imap; proxy_ssl on;
+             auth_http_header X-Backend 8345; }
+    server { listen 127.0.0.1:8310; protocol pop3; proxy_starttls on;
+             auth_http_header X-Backend 8311; }
+    server { listen 127.0.0.1:8313; protocol pop3; proxy_ssl on;
+             auth_http_header X-Backend 8314; }
+    server { listen 127.0.0.1:8390; protocol sieve; proxy_starttls on;
+             auth_http_header X-Backend 8391; }
+    # the wrong name: refused by verification
+    server { listen 127.0.0.1:8348; protocol imap; proxy_ssl on;
+             proxy_ssl_name other.test; auth_http_header X-Backend 8345; }
+}
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:8380;
+        location = /auth {
+            add_header Auth-Status OK;
+            add_header Auth-Server 127.0.0.1;
+            add_header Auth-Port \$http_x_backend;
+            add_header Auth-Pass backend-secret;
+            return 204;
+        }
+    }
+}
+CONF
+
+cleanup() {
+    [ -e "$dir/nginx/nginx.pid" ] && kill "$(cat "$dir/nginx/nginx.pid")" 2>/dev/null || true
+    doveadm -c "$dir/dovecot/dovecot.conf" stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+dovecot -c "$dir/dovecot/dovecot.conf"
+"$top/nginx-src/objs/nginx" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" &
+python3 - <<'PY'
+import socket, time
+for port in (8343, 8346, 8310, 8313, 8390, 8344, 8345, 8311, 8314, 8391):
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+PY
+
+fail=0
+python3 - <<'PY' || fail=1
+import base64, imaplib, poplib, socket, sys
+
+ok = True
+def check(name, good, detail=""):
+    global ok
+    print(("ok     " if good else "FAILED ") + name + (": " + detail if detail else ""))
+    ok = ok and good
+
+for port, how in ((8343, "proxy_starttls"), (8346, "proxy_ssl")):
+    m = imaplib.IMAP4("127.0.0.1", port)
+    typ, _ = m.login("demo", "anything")
+    typ2, data = m.select("INBOX")
+    check(f"imap {how}", typ == "OK" and typ2 == "OK", repr(data))
+    m.logout()
+
+for port, how in ((8310, "proxy_starttls"), (8313, "proxy_ssl")):
+    p = poplib.POP3("127.0.0.1", port)
+    p.user("demo")
+    reply = p.pass_("anything")
+    check(f"pop3 {how}", reply.startswith(b"+OK"), repr(p.stat()))
+    p.quit()
+
+def sieve_response(f):
+    lines = []
+    while True:
+        line = f.readline()
+        lines.append(line)
+        if not line or line[:2].upper() in (b"OK", b"NO") or line[:3].upper() == b"BYE":
+            return lines
+
+s = socket.create_connection(("127.0.0.1", 8390), 5)
+f = s.makefile("rb")
+sieve_response(f)
+token = base64.b64encode(b"\0demo\0anything").decode()
+s.sendall(f'AUTHENTICATE "PLAIN" "{token}"\r\n'.encode())
+auth = sieve_response(f)
+s.sendall(b"LISTSCRIPTS\r\n")
+listing = sieve_response(f)
+check("managesieve proxy_starttls", auth[-1].startswith(b"OK") and listing[-1].startswith(b"OK"),
+      repr(auth[-1]))
+s.close()
+
+for port, why in ((8348, "wrong name refused by us"),):
+    m = imaplib.IMAP4("127.0.0.1", port)
+    try:
+        m.login("demo", "anything")
+        check(why, False, "logged in")
+    except (imaplib.IMAP4.error, imaplib.IMAP4.abort, OSError) as e:
+        check(why, True, str(e))
+sys.exit(0 if ok else 1)
+PY
+sleep 0.5
+
+log="$dir/dovecot/dovecot.log"
+grep -E '(imap|pop3|managesieve)-login: Info: (Login|Disconnected|Aborted)' "$log" || true
+for proto in imap pop3 managesieve; do
+    want=2
+    [ $proto = managesieve ] && want=1
+    tls=$(grep -c "$proto-login: Info: Login: user=<demo>.*, TLS" "$log" || true)
+    echo "$proto: logins over TLS: $tls (want $want)"
+    [ "$tls" = "$want" ] || fail=1
+done
+grep -E 'upstream SSL certificate does not match "other.test"' "$dir/nginx/error.log" \
+    || { echo "no verification error for other.test" >&2; fail=1; }
+[ $fail = 0 ] && echo "TLS to Dovecot (ssl = required): OK" \
+    || { echo "backend TLS check FAILED (logs in $dir)" >&2; trap - EXIT; cleanup; exit 1; }
