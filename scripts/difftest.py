@@ -97,6 +97,7 @@ def run(args, harness):
                 print(f"  {done}/{total} sessions, {len(groups)} signatures,"
                       f" {time.monotonic() - started:.0f} s", flush=True)
         minimise_groups(args, pool, groups, timing, stats, errors)
+        recheck_unlisted(pool, groups, timing, stats, errors)
         for t in timing.values():
             t["minimised"] = t["case"]
             t["path"] = report.save_case(os.path.join(args.out, "timing"), t)
@@ -137,6 +138,41 @@ def record_result(stat, groups, timing, case, result):
                  normalised=result["normalised"])
 
 
+def to_timing(groups, timing, stats, key, small, result, unstable):
+    """Moves a group from the differences to the timing-dependent ones."""
+    g = groups.pop(key)
+    if g.get("path"):  # saved as a difference: it goes under timing/ instead
+        os.remove(g["path"])
+        del g["path"]
+    stats[small["protocol"]]["differs"] -= g["count"]
+    stats[small["protocol"]]["timing"] += g["count"]
+    t = timing.setdefault(g["signature"], dict(g, count=0, case=small, unstable=set(),
+                                               label="timing-dependent", diff=result["diff"],
+                                               streams=result["streams"]))
+    t["count"] += g["count"]
+    t["unstable"].add(unstable)
+
+
+def recheck_unlisted(pool, groups, timing, stats, errors):
+    """The minimised cases no predicate claims, run again one at a time
+    once the run's load is over (CONFIRM_RUNS each): the confirmation runs
+    during minimisation share the machine with every other worker, and a
+    close racing a reply can stay stable under that load. One that differs
+    no more, or not the same way every time, is timing-dependent."""
+    for key in [k for k, g in groups.items() if not g["label"]]:
+        g = groups[key]
+        pool.tasks.put(("recheck", key, g["minimised"]))
+        kind, *rest = pool.results.get()
+        if kind == "error":
+            errors.append(rest[1])
+            continue
+        _, small, result = rest
+        if result["verdict"] == "same":
+            to_timing(groups, timing, stats, key, small, result, "both, once quiet")
+        elif result["verdict"] == "timing":
+            to_timing(groups, timing, stats, key, small, result, result["unstable"])
+
+
 def minimise_groups(args, pool, groups, timing, stats, errors):
     """Minimises one case per signature, labels it, saves it. A minimised
     case that is not stable over CONFIRM_RUNS moves to timing-dependent."""
@@ -157,14 +193,7 @@ def minimise_groups(args, pool, groups, timing, stats, errors):
         g = groups[key]
         signature = g["signature"]
         if result["verdict"] == "timing":
-            del groups[key]
-            stats[small["protocol"]]["differs"] -= g["count"]
-            stats[small["protocol"]]["timing"] += g["count"]
-            t = timing.setdefault(signature, dict(g, count=0, case=small, unstable=set(),
-                                                  label="timing-dependent", diff=result["diff"],
-                                                  streams=result["streams"]))
-            t["count"] += g["count"]
-            t["unstable"].add(result["unstable"])
+            to_timing(groups, timing, stats, key, small, result, result["unstable"])
             continue
         if result["diff"] and result["diff"]["signature"] == signature:
             g.update(minimised=small, diff=result["diff"], streams=result["streams"],

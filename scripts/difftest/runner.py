@@ -100,6 +100,9 @@ def worker_main(harness, j, tasks, results):
                 _, key, case, signature, budget = task
                 small = minimise(slot, case, signature, budget)
                 results.put(("minimised", key, small, slot.judge(small, CONFIRM_RUNS)))
+            elif task[0] == "recheck":
+                _, key, case = task
+                results.put(("rechecked", key, case, slot.judge(case, CONFIRM_RUNS)))
             elif task[0] == "judge":
                 results.put(("judged", task[1], slot.judge(task[1])))
         except Exception:  # a bug of the tester: reported, never hidden
