@@ -95,7 +95,8 @@ postfix_stop() {
     postfix -c "$1" stop >/dev/null 2>&1 || true
 }
 
-# postfix_wait DIR PORT: until master listens on PORT (5 s)
+# postfix_wait_port DIR PORT: until master listens on PORT (5 s); master
+# opens all its listeners at once, so one port is enough
 postfix_wait_port() {
     local _
     for _ in $(seq 50); do
