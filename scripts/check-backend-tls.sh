@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# TLS to the backends against a real Dovecot with `ssl = required`: a
-# private Dovecot (IMAP, POP3 and ManageSieve, STARTTLS and implicit TLS,
-# its certificate signed by a private CA for the name dovecot.test) behind
-# our proxy with proxy_ssl_verify on. Python logs in through each of
-# proxy_starttls (IMAP, POP3, ManageSieve) and proxy_ssl (IMAPS, POP3S) and
-# runs a command; Dovecot must log every login with TLS (not only
-# "secured": Dovecot counts a loopback peer as secured and would take its
-# password in plain text too, so that is no check). A server whose
-# proxy_ssl_name is not the certificate's is refused by us.
-# Usage: scripts/check-backend-tls.sh   (root: installs Dovecot if missing)
+# TLS to the backends against a real Dovecot with `ssl = required` and a
+# real Postfix that takes mail over TLS only: a private Dovecot (IMAP, POP3
+# and ManageSieve, STARTTLS and implicit TLS) and a private Postfix
+# (scripts/lib/postfix.sh: SMTPS, and STARTTLS with smtpd_tls_security_level
+# = encrypt), their certificates signed by a private CA for the names
+# dovecot.test and postfix.test, behind our proxy with proxy_ssl_verify on.
+# Python logs in through each of proxy_starttls (IMAP, POP3, ManageSieve,
+# SMTP) and proxy_ssl (IMAPS, POP3S, SMTPS) and runs a command or sends a
+# message. Dovecot must log every login with TLS (not only "secured":
+# Dovecot counts a loopback peer as secured and would take its password in
+# plain text too, so that is no check); Postfix must log a TLS session, the
+# login taken from XCLIENT and the delivery for each message. A server whose
+# proxy_ssl_name is not the certificate's is refused by us, and a plain SMTP
+# proxy by Postfix.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
 if [ ! -e /usr/lib/dovecot/imap ] || [ ! -e /usr/lib/dovecot/pop3 ] \
-    || [ ! -e /usr/lib/dovecot/managesieve ]; then
+    || [ ! -e /usr/lib/dovecot/managesieve ] || [ ! -e /usr/lib/postfix/sbin/smtpd ]; then
     "$top/scripts/apt-install-quiet.sh" dovecot-pop3d dovecot-imapd \
-        dovecot-sieve dovecot-managesieved
+        dovecot-sieve dovecot-managesieved postfix
 fi
+. "$top/scripts/lib/ca.sh"
+. "$top/scripts/lib/postfix.sh"
 [ -e "$top/target/release/libngx_mail_rs.so" ] || {
     echo "build the module first (scripts/test.sh or cargo build --release)" >&2
     exit 1
@@ -25,17 +31,13 @@ fi
 dir=$(mktemp -d /tmp/ngx-mail-rs-backend-tls.XXXXXX)
 chmod 755 "$dir"
 mkdir -p "$dir/dovecot" "$dir/nginx/logs" "$dir/mail/demo/new" "$dir/mail/demo/cur" \
-    "$dir/mail/demo/tmp" "$dir/tls"
+    "$dir/mail/demo/tmp"
 chown -R 65534:65534 "$dir/mail"
 
-# a private CA and Dovecot's certificate for dovecot.test
-openssl req -x509 -new -nodes -newkey rsa:2048 -subj /CN=mail-ca/ \
-    -keyout "$dir/tls/ca.key" -out "$dir/tls/ca.crt" -days 3 2>/dev/null
-openssl req -new -nodes -newkey rsa:2048 -subj /CN=dovecot.test/ \
-    -keyout "$dir/tls/dovecot.key" -out "$dir/tls/dovecot.csr" 2>/dev/null
-openssl x509 -req -in "$dir/tls/dovecot.csr" -CA "$dir/tls/ca.crt" -CAkey "$dir/tls/ca.key" \
-    -CAcreateserial -days 3 -out "$dir/tls/dovecot.crt" 2>/dev/null
-chmod 644 "$dir/tls/"*
+# a private CA, and certificates for dovecot.test and postfix.test
+ca_init "$dir/tls"
+ca_cert "$dir/tls" dovecot.test
+ca_cert "$dir/tls" postfix.test
 
 echo 'demo:{PLAIN}backend-secret' > "$dir/dovecot/passwd"
 cat > "$dir/dovecot/dovecot.conf" <<CONF
@@ -45,8 +47,8 @@ log_path = $dir/dovecot/dovecot.log
 listen = 127.0.0.1
 protocols = pop3 imap sieve
 ssl = required
-ssl_cert = <$dir/tls/dovecot.crt
-ssl_key = <$dir/tls/dovecot.key
+ssl_cert = <$dir/tls/dovecot.test.crt
+ssl_key = <$dir/tls/dovecot.test.key
 disable_plaintext_auth = yes
 auth_mechanisms = plain login
 default_internal_user = nobody
@@ -88,6 +90,10 @@ userdb {
 mail_location = maildir:$dir/mail/%u
 CONF
 
+# 8326: STARTTLS required, 8366: SMTPS
+postfix_setup "$dir/postfix" "$dir/tls/postfix.test.crt" "$dir/tls/postfix.test.key" \
+    8326 8366 "$dir/mail"
+
 user=""
 [ "$(id -u)" = 0 ] && user="user root;"
 cat > "$dir/nginx/nginx.conf" <<CONF
@@ -115,6 +121,15 @@ mail {
              auth_http_header X-Backend 8314; }
     server { listen 127.0.0.1:8390; protocol sieve; proxy_starttls on;
              auth_http_header X-Backend 8391; }
+    server { listen 127.0.0.1:8325; protocol smtp; smtp_auth plain login;
+             proxy_starttls on; proxy_ssl_name postfix.test;
+             auth_http_header X-Backend 8326; }
+    server { listen 127.0.0.1:8365; protocol smtp; smtp_auth plain login;
+             proxy_ssl on; proxy_ssl_name postfix.test;
+             auth_http_header X-Backend 8366; }
+    # plain text to Postfix's STARTTLS-required port: refused by Postfix
+    server { listen 127.0.0.1:8328; protocol smtp; smtp_auth plain login;
+             auth_http_header X-Backend 8326; }
     # the wrong name: refused by verification
     server { listen 127.0.0.1:8348; protocol imap; proxy_ssl on;
              proxy_ssl_name other.test; auth_http_header X-Backend 8345; }
@@ -137,14 +152,17 @@ CONF
 cleanup() {
     [ -e "$dir/nginx/nginx.pid" ] && kill "$(cat "$dir/nginx/nginx.pid")" 2>/dev/null || true
     doveadm -c "$dir/dovecot/dovecot.conf" stop >/dev/null 2>&1 || true
+    postfix_stop "$dir/postfix"
 }
 trap cleanup EXIT
 
 dovecot -c "$dir/dovecot/dovecot.conf"
+postfix_start "$dir/postfix"
 "$top/nginx-src/objs/nginx" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" &
 python3 - <<'PY'
 import socket, time
-for port in (8343, 8346, 8310, 8313, 8390, 8344, 8345, 8311, 8314, 8391):
+for port in (8343, 8346, 8310, 8313, 8390, 8325, 8365, 8328, 8344, 8345, 8311, 8314,
+             8391, 8326):
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), 1).close()
@@ -155,7 +173,7 @@ PY
 
 fail=0
 python3 - <<'PY' || fail=1
-import base64, imaplib, poplib, socket, sys
+import base64, imaplib, poplib, smtplib, socket, sys
 
 ok = True
 def check(name, good, detail=""):
@@ -197,6 +215,22 @@ check("managesieve proxy_starttls", auth[-1].startswith(b"OK") and listing[-1].s
       repr(auth[-1]))
 s.close()
 
+for port, how in ((8325, "proxy_starttls"), (8365, "proxy_ssl")):
+    c = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    c.login("demo", "anything")
+    refused = c.sendmail("demo@example.com", ["demo@example.com"],
+                         f"Subject: backend TLS check, smtp {how}\r\n\r\nhello\r\n")
+    check(f"smtp {how}", refused == {}, repr(refused))
+    c.quit()
+
+try:
+    c = smtplib.SMTP("127.0.0.1", 8328, timeout=10)
+    c.login("demo", "anything")
+    c.sendmail("demo@example.com", ["demo@example.com"], "Subject: plain\r\n\r\nx\r\n")
+    check("plain text refused by Postfix", False, "sent")
+except (smtplib.SMTPException, OSError) as e:
+    check("plain text refused by Postfix", True, str(e))
+
 for port, why in ((8348, "wrong name refused by us"),):
     m = imaplib.IMAP4("127.0.0.1", port)
     try:
@@ -217,7 +251,23 @@ for proto in imap pop3 managesieve; do
     echo "$proto: logins over TLS: $tls (want $want)"
     [ "$tls" = "$want" ] || fail=1
 done
+plog="$dir/postfix/postfix.log"
+for _ in $(seq 50); do
+    [ "$(grep -c 'status=sent (delivered to maildir)' "$plog" || true)" -ge 2 ] && break
+    sleep 0.1
+done
+grep -E 'TLS connection established from|sasl_method=XCLIENT|status=sent|disconnect from|Must issue a STARTTLS' "$plog" \
+    | grep -v postfix-script || true
+for what in 'TLS connection established from' 'sasl_method=XCLIENT, sasl_username=demo' \
+    'status=sent (delivered to maildir)'; do
+    n=$(grep -c "$what" "$plog" || true)
+    echo "smtp: \"$what\": $n (want 2)"
+    [ "$n" = 2 ] || fail=1
+done
+n=$(grep -c 'disconnect from .* starttls=1 ' "$plog" || true)
+echo "smtp: sessions upgraded with STARTTLS: $n (want 1)"
+[ "$n" = 1 ] || fail=1
 grep -E 'upstream SSL certificate does not match "other.test"' "$dir/nginx/error.log" \
     || { echo "no verification error for other.test" >&2; fail=1; }
-[ $fail = 0 ] && echo "TLS to Dovecot (ssl = required): OK" \
+[ $fail = 0 ] && echo "TLS to Dovecot (ssl = required) and Postfix (TLS required): OK" \
     || { echo "backend TLS check FAILED (logs in $dir)" >&2; trap - EXIT; cleanup; exit 1; }
