@@ -6,8 +6,15 @@
 # worker memory per idle proxied session, plain and with TLS on the client
 # side, and wake-up latency of idle sessions. See BENCHMARKS.md.
 # Usage: scripts/bench.sh [--rounds N] [--quick] [--markdown FILE]
-#            [--only login|transfer|idle|idle-tls|hold] [--hold]
+#            [--only login|keepalive|cache|keepalive-remote|cache-remote|
+#                    transfer|idle|idle-tls|hold] [--hold]
 #            [--idle-sessions N] [--mail-extra DIRECTIVES]
+#            [--auth-delay-ms N] [--auth-conn-delay-ms N]
+# keepalive and cache ask nginx's own http{} block in the same worker;
+# the -remote groups ask a fake auth server in mailbench that waits before
+# each answer (--auth-delay-ms, default 5 for cache-remote, 0 for
+# keepalive-remote) and longer on a new connection's first
+# (--auth-conn-delay-ms, default 0 and 1).
 # The hold mode (as many idle sessions as the descriptor limit allows, in
 # several workers) runs only when asked: --only hold, or --hold besides
 # the rest. The openssl command makes the TLS figures' certificate; without

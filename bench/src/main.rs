@@ -5,11 +5,15 @@
 //!
 //! Usage: mailbench --nginx BIN --mail-module SO --ours SO
 //!                  [--rounds N] [--quick] [--markdown FILE]
-//!                  [--only login|keepalive|cache|transfer|idle|idle-tls|hold] [--hold]
+//!                  [--only login|keepalive|cache|keepalive-remote|cache-remote|transfer|
+//!                          idle|idle-tls|hold] [--hold]
 //!                  [--idle-sessions N] [--mail-extra DIRECTIVES]
+//!                  [--auth-delay-ms N] [--auth-conn-delay-ms N]
 //!        mailbench ... --profile pop3|imap|smtp[:stock] [--logins N]
 //!        mailbench --backends-only   (the fake backends alone, for --hold)
 
+mod auth;
+mod authsrv;
 mod backends;
 mod clients;
 mod hold;
@@ -36,8 +40,9 @@ struct Options {
     /// 20 of warm-up instead of 20 s of load (for instruction counts).
     logins: Option<usize>,
     markdown: Option<String>,
-    /// `--only login|keepalive|cache|transfer|idle|idle-tls|hold`: one group
-    /// of figures (`idle-tls`: the TLS half of `idle`).
+    /// `--only login|keepalive|cache|keepalive-remote|cache-remote|transfer|
+    /// idle|idle-tls|hold`: one group of figures (`idle-tls`: the TLS half
+    /// of `idle`).
     only: Option<String>,
     /// `--hold`: the hold group besides the others (it is never in the
     /// default set: tens of thousands of sessions take a minute or more).
@@ -47,6 +52,14 @@ struct Options {
     mail_extra: String,
     /// `--idle-sessions N`: sessions held open for the memory figure.
     idle_sessions: Option<usize>,
+    /// `--auth-delay-ms N`: the remote groups' fake auth server waits N ms
+    /// before each answer (default 5 for cache-remote, 0 for
+    /// keepalive-remote).
+    auth_delay_ms: Option<u64>,
+    /// `--auth-conn-delay-ms N`: and N ms more before the first answer on
+    /// a new connection (default 0 for cache-remote, 1 for
+    /// keepalive-remote).
+    auth_conn_delay_ms: Option<u64>,
 }
 
 impl Options {
@@ -72,6 +85,8 @@ fn options() -> Result<Options, String> {
         hold: false,
         mail_extra: String::new(),
         idle_sessions: None,
+        auth_delay_ms: None,
+        auth_conn_delay_ms: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -94,13 +109,28 @@ fn options() -> Result<Options, String> {
                         .map_err(|e| format!("--idle-sessions: {e}"))?,
                 )
             }
+            "--auth-delay-ms" => {
+                o.auth_delay_ms = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--auth-delay-ms: {e}"))?,
+                )
+            }
+            "--auth-conn-delay-ms" => {
+                o.auth_conn_delay_ms = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--auth-conn-delay-ms: {e}"))?,
+                )
+            }
             "--only" => match value()?.as_str() {
-                g @ ("login" | "keepalive" | "cache" | "transfer" | "idle" | "idle-tls"
-                | "hold") => o.only = Some(g.to_string()),
+                g @ ("login" | "keepalive" | "cache" | "keepalive-remote" | "cache-remote"
+                | "transfer" | "idle" | "idle-tls" | "hold") => o.only = Some(g.to_string()),
                 g => {
                     return Err(format!(
-                    "--only: {g} is not login, keepalive, cache, transfer, idle, idle-tls or hold"
-                ))
+                        "--only: {g} is not login, keepalive, cache, keepalive-remote, \
+                         cache-remote, transfer, idle, idle-tls or hold"
+                    ))
                 }
             },
             _ => return Err(format!("unknown argument {a}")),
@@ -117,6 +147,8 @@ fn options() -> Result<Options, String> {
 pub(crate) enum Better {
     Higher,
     Lower,
+    /// Neither: a figure that explains others (CPU utilisation).
+    Context,
 }
 
 /// Figures of every run: name -> (unit, better, [stock values], [our values]).
@@ -153,7 +185,7 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn login_rate(
+pub(crate) async fn login_rate(
     port: u16,
     proto: Proto,
     concurrency: usize,
@@ -234,86 +266,6 @@ async fn measure_logins(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool) {
     }
 }
 
-/// Logins at 16 concurrent with the auth server's connections counted:
-/// stock opens one per login; ours runs with `auth_http_keepalive`.
-async fn measure_keepalive(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool) {
-    let secs = if quick { 0.5 } else { 3.0 };
-    for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
-        let port = n.port(proto);
-        let _ = login_rate(port, proto, 4, 0.3).await;
-        let cpu_before = n.worker_cpu_secs();
-        let (rate, lat, errors) = login_rate(port, proto, 16, secs).await;
-        let cpu = match (cpu_before, n.worker_cpu_secs()) {
-            (Ok(a), Ok(b)) if !lat.is_empty() => (b - a) / lat.len() as f64 * 1e6,
-            _ => f64::NAN,
-        };
-        if errors > 0 {
-            eprintln!("  {} keepalive: {errors} failed sessions", proto.name());
-        }
-        let p = proto.name();
-        rec.record(
-            format!("{p} logins/s, 16 concurrent, auth keepalive"),
-            "/s",
-            Better::Higher,
-            rate,
-        );
-        rec.record(
-            format!("{p} worker CPU per login, 16 concurrent, auth keepalive"),
-            "us",
-            Better::Lower,
-            cpu,
-        );
-    }
-    rec.record(
-        "auth server connections per login, auth keepalive".to_string(),
-        "conns",
-        Better::Lower,
-        n.auth_connections_per_login().unwrap_or(f64::NAN),
-    );
-}
-
-/// Logins at 16 concurrent, all with the same credentials, against an auth
-/// answer without `Auth-Pass`: stock asks each time; ours with
-/// `auth_http_cache` answers all but the first from the zone.
-async fn measure_cache(rec: &mut Recorder<'_>, n: &nginx::Nginx, quick: bool) {
-    let secs = if quick { 0.5 } else { 3.0 };
-    let mut logins = 0;
-    for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp] {
-        let port = n.port(proto);
-        let (_, warm, _) = login_rate(port, proto, 4, 0.3).await;
-        let cpu_before = n.worker_cpu_secs();
-        let (rate, lat, errors) = login_rate(port, proto, 16, secs).await;
-        logins += warm.len() + lat.len();
-        let cpu = match (cpu_before, n.worker_cpu_secs()) {
-            (Ok(a), Ok(b)) if !lat.is_empty() => (b - a) / lat.len() as f64 * 1e6,
-            _ => f64::NAN,
-        };
-        if errors > 0 {
-            eprintln!("  {} cache: {errors} failed sessions", proto.name());
-        }
-        let p = proto.name();
-        rec.record(
-            format!("{p} logins/s, 16 concurrent, auth cache hits"),
-            "/s",
-            Better::Higher,
-            rate,
-        );
-        rec.record(
-            format!("{p} worker CPU per login, 16 concurrent, auth cache hits"),
-            "us",
-            Better::Lower,
-            cpu,
-        );
-    }
-    rec.record(
-        "auth requests per login, auth cache hits".to_string(),
-        "reqs",
-        Better::Lower,
-        n.auth_requests()
-            .map_or(f64::NAN, |r| r as f64 / logins.max(1) as f64),
-    );
-}
-
 /// 16 MiB through each protocol and through a stream proxy_pass (the
 /// ceiling), the median of several transfers each.
 async fn measure_transfers(
@@ -374,6 +326,7 @@ fn table(figures: &Figures) -> String {
         let note = match better {
             Better::Higher => "",
             Better::Lower => " (lower is better)",
+            Better::Context => " (context)",
         };
         let f = |x: f64| {
             if x.abs() >= 100.0 {
@@ -481,6 +434,32 @@ async fn main() {
     } else {
         None
     };
+    // the remote groups' fake auth servers, one each: their delays differ
+    let mut remote = Vec::new();
+    for (group, which, delay, conn_delay) in [
+        ("keepalive-remote", auth::Remote::Keepalive, 0, 1),
+        ("cache-remote", auth::Remote::Cache, 5, 0),
+    ] {
+        if !o.runs(group) {
+            continue;
+        }
+        let ms = Duration::from_millis;
+        let delay = ms(o.auth_delay_ms.unwrap_or(delay));
+        let conn_delay = ms(o.auth_conn_delay_ms.unwrap_or(conn_delay));
+        match authsrv::AuthServer::spawn(&ports, delay, conn_delay).await {
+            Ok(srv) => remote.push((srv, which)),
+            Err(e) => {
+                eprintln!("mailbench: auth server: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        // what "mailbench CPU utilisation" is out of
+        if let Some(l) = status.lines().find(|l| l.starts_with("Cpus_allowed_list")) {
+            eprintln!("mailbench: {}", l.replace('\t', " "));
+        }
+    }
     let mut figures = Figures::new();
     for round in 1..=o.rounds {
         for ours in [false, true] {
@@ -526,7 +505,7 @@ async fn main() {
             if o.runs("keepalive") {
                 // stock has no keepalive: its column is one connection a login
                 let n = start_logged(if ours { "auth_http_keepalive 32;" } else { "" }, true);
-                measure_keepalive(&mut rec, &n, o.quick).await;
+                auth::measure_keepalive(&mut rec, &n, o.quick).await;
                 n.stop();
             }
             if o.runs("cache") {
@@ -537,7 +516,23 @@ async fn main() {
                     auth.to_string()
                 };
                 let n = start_logged(&extra, true);
-                measure_cache(&mut rec, &n, o.quick).await;
+                auth::measure_cache(&mut rec, &n, o.quick).await;
+                n.stop();
+            }
+            for (srv, which) in &remote {
+                let port = srv.port;
+                let extra = match (which, ours) {
+                    // stock has neither: one connection and one request a login
+                    (_, false) => format!("auth_http 127.0.0.1:{port}/auth;"),
+                    (auth::Remote::Keepalive, true) => {
+                        format!("auth_http 127.0.0.1:{port}/auth; auth_http_keepalive 32;")
+                    }
+                    (auth::Remote::Cache, true) => {
+                        format!("auth_http 127.0.0.1:{port}/auth; auth_http_cache zone=auth:10m;")
+                    }
+                };
+                let n = start(&extra);
+                auth::measure_remote(&mut rec, &n, srv, *which, o.quick).await;
                 n.stop();
             }
             if o.runs("transfer") {

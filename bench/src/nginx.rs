@@ -247,17 +247,7 @@ stream {{
 
     /// CPU time the worker has used, user and system, in seconds.
     pub fn worker_cpu_secs(&self) -> std::io::Result<f64> {
-        let pid = self.worker_pid()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // the fields after the command name, which is in parentheses
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-        // utime and stime are fields 14 and 15 of stat, 12 and 13 here
-        match (ticks(11), ticks(12)) {
-            (Some(u), Some(s)) => Ok((u + s) / clock_ticks()),
-            _ => Err(std::io::Error::other("no utime/stime")),
-        }
+        proc_cpu_secs(&self.worker_pid()?)
     }
 
     /// nginx's error log (level error and up) in one line: how many
@@ -333,6 +323,21 @@ fn worker_affinity() -> String {
     let mut mask = String::from("1");
     mask.extend(std::iter::repeat_n('0', cpus - 1));
     format!("worker_cpu_affinity {mask};")
+}
+
+/// CPU time a process (`self` for this one, all its threads) has used,
+/// user and system, in seconds, from /proc.
+pub fn proc_cpu_secs(pid: &str) -> std::io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // the fields after the command name, which is in parentheses
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 here
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => Ok((u + s) / clock_ticks()),
+        _ => Err(std::io::Error::other("no utime/stime")),
+    }
 }
 
 /// USER_HZ: 100 on every Linux this runs on; getconf says otherwise.
