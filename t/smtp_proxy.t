@@ -81,7 +81,7 @@ port($_) for 8081 .. 8085;
 
 $t->run_daemon(\&auth_daemon, $d);
 $t->run_daemon(\&backend, $d, $_) for 8082 .. 8085;
-$t->run()->plan(48);
+$t->run()->plan(49);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8081 .. 8085;
 
@@ -279,6 +279,27 @@ SKIP: {
 skip 'stock nginx before 1.28.1', 1 if $stock && !$t->has_version('1.28.1');
 like(last_request(), qr/^Auth-User: \r\nAuth-Pass: \r$/m,
 	'no login from broken auth attempts');
+}
+
+# a login name from an AUTH LOGIN refused at its password line (bad
+# base64), begun after MAIL, is not sent with smtp_auth none's envelope;
+# stock sends it
+
+$s = session(8025, 'EHLO client.example');
+$s->send('MAIL FROM:<a@example.com>');
+$s->read();
+$s->send('AUTH LOGIN');
+$s->read();
+$s->send(encode_base64('leak3', ''));
+$s->read();
+$s->send(encode_base64('secret', '') . "\t");
+$s->read();
+$s->send('RCPT TO:<b@example.com>');
+$s->read();
+SKIP: {
+skip 'stock sends the login of the refused exchange', 1 if $stock;
+like(last_request(), qr/^Auth-User: \r\nAuth-Pass: \r$/m,
+	'no login from an exchange refused at its password');
 }
 
 # a PROXY header from the client, and one to the backend

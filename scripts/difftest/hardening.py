@@ -280,6 +280,17 @@ def cram_digest_left_behind(case, diff, streams):
             and diff["stock_line"].strip() != "Auth-Pass:")
 
 
+def smtp_none_no_stale_login(case, diff, streams):
+    """SMTP with `smtp_auth none`: a login name from an AUTH exchange
+    refused halfway after MAIL; stock clears credentials at MAIL only and
+    sends it as `Auth-User`, ours sends none."""
+    return (case["protocol"] == "smtp" and case["server"] == "smtp_none"
+            and diff["stream"] == "auth"
+            and re.search(r"(?i)AUTH[ \t]+(LOGIN|PLAIN|CRAM-MD5)", sent(case)) is not None
+            and re.match(r"Auth-User: \S", diff["stock_line"]) is not None
+            and diff["ours_line"] == "Auth-User: \r\n")
+
+
 def quit_discards_unread(case, diff, streams):
     """A session that ends after its last reply: stock closed over bytes
     the client sent and nobody read, and the reset cut the client's stream
@@ -312,6 +323,8 @@ LISTED = [
      smtp_pipelined_behind_refused_mail),
     ("after login, a side that closes only its write half is half-closed",
      half_close_after_login),
+    ("SMTP with smtp_auth none: the login of an AUTH exchange refused halfway is not sent",
+     smtp_none_no_stale_login),
     ("a session that ends after its last reply first discards what the client sent",
      quit_discards_unread),
     ("after Auth-Status: WAIT with no Auth-Wait, the session acts on the next answer",
