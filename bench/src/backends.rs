@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -113,8 +113,43 @@ pub async fn spawn(proto: Proto, message: Arc<Replies>) -> std::io::Result<u16> 
     Ok(port)
 }
 
+/// The same backend behind TLS from the first byte (POP3S, IMAPS, SMTPS,
+/// and a TLS raw sender for the stream proxy's `proxy_ssl`), with the
+/// bench's certificate; returns the port.
+pub async fn spawn_tls(
+    proto: Proto,
+    message: Arc<Replies>,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> std::io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let message = message.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = sock.set_nodelay(true);
+                if let Ok(tls) = acceptor.accept(sock).await {
+                    let (r, w) = tokio::io::split(tls);
+                    let _ = serve_halves(proto, r, w, &message).await;
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
 async fn serve(proto: Proto, sock: TcpStream, replies: &Replies) -> std::io::Result<()> {
-    let (r, mut w) = sock.into_split();
+    let (r, w) = sock.into_split();
+    serve_halves(proto, r, w, replies).await
+}
+
+async fn serve_halves<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    proto: Proto,
+    r: R,
+    mut w: W,
+    replies: &Replies,
+) -> std::io::Result<()> {
     let mut r = BufReader::with_capacity(READ_BUF.load(Ordering::Relaxed), r);
     let mut line = Vec::new();
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -133,10 +168,10 @@ async fn serve(proto: Proto, sock: TcpStream, replies: &Replies) -> std::io::Res
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn serve_lines(
+async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     proto: Proto,
-    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    r: &mut BufReader<R>,
+    w: &mut W,
     line: &mut Vec<u8>,
     replies: &Replies,
     tx: &mpsc::UnboundedSender<&'static [u8]>,
