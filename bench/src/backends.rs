@@ -180,12 +180,12 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     match proto {
         Proto::Raw => {
-            w.write_all(&replies.raw).await?;
+            send(w, &replies.raw).await?;
             return w.shutdown().await;
         }
-        Proto::Pop3 => w.write_all(b"+OK ready\r\n").await?,
-        Proto::Imap => w.write_all(b"* OK ready\r\n").await?,
-        Proto::Smtp => w.write_all(b"220 ready\r\n").await?,
+        Proto::Pop3 => send(w, b"+OK ready\r\n").await?,
+        Proto::Imap => send(w, b"* OK ready\r\n").await?,
+        Proto::Smtp => send(w, b"220 ready\r\n").await?,
     }
     let mut tag = Vec::new();
     loop {
@@ -197,7 +197,7 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 }
             }
             Some(push) = rx.recv() => {
-                w.write_all(push).await?;
+                send(w, push).await?;
                 continue;
             }
         }
@@ -206,12 +206,12 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         match proto {
             Proto::Pop3 => {
                 if upper.starts_with(b"RETR") {
-                    w.write_all(&replies.retr).await?;
+                    send(w, &replies.retr).await?;
                 } else if upper.starts_with(b"QUIT") {
-                    w.write_all(b"+OK bye\r\n").await?;
+                    send(w, b"+OK bye\r\n").await?;
                     return Ok(());
                 } else {
-                    w.write_all(b"+OK\r\n").await?;
+                    send(w, b"+OK\r\n").await?;
                 }
             }
             Proto::Imap => {
@@ -229,13 +229,13 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 }
                 // LOGIN arrives as literals: go on until the line that ends it
                 if line.ends_with(b"}\r\n") {
-                    w.write_all(b"+ go on\r\n").await?;
+                    send(w, b"+ go on\r\n").await?;
                     continue;
                 }
                 let t = std::mem::take(&mut tag);
                 if upper.windows(5).any(|x| x == b"FETCH") {
                     // the client always tags its FETCH "a2"
-                    w.write_all(&replies.fetch).await?;
+                    send(w, &replies.fetch).await?;
                     continue;
                 }
                 let bye = upper.windows(6).any(|x| x == b"LOGOUT");
@@ -246,28 +246,35 @@ async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 };
                 reply.extend_from_slice(&t);
                 reply.extend_from_slice(b" OK done\r\n");
-                w.write_all(&reply).await?;
+                send(w, &reply).await?;
                 if bye {
                     return Ok(());
                 }
             }
             Proto::Smtp => {
                 if upper.starts_with(b"XCLIENT") {
-                    w.write_all(b"220 ok\r\n").await?;
+                    send(w, b"220 ok\r\n").await?;
                 } else if upper.starts_with(b"DATA") {
-                    w.write_all(b"354 go on\r\n").await?;
+                    send(w, b"354 go on\r\n").await?;
                     read_data(r).await?;
-                    w.write_all(b"250 queued\r\n").await?;
+                    send(w, b"250 queued\r\n").await?;
                 } else if upper.starts_with(b"QUIT") {
-                    w.write_all(b"221 bye\r\n").await?;
+                    send(w, b"221 bye\r\n").await?;
                     return Ok(());
                 } else {
-                    w.write_all(b"250 ok\r\n").await?;
+                    send(w, b"250 ok\r\n").await?;
                 }
             }
             Proto::Raw => unreachable!(),
         }
     }
+}
+
+/// Writes and flushes: a TLS stream keeps what the socket did not take in
+/// its buffer until the next write or flush (a no-op on plain TCP).
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> std::io::Result<()> {
+    w.write_all(buf).await?;
+    w.flush().await
 }
 
 /// Reads a DATA body up to the line holding a single '.'. The client sends

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::backends::Proto;
 use crate::clients::Conn;
 use crate::nginx::{Nginx, Shape};
-use crate::{login_rate, percentile, Better, Recorder};
+use crate::{login_rate, percentile, stats, Better, Figures, Recorder};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -171,4 +171,30 @@ pub async fn measure(
         r?;
     }
     Ok(())
+}
+
+/// A group only ours has: median, min and max, no stock column.
+pub fn table(figures: &Figures) -> String {
+    let mut out = String::from("| figure (ngx-mail-rs only) | median (min-max) |\n|---|---|\n");
+    for ((_, name), (unit, better, _, ours)) in figures {
+        let (m, min, max) = stats(ours);
+        let note = match better {
+            Better::Lower => " (lower is better)",
+            _ => "",
+        };
+        let f = |x: f64| {
+            if x.abs() >= 100.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.2}")
+            }
+        };
+        out.push_str(&format!(
+            "| {name} ({unit}){note} | {} ({}-{}) |\n",
+            f(m),
+            f(min),
+            f(max)
+        ));
+    }
+    out
 }

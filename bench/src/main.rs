@@ -42,8 +42,9 @@ struct Options {
     logins: Option<usize>,
     markdown: Option<String>,
     /// `--only login|keepalive|cache|keepalive-remote|cache-remote|transfer|
-    /// idle|idle-tls|hold`: one group of figures (`idle-tls`: the TLS half
-    /// of `idle`).
+    /// idle|idle-tls|hold|backend-tls`: one group of figures (`idle-tls`:
+    /// the TLS half of `idle`; `backend-tls`, never in the default set:
+    /// proxy_ssl to TLS backends, ours only).
     only: Option<String>,
     /// `--hold`: the hold group besides the others (it is never in the
     /// default set: tens of thousands of sessions take a minute or more).
@@ -156,7 +157,7 @@ pub(crate) enum Better {
 }
 
 /// Figures of every run: name -> (unit, better, [stock values], [our values]).
-type Figures = BTreeMap<(usize, String), (&'static str, Better, Vec<f64>, Vec<f64>)>;
+pub(crate) type Figures = BTreeMap<(usize, String), (&'static str, Better, Vec<f64>, Vec<f64>)>;
 
 pub(crate) struct Recorder<'a> {
     figures: &'a mut Figures,
@@ -310,7 +311,7 @@ async fn measure_transfers(
     Ok(())
 }
 
-fn stats(v: &[f64]) -> (f64, f64, f64) {
+pub(crate) fn stats(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     if s.is_empty() {
@@ -348,32 +349,6 @@ fn table(figures: &Figures) -> String {
             f(omin),
             f(omax),
             ratio
-        ));
-    }
-    out
-}
-
-/// A group only ours has: median, min and max, no stock column.
-fn ours_table(figures: &Figures) -> String {
-    let mut out = String::from("| figure (ngx-mail-rs only) | median (min-max) |\n|---|---|\n");
-    for ((_, name), (unit, better, _, ours)) in figures {
-        let (m, min, max) = stats(ours);
-        let note = match better {
-            Better::Lower => " (lower is better)",
-            _ => "",
-        };
-        let f = |x: f64| {
-            if x.abs() >= 100.0 {
-                format!("{x:.0}")
-            } else {
-                format!("{x:.2}")
-            }
-        };
-        out.push_str(&format!(
-            "| {name} ({unit}){note} | {} ({}-{}) |\n",
-            f(m),
-            f(min),
-            f(max)
         ));
     }
     out
@@ -679,7 +654,7 @@ async fn main() {
         if !t.is_empty() {
             t.push('\n');
         }
-        t.push_str(&ours_table(&tls_figures));
+        t.push_str(&backtls::table(&tls_figures));
     }
     println!("{t}");
     if let Some(path) = o.markdown {
