@@ -113,6 +113,20 @@ pub async fn spawn(proto: Proto, message: Arc<Replies>) -> std::io::Result<u16> 
     Ok(port)
 }
 
+/// TLS handshakes the TLS backends completed, and of them resumed, by
+/// `Proto as usize`: whether `proxy_ssl_session_reuse` took effect.
+static HANDSHAKES: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+static RESUMED: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+
+/// (handshakes, resumed) of `proto`'s TLS backend so far.
+pub fn tls_handshakes(proto: Proto) -> (usize, usize) {
+    let i = proto as usize;
+    (
+        HANDSHAKES[i].load(Ordering::Relaxed),
+        RESUMED[i].load(Ordering::Relaxed),
+    )
+}
+
 /// The same backend behind TLS from the first byte (POP3S, IMAPS, SMTPS,
 /// and a TLS raw sender for the stream proxy's `proxy_ssl`), with the
 /// bench's certificate; returns the port.
@@ -130,6 +144,11 @@ pub async fn spawn_tls(
             tokio::spawn(async move {
                 let _ = sock.set_nodelay(true);
                 if let Ok(tls) = acceptor.accept(sock).await {
+                    let resumed =
+                        tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                    let i = proto as usize;
+                    HANDSHAKES[i].fetch_add(1, Ordering::Relaxed);
+                    RESUMED[i].fetch_add(resumed as usize, Ordering::Relaxed);
                     let (r, w) = tokio::io::split(tls);
                     let _ = serve_halves(proto, r, w, &message).await;
                 }

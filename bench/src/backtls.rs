@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backends::Proto;
+use crate::backends::{tls_handshakes, Proto};
 use crate::clients::Conn;
 use crate::nginx::{Nginx, Shape};
 use crate::{login_rate, percentile, stats, Better, Figures, Recorder};
@@ -94,7 +94,9 @@ async fn logins(rec: &mut Recorder<'_>, n: &Nginx, quick: bool, label: &str) {
         let port = n.port(proto);
         let _ = login_rate(port, proto, 4, 0.3).await;
         let cpu_before = n.worker_cpu_secs();
+        let (h0, r0) = tls_handshakes(proto);
         let (rate, lat, errors) = login_rate(port, proto, 16, secs).await;
+        let (h1, r1) = tls_handshakes(proto);
         let cpu = match (cpu_before, n.worker_cpu_secs()) {
             (Ok(a), Ok(b)) if !lat.is_empty() => (b - a) / lat.len() as f64 * 1e6,
             _ => f64::NAN,
@@ -115,6 +117,14 @@ async fn logins(rec: &mut Recorder<'_>, n: &Nginx, quick: bool, label: &str) {
             Better::Lower,
             percentile(&lat, 0.5),
         );
+        if label != "plain" {
+            rec.record(
+                format!("{p} backend handshakes resumed, 16 concurrent, {label}"),
+                "%",
+                Better::Higher,
+                (r1 - r0) as f64 * 100.0 / (h1 - h0).max(1) as f64,
+            );
+        }
         rec.record(
             format!("{p} worker CPU per login, 16 concurrent, {label}"),
             "us",
