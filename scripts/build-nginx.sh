@@ -34,7 +34,7 @@ else
 fi
 
 common=(--with-compat --with-debug --with-http_ssl_module --with-mail_ssl_module
-        --with-stream --without-http_gzip_module)
+        --with-stream --with-stream_ssl_module --without-http_gzip_module)
 
 build() {
     local builddir=$1; shift
@@ -55,7 +55,7 @@ case $shape in
     static|all)  build objs-static "${common[@]}" --with-mail ;;&
     nomail)      build objs-nomail "${common[@]}" ;;
     bench)       build objs-bench --with-compat --with-http_ssl_module --with-mail_ssl_module \
-                     --with-stream --without-http_gzip_module --with-mail=dynamic \
+                     --with-stream --with-stream_ssl_module --without-http_gzip_module --with-mail=dynamic \
                      --with-cc-opt=-O2 ;;
 esac
 echo "nginx built in $src"

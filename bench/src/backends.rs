@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -113,8 +113,62 @@ pub async fn spawn(proto: Proto, message: Arc<Replies>) -> std::io::Result<u16> 
     Ok(port)
 }
 
+/// TLS handshakes the TLS backends completed, and of them resumed, by
+/// `Proto as usize`: whether `proxy_ssl_session_reuse` took effect.
+static HANDSHAKES: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+static RESUMED: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+
+/// (handshakes, resumed) of `proto`'s TLS backend so far.
+pub fn tls_handshakes(proto: Proto) -> (usize, usize) {
+    let i = proto as usize;
+    (
+        HANDSHAKES[i].load(Ordering::Relaxed),
+        RESUMED[i].load(Ordering::Relaxed),
+    )
+}
+
+/// The same backend behind TLS from the first byte (POP3S, IMAPS, SMTPS,
+/// and a TLS raw sender for the stream proxy's `proxy_ssl`), with the
+/// bench's certificate; returns the port.
+pub async fn spawn_tls(
+    proto: Proto,
+    message: Arc<Replies>,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> std::io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let message = message.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = sock.set_nodelay(true);
+                if let Ok(tls) = acceptor.accept(sock).await {
+                    let resumed =
+                        tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                    let i = proto as usize;
+                    HANDSHAKES[i].fetch_add(1, Ordering::Relaxed);
+                    RESUMED[i].fetch_add(resumed as usize, Ordering::Relaxed);
+                    let (r, w) = tokio::io::split(tls);
+                    let _ = serve_halves(proto, r, w, &message).await;
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
 async fn serve(proto: Proto, sock: TcpStream, replies: &Replies) -> std::io::Result<()> {
-    let (r, mut w) = sock.into_split();
+    let (r, w) = sock.into_split();
+    serve_halves(proto, r, w, replies).await
+}
+
+async fn serve_halves<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    proto: Proto,
+    r: R,
+    mut w: W,
+    replies: &Replies,
+) -> std::io::Result<()> {
     let mut r = BufReader::with_capacity(READ_BUF.load(Ordering::Relaxed), r);
     let mut line = Vec::new();
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -133,10 +187,10 @@ async fn serve(proto: Proto, sock: TcpStream, replies: &Replies) -> std::io::Res
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn serve_lines(
+async fn serve_lines<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     proto: Proto,
-    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    r: &mut BufReader<R>,
+    w: &mut W,
     line: &mut Vec<u8>,
     replies: &Replies,
     tx: &mpsc::UnboundedSender<&'static [u8]>,
@@ -145,12 +199,12 @@ async fn serve_lines(
 ) -> std::io::Result<()> {
     match proto {
         Proto::Raw => {
-            w.write_all(&replies.raw).await?;
+            send(w, &replies.raw).await?;
             return w.shutdown().await;
         }
-        Proto::Pop3 => w.write_all(b"+OK ready\r\n").await?,
-        Proto::Imap => w.write_all(b"* OK ready\r\n").await?,
-        Proto::Smtp => w.write_all(b"220 ready\r\n").await?,
+        Proto::Pop3 => send(w, b"+OK ready\r\n").await?,
+        Proto::Imap => send(w, b"* OK ready\r\n").await?,
+        Proto::Smtp => send(w, b"220 ready\r\n").await?,
     }
     let mut tag = Vec::new();
     loop {
@@ -162,7 +216,7 @@ async fn serve_lines(
                 }
             }
             Some(push) = rx.recv() => {
-                w.write_all(push).await?;
+                send(w, push).await?;
                 continue;
             }
         }
@@ -171,12 +225,12 @@ async fn serve_lines(
         match proto {
             Proto::Pop3 => {
                 if upper.starts_with(b"RETR") {
-                    w.write_all(&replies.retr).await?;
+                    send(w, &replies.retr).await?;
                 } else if upper.starts_with(b"QUIT") {
-                    w.write_all(b"+OK bye\r\n").await?;
+                    send(w, b"+OK bye\r\n").await?;
                     return Ok(());
                 } else {
-                    w.write_all(b"+OK\r\n").await?;
+                    send(w, b"+OK\r\n").await?;
                 }
             }
             Proto::Imap => {
@@ -194,13 +248,13 @@ async fn serve_lines(
                 }
                 // LOGIN arrives as literals: go on until the line that ends it
                 if line.ends_with(b"}\r\n") {
-                    w.write_all(b"+ go on\r\n").await?;
+                    send(w, b"+ go on\r\n").await?;
                     continue;
                 }
                 let t = std::mem::take(&mut tag);
                 if upper.windows(5).any(|x| x == b"FETCH") {
                     // the client always tags its FETCH "a2"
-                    w.write_all(&replies.fetch).await?;
+                    send(w, &replies.fetch).await?;
                     continue;
                 }
                 let bye = upper.windows(6).any(|x| x == b"LOGOUT");
@@ -211,28 +265,35 @@ async fn serve_lines(
                 };
                 reply.extend_from_slice(&t);
                 reply.extend_from_slice(b" OK done\r\n");
-                w.write_all(&reply).await?;
+                send(w, &reply).await?;
                 if bye {
                     return Ok(());
                 }
             }
             Proto::Smtp => {
                 if upper.starts_with(b"XCLIENT") {
-                    w.write_all(b"220 ok\r\n").await?;
+                    send(w, b"220 ok\r\n").await?;
                 } else if upper.starts_with(b"DATA") {
-                    w.write_all(b"354 go on\r\n").await?;
+                    send(w, b"354 go on\r\n").await?;
                     read_data(r).await?;
-                    w.write_all(b"250 queued\r\n").await?;
+                    send(w, b"250 queued\r\n").await?;
                 } else if upper.starts_with(b"QUIT") {
-                    w.write_all(b"221 bye\r\n").await?;
+                    send(w, b"221 bye\r\n").await?;
                     return Ok(());
                 } else {
-                    w.write_all(b"250 ok\r\n").await?;
+                    send(w, b"250 ok\r\n").await?;
                 }
             }
             Proto::Raw => unreachable!(),
         }
     }
+}
+
+/// Writes and flushes: a TLS stream keeps what the socket did not take in
+/// its buffer until the next write or flush (a no-op on plain TCP).
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> std::io::Result<()> {
+    w.write_all(buf).await?;
+    w.flush().await
 }
 
 /// Reads a DATA body up to the line holding a single '.'. The client sends

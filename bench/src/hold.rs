@@ -163,6 +163,7 @@ pub async fn measure(
         tls: None,
         workers,
         worker_fds: Some(hard),
+        ..Shape::PLAIN
     };
     let n = Nginx::start(bin, globals, "", backends, shape, false)?;
     let result = hold(rec, &n, proto, target, workers, soft, hard).await;

@@ -6,7 +6,7 @@
 //! Usage: mailbench --nginx BIN --mail-module SO --ours SO
 //!                  [--rounds N] [--quick] [--markdown FILE]
 //!                  [--only login|keepalive|cache|keepalive-remote|cache-remote|transfer|
-//!                          idle|idle-tls|hold] [--hold]
+//!                          idle|idle-tls|hold|backend-tls] [--hold]
 //!                  [--idle-sessions N] [--mail-extra DIRECTIVES]
 //!                  [--auth-delay-ms N] [--auth-conn-delay-ms N]
 //!        mailbench ... --profile pop3|imap|smtp[:stock] [--logins N]
@@ -15,6 +15,7 @@
 mod auth;
 mod authsrv;
 mod backends;
+mod backtls;
 mod clients;
 mod hold;
 mod idle;
@@ -41,8 +42,9 @@ struct Options {
     logins: Option<usize>,
     markdown: Option<String>,
     /// `--only login|keepalive|cache|keepalive-remote|cache-remote|transfer|
-    /// idle|idle-tls|hold`: one group of figures (`idle-tls`: the TLS half
-    /// of `idle`).
+    /// idle|idle-tls|hold|backend-tls`: one group of figures (`idle-tls`:
+    /// the TLS half of `idle`; `backend-tls`, never in the default set:
+    /// proxy_ssl to TLS backends, ours only).
     only: Option<String>,
     /// `--hold`: the hold group besides the others (it is never in the
     /// default set: tens of thousands of sessions take a minute or more).
@@ -66,7 +68,8 @@ impl Options {
     fn runs(&self, group: &str) -> bool {
         match self.only.as_deref() {
             Some(g) => g == group,
-            None => group != "hold" || self.hold,
+            // hold takes minutes; backend-tls has its own table (ours only)
+            None => (group != "hold" || self.hold) && group != "backend-tls",
         }
     }
 }
@@ -125,11 +128,13 @@ fn options() -> Result<Options, String> {
             }
             "--only" => match value()?.as_str() {
                 g @ ("login" | "keepalive" | "cache" | "keepalive-remote" | "cache-remote"
-                | "transfer" | "idle" | "idle-tls" | "hold") => o.only = Some(g.to_string()),
+                | "transfer" | "idle" | "idle-tls" | "hold" | "backend-tls") => {
+                    o.only = Some(g.to_string())
+                }
                 g => {
                     return Err(format!(
                         "--only: {g} is not login, keepalive, cache, keepalive-remote, \
-                         cache-remote, transfer, idle, idle-tls or hold"
+                         cache-remote, transfer, idle, idle-tls, hold or backend-tls"
                     ))
                 }
             },
@@ -152,7 +157,7 @@ pub(crate) enum Better {
 }
 
 /// Figures of every run: name -> (unit, better, [stock values], [our values]).
-type Figures = BTreeMap<(usize, String), (&'static str, Better, Vec<f64>, Vec<f64>)>;
+pub(crate) type Figures = BTreeMap<(usize, String), (&'static str, Better, Vec<f64>, Vec<f64>)>;
 
 pub(crate) struct Recorder<'a> {
     figures: &'a mut Figures,
@@ -306,7 +311,7 @@ async fn measure_transfers(
     Ok(())
 }
 
-fn stats(v: &[f64]) -> (f64, f64, f64) {
+pub(crate) fn stats(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     if s.is_empty() {
@@ -412,7 +417,7 @@ async fn main() {
     }
     // a directory of its own: each nginx start empties its own
     let tls_dir = std::env::temp_dir().join(format!("mailbench-tls.{}", std::process::id()));
-    let tls = if o.runs("idle") || o.runs("idle-tls") {
+    let tls = if o.runs("idle") || o.runs("idle-tls") || o.runs("backend-tls") {
         match tls::setup(&tls_dir) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -423,6 +428,27 @@ async fn main() {
     } else {
         None
     };
+    // the TLS backends under the plain ones' names, for the auth location
+    let mut tls_ports = BTreeMap::new();
+    if let (true, Some(t)) = (o.runs("backend-tls"), &tls) {
+        let acceptor = tls::acceptor(t).unwrap_or_else(|e| {
+            eprintln!("mailbench: TLS backends: {e}");
+            std::process::exit(1);
+        });
+        for proto in [Proto::Pop3, Proto::Imap, Proto::Smtp, Proto::Raw] {
+            match backends::spawn_tls(proto, replies.clone(), acceptor.clone()).await {
+                Ok(p) => {
+                    tls_ports.insert(proto.name(), p);
+                }
+                Err(e) => {
+                    eprintln!("mailbench: TLS backend: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+    let shared_message = Arc::new(message.clone());
+    let mut tls_figures = Figures::new();
     let held_backends = if o.runs("hold") {
         match hold::Backends::spawn() {
             Ok(b) => Some(b),
@@ -554,7 +580,9 @@ async fn main() {
             if o.runs("idle") {
                 connectors.push(None);
             }
-            connectors.extend(tls.as_ref().map(|t| Some(&t.connector)));
+            if o.runs("idle") || o.runs("idle-tls") {
+                connectors.extend(tls.as_ref().map(|t| Some(&t.connector)));
+            }
             for (connector, proto) in connectors
                 .into_iter()
                 .flat_map(|c| [Proto::Pop3, Proto::Imap, Proto::Smtp].map(|p| (c, p)))
@@ -585,6 +613,26 @@ async fn main() {
                 }
                 n.stop();
             }
+            if ours && !tls_ports.is_empty() {
+                let mut rec = Recorder {
+                    figures: &mut tls_figures,
+                    ours,
+                    order: 0,
+                };
+                let r = backtls::measure(
+                    &mut rec,
+                    &o.nginx,
+                    &globals,
+                    &ports,
+                    &tls_ports,
+                    &shared_message,
+                    o.quick,
+                );
+                if let Err(e) = r.await {
+                    eprintln!("mailbench: backend-tls: {e}");
+                    std::process::exit(1);
+                }
+            }
             if let Some(b) = &held_backends {
                 for proto in [Proto::Imap, Proto::Pop3, Proto::Smtp] {
                     let r = hold::measure(&mut rec, &o.nginx, &globals, &b.ports, proto, o.quick);
@@ -598,7 +646,16 @@ async fn main() {
     }
     drop(held_backends);
     let _ = std::fs::remove_dir_all(&tls_dir);
-    let t = table(&figures);
+    let mut t = String::new();
+    if !figures.is_empty() {
+        t.push_str(&table(&figures));
+    }
+    if !tls_figures.is_empty() {
+        if !t.is_empty() {
+            t.push('\n');
+        }
+        t.push_str(&backtls::table(&tls_figures));
+    }
     println!("{t}");
     if let Some(path) = o.markdown {
         if let Err(e) = std::fs::write(&path, &t) {

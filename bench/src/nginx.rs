@@ -20,6 +20,8 @@ pub struct Shape<'a> {
     /// accepting to the others.
     pub workers: usize,
     pub worker_fds: Option<u64>,
+    /// The stream proxy speaks TLS to its backend (`proxy_ssl on`).
+    pub stream_ssl: bool,
 }
 
 impl Shape<'_> {
@@ -27,6 +29,7 @@ impl Shape<'_> {
         tls: None,
         workers: 1,
         worker_fds: None,
+        stream_ssl: false,
     };
 }
 
@@ -143,7 +146,7 @@ mail {{
     server {{ listen 127.0.0.1:{smtp}; protocol smtp; }}
 {tls_servers}}}
 stream {{
-    server {{ listen 127.0.0.1:{stream}; proxy_pass 127.0.0.1:{rawb}; }}
+    server {{ listen 127.0.0.1:{stream}; proxy_pass 127.0.0.1:{rawb};{stream_ssl} }}
 }}
 "#,
             dir = dir.display(),
@@ -154,6 +157,11 @@ stream {{
             imapb = backends["imap"],
             smtpb = backends["smtp"],
             rawb = backends["stream"],
+            stream_ssl = if shape.stream_ssl {
+                " proxy_ssl on;"
+            } else {
+                ""
+            },
             auth = ports["auth"],
             mail_extra = mail_extra.replace("{auth}", &ports["auth"].to_string()),
             auth_log = if auth_log {

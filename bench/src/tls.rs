@@ -123,3 +123,23 @@ impl ServerCertVerifier for Pinned {
             .supported_schemes()
     }
 }
+
+/// The server side for the TLS backends, with the same certificate: nginx
+/// does not verify it (`proxy_ssl_verify off`, the default). rustls keeps a
+/// session cache by default, so `proxy_ssl_session_reuse on` resumes.
+pub fn acceptor(t: &Tls) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::PrivateKeyDer;
+    let chain = vec![CertificateDer::from_pem_file(&t.cert)
+        .map_err(|e| format!("{}: {e}", t.cert.display()))?
+        .into_owned()];
+    let key = PrivateKeyDer::from_pem_file(&t.key)
+        .map_err(|e| format!("{}: {e}", t.key.display()))?
+        .clone_key();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("rustls: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("rustls: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
