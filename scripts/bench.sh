@@ -7,7 +7,7 @@
 # side, and wake-up latency of idle sessions. See BENCHMARKS.md.
 # Usage: scripts/bench.sh [--rounds N] [--quick] [--markdown FILE]
 #            [--only login|keepalive|cache|keepalive-remote|cache-remote|
-#                    transfer|idle|idle-tls|hold] [--hold]
+#                    transfer|idle|idle-tls|hold|backend-tls] [--hold]
 #            [--idle-sessions N] [--mail-extra DIRECTIVES]
 #            [--auth-delay-ms N] [--auth-conn-delay-ms N]
 # keepalive and cache ask nginx's own http{} block in the same worker;
