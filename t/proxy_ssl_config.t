@@ -161,19 +161,21 @@ like(config_test("server { $listen proxy_ssl_password_file nosuchfile; }"),
 like(config_test(<<"EOF"),
     server { $listen proxy_ssl_verify on; proxy_ssl_trusted_certificate nosuch.crt; }
 EOF
-	qr/\[emerg\] cannot load certificate ".*nosuch\.crt"/,
+	# nginx's own words: 1.22 names the OpenSSL call that failed
+	qr/\[emerg\] (cannot load certificate |SSL_CTX_load_verify_locations\()".*nosuch\.crt"/,
 	'trusted certificate missing');
 
 like(config_test(<<"EOF"),
     server { $listen proxy_ssl_verify on; proxy_ssl_trusted_certificate proxy.crt;
         proxy_ssl_crl nosuch.crl; }
 EOF
-	qr/\[emerg\] cannot load CRL ".*nosuch\.crl"/, 'crl missing');
+	qr/\[emerg\] (cannot load CRL |X509_LOOKUP_load_file\()".*nosuch\.crl"/, 'crl missing');
 
 like(config_test(<<"EOF"),
     server { $listen proxy_ssl_certificate nosuch.crt; proxy_ssl_certificate_key proxy.key; }
 EOF
-	qr/\[emerg\] cannot load certificate ".*nosuch\.crt"/, 'certificate missing');
+	# nginx's own words: 1.22 names the OpenSSL call that failed
+	qr/\[emerg\] (cannot load certificate |SSL_CTX_load_verify_locations\()".*nosuch\.crt"/, 'certificate missing');
 
 like(config_test("server { $listen proxy_ssl_conf_command NoSuchCommand x; }"),
 	qr/\[emerg\] SSL_CONF_cmd\("NoSuchCommand", "x"\) failed/, 'conf command');

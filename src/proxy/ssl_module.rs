@@ -234,8 +234,11 @@ unsafe extern "C" fn merge_conf(
         &mut conf.protocols,
         prev.protocols,
         0,
+        // stream's default, TLSv1.2 TLSv1.3, spelled out: nginx before
+        // 1.23.4 (Debian's 1.22) has no NGX_SSL_DEFAULT_PROTOCOLS
         nginx_sys::NGX_CONF_BITMASK_SET as ngx_uint_t
-            | nginx_sys::NGX_SSL_DEFAULT_PROTOCOLS as ngx_uint_t,
+            | nginx_sys::NGX_SSL_TLSv1_2 as ngx_uint_t
+            | nginx_sys::NGX_SSL_TLSv1_3 as ngx_uint_t,
     );
     merge_str(&mut conf.ciphers, prev.ciphers, c"DEFAULT");
     merge_str(&mut conf.name, prev.name, c"");
