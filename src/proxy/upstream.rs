@@ -194,8 +194,14 @@ fn backend_reply(sess: Session, rev: Event) {
         uc.set_timedout();
         return internal_server_error(sess);
     }
-    // the header must go out before anything is read
-    if sess.proxy_protocol_pending() {
+    // the header and the handshake come before anything is read: epoll
+    // reports a greeting that came with the connect before the write event,
+    // and answering it here would send the login in plain text
+    #[cfg(ngx_mail_ssl)]
+    let handshake_pending = super::ssl::pending(sess, uc);
+    #[cfg(not(ngx_mail_ssl))]
+    let handshake_pending = false;
+    if sess.proxy_protocol_pending() || handshake_pending {
         if !uc.read().handle_read() {
             internal_server_error(sess);
         }
