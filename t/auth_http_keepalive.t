@@ -4,10 +4,11 @@
 # one HTTP/1.1 connection to the auth server, seen by the auth server; off,
 # each login has its own HTTP/1.0 connection as stock; a kept connection
 # the server drops is retried once on a new one; a body longer than the
-# buffer is read to its end and the connection reused; half answers,
-# chunks, bad lengths and stalls give the stock error, and the next login
-# gets its own answer, never one left on the connection (each user names
-# its own backend); the idle timeout closes a kept connection.
+# buffer, or an answer a byte at a time, is read to its end and the
+# connection reused; half answers, chunks, bad lengths and stalls give the
+# stock error, and the next login gets its own answer, never one left on
+# the connection (each user names its own backend); the idle timeout
+# closes a kept connection.
 
 ###############################################################################
 
@@ -80,7 +81,7 @@ $t->run_daemon(\&auth_daemon, port(8081), "$d/auth.log");
 $t->run_daemon(\&auth_daemon, port(8082), "$d/auth2.log");
 $t->run_daemon(\&backend, port(8111), 'A');
 $t->run_daemon(\&backend, port(8112), 'B');
-$t->run()->plan(50);
+$t->run()->plan(56);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8081, 8082, 8111, 8112;
 
@@ -142,6 +143,20 @@ login('longbody')->check(qr/^\+OK backend A says hello/, 'answer with a long bod
 login('a6')->check(qr/^\+OK backend A says hello/, 'after the long body');
 is((of('a6'))[0]{conn}, (of('longbody'))[0]{conn}, 'connection reused after the body');
 is((of('longbody'))[0]{conn}, $kept, 'still the first connection');
+
+# an answer that comes a byte at a time, its body included: read whole,
+# and its connection kept for the next login
+
+login('dribble')->check(qr/^\+OK backend A says hello/, 'answer a byte at a time');
+login('a10')->check(qr/^\+OK backend A says hello/, 'after the dribbled answer');
+is((of('a10'))[0]{conn}, (of('dribble'))[0]{conn}, 'connection reused after it');
+
+# a body of 4 MiB: the answer is taken, the body not drained, the
+# connection not kept
+
+login('hugebody')->check(qr/^\+OK backend A says hello/, 'answer with a 4 MiB body');
+login('a11')->check(qr/^\+OK backend A says hello/, 'after the 4 MiB body');
+isnt((of('a11'))[0]{conn}, (of('hugebody'))[0]{conn}, 'not on that connection');
 
 # Connection: close is honoured
 
@@ -301,6 +316,17 @@ sub answer {
 		return 'hold';
 	} elsif ($user eq 'longbody') {
 		print $c $head . "Content-Length: 3000" . CRLF . CRLF . ('x' x 3000);
+	} elsif ($user eq 'dribble') {
+		for my $byte (split //, $head . "Content-Length: 5" . CRLF . CRLF
+			. "hello")
+		{
+			print $c $byte;
+			select undef, undef, undef, 0.002;
+		}
+	} elsif ($user eq 'hugebody') {
+		print $c $head . "Content-Length: 4194304" . CRLF . CRLF;
+		# stops when the proxy closes; kept otherwise, to be seen reused
+		print $c 'x' x 65536 or last for 1 .. 64;
 	} elsif ($user eq 'closing') {
 		print $c $head . "Content-Length: 0" . CRLF . "Connection: close"
 			. CRLF . CRLF;

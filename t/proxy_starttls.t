@@ -7,7 +7,8 @@
 # does not offer the upgrade is refused before any credential goes out;
 # plain text a backend (or a man in the middle) sends behind its positive
 # STARTTLS reply is dropped, never read as protected (CVE-2011-0411,
-# CVE-2021-33515).
+# CVE-2021-33515); replies that come a byte at a time are read whole, and
+# capabilities too long for the buffer are refused.
 
 ###############################################################################
 
@@ -110,13 +111,16 @@ my %backends = (
 	8133 => 'smtp nostarttls',
 	8151 => 'pop3 inject', 8152 => 'imap inject', 8153 => 'smtp inject',
 	8154 => 'sieve inject',
+	8161 => 'pop3 dribble', 8162 => 'imap dribble', 8163 => 'smtp dribble',
+	8164 => 'sieve dribble',
+	8171 => 'pop3 flood', 8172 => 'imap flood',
 );
 
 port($_) for 8081, keys %backends;
 
 $t->run_daemon(\&auth_daemon);
 $t->run_daemon(\&backend, $_, $backends{$_}, $d) for sort keys %backends;
-$t->run()->plan(28);
+$t->run()->plan(41);
 
 $t->waitforsocket('127.0.0.1:' . port($_)) for 8081, keys %backends;
 
@@ -218,6 +222,53 @@ undef $s;
 like(backend_log(8154), qr/^plain STARTTLS\ntls AUTHENTICATE "PLAIN"/,
 	'sieve injection: authenticate over tls');
 
+# every plain reply, the STARTTLS one included, a byte at a time: each
+# is taken whole however it is cut, and the login runs over TLS
+
+like(pop3(8110, 8161), qr/^\+OK logged in over TLS/, 'pop3 dribbled replies');
+is(backend_log(8161), "plain CAPA\nplain STLS\ntls USER u8161\ntls PASS secret\n",
+	'pop3 dribbled: credentials over tls only');
+
+$s = Test::Nginx::IMAP->new();
+$s->read();
+$s->send('a1 LOGIN u8162 secret');
+$s->check(qr/^a1 OK logged in over TLS/, 'imap dribbled replies');
+undef $s;
+like(backend_log(8162), qr/^plain a1 CAPABILITY\nplain a1 STARTTLS\ntls a1 LOGIN \{5\}\n/,
+	'imap dribbled: login over tls');
+
+$s = smtp(8163);
+$s->authok('smtp dribbled replies');
+undef $s;
+like(backend_log(8163),
+	qr/^plain EHLO proxy\.example\nplain STARTTLS\ntls EHLO proxy\.example\ntls XCLIENT /,
+	'smtp dribbled: ehlo again and xclient over tls');
+
+$s = Test::Nginx::Sieve->new(PeerAddr => '127.0.0.1:' . port(8192));
+$s->response();
+$s->send('AUTHENTICATE "PLAIN" "' . encode_base64("\0u8164\0secret", '') . '"');
+like($s->response(), qr/^OK.*over TLS/, 'sieve dribbled replies');
+undef $s;
+like(backend_log(8164), qr/^plain STARTTLS\ntls AUTHENTICATE "PLAIN"/,
+	'sieve dribbled: authenticate over tls');
+
+# capabilities of 4 MiB before the upgrade: too long for the proxy
+# buffer, refused with nothing more sent, the next session unharmed
+
+like(pop3(8110, 8171), qr/^-ERR internal server error/, 'pop3 capability flood refused');
+is(backend_log(8171), "plain CAPA\n", 'pop3 flood: no stls, no credential');
+
+$s = Test::Nginx::IMAP->new();
+$s->read();
+$s->send('a1 LOGIN u8172 secret');
+$s->check(qr/^\* BAD internal server error/i, 'imap capability flood refused');
+undef $s;
+is(backend_log(8172), "plain a1 CAPABILITY\n", 'imap flood: no starttls, no credential');
+
+my @long = $t->read_file('error.log')
+	=~ /\[error\].*upstream sent too long response line/g;
+is(scalar(@long), 2, 'capability floods logged');
+
 # no client saw the injected text anywhere
 unlike($t->read_file('error.log'), qr/injected/, 'injected text never read');
 
@@ -312,14 +363,22 @@ sub serve {
 		$buf =~ s/^([^\n]*\n)//;
 		return $1;
 	};
-	my $put = sub { $tls ? print $c @_ : $c->syswrite(join '', @_) };
+	my $plain = sub {
+		my ($data) = @_;
+		return $c->syswrite($data) unless $flaw eq 'dribble';
+		for my $byte (split //, $data) {
+			$c->syswrite($byte);
+			select undef, undef, undef, 0.002;
+		}
+	};
+	my $put = sub { $tls ? print $c @_ : $plain->(join '', @_) };
 	my $upgrade = sub {
 		my ($reply) = @_;
 		$reply .= ($proto eq 'imap' ? '* injected'
 				: $proto eq 'sieve' ? 'OK "injected"' : '+OK injected') . CRLF
 			if $flaw eq 'inject' && $proto ne 'smtp';
 		$reply .= '250 injected' . CRLF if $flaw eq 'inject' && $proto eq 'smtp';
-		$c->syswrite($reply);
+		$plain->($reply);
 		IO::Socket::SSL->start_SSL($c, SSL_server => 1,
 			SSL_cert_file => "$d/backend.crt",
 			SSL_key_file => "$d/backend.key") or return 0;
@@ -345,6 +404,15 @@ sub serve {
 		(my $line = $l) =~ s/\r?\n$//;
 		print $log ($tls ? 'tls ' : 'plain ') . $line . "\n";
 		my $starttls = $flaw ne 'nostarttls';
+
+		if ($flaw eq 'flood') {
+			# the proxy drops the connection long before the end
+			$put->('+OK' . CRLF) if $proto eq 'pop3';
+			my $chunk = ($proto eq 'pop3' ? 'X-PAD' : '* X-PAD')
+				. ('x' x 1017) . CRLF;
+			$put->($chunk) or last for 1 .. 4096;
+			last;
+		}
 
 		if ($proto eq 'pop3') {
 			if ($line eq 'CAPA') {
