@@ -23,6 +23,7 @@ if [ ! -e /usr/lib/dovecot/imap ] || [ ! -e /usr/lib/dovecot/pop3 ] \
 fi
 . "$top/scripts/lib/ca.sh"
 . "$top/scripts/lib/postfix.sh"
+. "$top/scripts/lib/dovecot.sh"
 [ -e "$top/target/release/libngx_mail_rs.so" ] || {
     echo "build the module first (scripts/test.sh or cargo build --release)" >&2
     exit 1
@@ -39,20 +40,13 @@ ca_init "$dir/tls"
 ca_cert "$dir/tls" dovecot.test
 ca_cert "$dir/tls" postfix.test
 
-echo 'demo:{PLAIN}backend-secret' > "$dir/dovecot/passwd"
-cat > "$dir/dovecot/dovecot.conf" <<CONF
-base_dir = $dir/dovecot/run
-state_dir = $dir/dovecot/state
-log_path = $dir/dovecot/dovecot.log
-listen = 127.0.0.1
+dovecot_conf "$dir"
+cat >> "$dir/dovecot/dovecot.conf" <<CONF
 protocols = pop3 imap sieve
 ssl = required
 ssl_cert = <$dir/tls/dovecot.test.crt
 ssl_key = <$dir/tls/dovecot.test.key
 disable_plaintext_auth = yes
-auth_mechanisms = plain login
-default_internal_user = nobody
-default_login_user = nobody
 service imap-login {
   inet_listener imap {
     address = 127.0.0.1
@@ -78,14 +72,6 @@ service managesieve-login {
     address = 127.0.0.1
     port = 8391
   }
-}
-passdb {
-  driver = passwd-file
-  args = $dir/dovecot/passwd
-}
-userdb {
-  driver = static
-  args = uid=65534 gid=65534 home=$dir/mail/%u
 }
 mail_location = maildir:$dir/mail/%u
 CONF
@@ -151,12 +137,12 @@ CONF
 
 cleanup() {
     [ -e "$dir/nginx/nginx.pid" ] && kill "$(cat "$dir/nginx/nginx.pid")" 2>/dev/null || true
-    doveadm -c "$dir/dovecot/dovecot.conf" stop >/dev/null 2>&1 || true
+    dovecot_stop "$dir"
     postfix_stop "$dir/postfix"
 }
 trap cleanup EXIT
 
-dovecot -c "$dir/dovecot/dovecot.conf"
+dovecot_start "$dir"
 postfix_start "$dir/postfix"
 "$top/nginx-src/objs/nginx" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" &
 python3 - <<'PY'

@@ -7,6 +7,7 @@
 # Usage: scripts/check-client-info.sh   (root: installs Dovecot if missing)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/lib/dovecot.sh"
 
 if [ ! -e /usr/lib/dovecot/imap ] || [ ! -e /usr/lib/dovecot/pop3 ]; then
     "$top/scripts/apt-install-quiet.sh" dovecot-pop3d dovecot-imapd
@@ -20,18 +21,11 @@ dir=$(mktemp -d /tmp/ngx-mail-rs-client-info.XXXXXX)
 chmod 755 "$dir"
 mkdir -p "$dir/dovecot" "$dir/nginx/logs" "$dir/mail/demo/new" "$dir/mail/demo/cur" "$dir/mail/demo/tmp"
 chown -R 65534:65534 "$dir/mail"
-echo 'demo:{PLAIN}backend-secret' > "$dir/dovecot/passwd"
-cat > "$dir/dovecot/dovecot.conf" <<CONF
-base_dir = $dir/dovecot/run
-state_dir = $dir/dovecot/state
-log_path = $dir/dovecot/dovecot.log
-listen = 127.0.0.1
+dovecot_conf "$dir"
+cat >> "$dir/dovecot/dovecot.conf" <<CONF
 protocols = pop3 imap
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
-default_internal_user = nobody
-default_login_user = nobody
 login_trusted_networks = 127.0.0.1/32
 service imap-login {
   inet_listener imap {
@@ -50,14 +44,6 @@ service pop3-login {
   inet_listener pop3s {
     port = 0
   }
-}
-passdb {
-  driver = passwd-file
-  args = $dir/dovecot/passwd
-}
-userdb {
-  driver = static
-  args = uid=65534 gid=65534 home=$dir/mail/%u
 }
 mail_location = maildir:$dir/mail/%u
 CONF
@@ -101,11 +87,11 @@ CONF
 
 cleanup() {
     [ -e "$dir/nginx/nginx.pid" ] && kill "$(cat "$dir/nginx/nginx.pid")" 2>/dev/null || true
-    doveadm -c "$dir/dovecot/dovecot.conf" stop >/dev/null 2>&1 || true
+    dovecot_stop "$dir"
 }
 trap cleanup EXIT
 
-dovecot -c "$dir/dovecot/dovecot.conf"
+dovecot_start "$dir"
 "$top/nginx-src/objs/nginx" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" &
 python3 - <<'PY'
 import socket, time

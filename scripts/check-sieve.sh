@@ -12,6 +12,7 @@
 # Usage: scripts/check-sieve.sh [--keep]   (--keep leaves the directory)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/lib/dovecot.sh"
 keep=0
 [ "${1:-}" = --keep ] && keep=1
 
@@ -34,32 +35,17 @@ chown -R 65534:65534 "$dir/home"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
     -keyout "$dir/nginx/localhost.key" -out "$dir/nginx/localhost.crt" 2>/dev/null
 
-echo 'demo:{PLAIN}backend-secret' > "$dir/dovecot/passwd"
-cat > "$dir/dovecot/dovecot.conf" <<CONF
-base_dir = $dir/dovecot/run
-state_dir = $dir/dovecot/state
-log_path = $dir/dovecot/dovecot.log
-listen = 127.0.0.1
+dovecot_conf "$dir" "$dir/home"
+cat >> "$dir/dovecot/dovecot.conf" <<CONF
 protocols = sieve
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
 auth_failure_delay = 0
-default_internal_user = nobody
-default_login_user = nobody
 service managesieve-login {
   inet_listener sieve {
     address = 127.0.0.1
     port = 8191
   }
-}
-passdb {
-  driver = passwd-file
-  args = $dir/dovecot/passwd
-}
-userdb {
-  driver = static
-  args = uid=65534 gid=65534 home=$dir/home/%u
 }
 mail_location = maildir:~/Maildir
 plugin {
@@ -130,13 +116,13 @@ CONF
 
 cleanup() {
     [ -n "${nginx_pid:-}" ] && kill "$nginx_pid" 2>/dev/null || true
-    doveadm -c "$dir/dovecot/dovecot.conf" stop >/dev/null 2>&1 || true
+    dovecot_stop "$dir"
     wait 2>/dev/null || true
     if [ $keep = 0 ]; then rm -rf "$dir"; else echo "left in $dir"; fi
 }
 trap cleanup EXIT
 
-dovecot -c "$dir/dovecot/dovecot.conf"
+dovecot_start "$dir"
 "$top/nginx-src/objs/nginx" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" &
 nginx_pid=$!
 

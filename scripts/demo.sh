@@ -25,6 +25,7 @@ if [ ! -e /usr/lib/dovecot/imap ] || [ ! -e /usr/lib/dovecot/pop3 ] \
 fi
 . "$top/scripts/lib/ca.sh"
 . "$top/scripts/lib/postfix.sh"
+. "$top/scripts/lib/dovecot.sh"
 
 "$top/scripts/install-deps.sh"
 "$top/scripts/build-nginx.sh" dynamic >/dev/null
@@ -49,20 +50,13 @@ ca_init "$dir/tls"
 ca_cert "$dir/tls" dovecot.test
 ca_cert "$dir/tls" postfix.test
 
-echo 'demo:{PLAIN}backend-secret' > "$dir/dovecot/passwd"
-cat > "$dir/dovecot/dovecot.conf" <<CONF
-base_dir = $dir/dovecot/run
-state_dir = $dir/dovecot/state
-log_path = $dir/dovecot/dovecot.log
-listen = 127.0.0.1
+dovecot_conf "$dir"
+cat >> "$dir/dovecot/dovecot.conf" <<CONF
 protocols = pop3 imap
 ssl = required
 ssl_cert = <$dir/tls/dovecot.test.crt
 ssl_key = <$dir/tls/dovecot.test.key
 disable_plaintext_auth = yes
-auth_mechanisms = plain login
-default_internal_user = nobody
-default_login_user = nobody
 service imap-login {
   inet_listener imap {
     address = 127.0.0.1
@@ -80,14 +74,6 @@ service pop3-login {
     address = 127.0.0.1
     port = 8995
   }
-}
-passdb {
-  driver = passwd-file
-  args = $dir/dovecot/passwd
-}
-userdb {
-  driver = static
-  args = uid=65534 gid=65534 home=$dir/mail/%u
 }
 mail_location = maildir:$dir/mail/%u
 CONF
@@ -175,14 +161,14 @@ CONF
 
 cleanup() {
     [ -n "${nginx_pid:-}" ] && kill "$nginx_pid" 2>/dev/null || true
-    doveadm -c "$dir/dovecot/dovecot.conf" stop >/dev/null 2>&1 || true
+    dovecot_stop "$dir"
     postfix_stop "$dir/postfix"
     wait 2>/dev/null || true
     if [ $check = 1 ] && [ -z "${keep:-}" ]; then rm -rf "$dir"; fi
 }
 trap cleanup EXIT
 
-dovecot -c "$dir/dovecot/dovecot.conf"
+dovecot_start "$dir"
 # index the mailbox now, so the first message is UID 1 and the first one
 # sent through the proxy UID 2
 doveadm -c "$dir/dovecot/dovecot.conf" mailbox status -u demo messages INBOX >/dev/null
