@@ -24,6 +24,7 @@ fi
 . "$top/scripts/lib/ca.sh"
 . "$top/scripts/lib/postfix.sh"
 . "$top/scripts/lib/dovecot.sh"
+. "$top/scripts/lib/nginx.sh"
 [ -e "$top/target/release/libngx_mail_rs.so" ] || {
     echo "build the module first (scripts/test.sh or cargo build --release)" >&2
     exit 1
@@ -47,49 +48,18 @@ ssl = required
 ssl_cert = <$dir/tls/dovecot.test.crt
 ssl_key = <$dir/tls/dovecot.test.key
 disable_plaintext_auth = yes
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = 8344
-  }
-  inet_listener imaps {
-    address = 127.0.0.1
-    port = 8345
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    address = 127.0.0.1
-    port = 8311
-  }
-  inet_listener pop3s {
-    address = 127.0.0.1
-    port = 8314
-  }
-}
-service managesieve-login {
-  inet_listener sieve {
-    address = 127.0.0.1
-    port = 8391
-  }
-}
 mail_location = maildir:$dir/mail/%u
 CONF
+dovecot_service "$dir" imap imap=8344 imaps=8345
+dovecot_service "$dir" pop3 pop3=8311 pop3s=8314
+dovecot_service "$dir" managesieve sieve=8391
 
 # 8326: STARTTLS required, 8366: SMTPS
 postfix_setup "$dir/postfix" "$dir/tls/postfix.test.crt" "$dir/tls/postfix.test.key" \
     8326 8366 "$dir/mail"
 
-user=""
-[ "$(id -u)" = 0 ] && user="user root;"
-cat > "$dir/nginx/nginx.conf" <<CONF
-$user
-daemon off;
-error_log $dir/nginx/error.log info;
-pid $dir/nginx/nginx.pid;
-load_module $top/nginx-src/objs/ngx_mail_module.so;
-load_module $top/target/release/libngx_mail_rs.so;
-events {}
+nginx_conf_head "$dir" > "$dir/nginx/nginx.conf"
+cat >> "$dir/nginx/nginx.conf" <<CONF
 mail {
     auth_http 127.0.0.1:8380/auth;
     proxy_ssl_verify               on;

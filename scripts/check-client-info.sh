@@ -8,6 +8,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/lib/dovecot.sh"
+. "$top/scripts/lib/nginx.sh"
 
 if [ ! -e /usr/lib/dovecot/imap ] || [ ! -e /usr/lib/dovecot/pop3 ]; then
     "$top/scripts/apt-install-quiet.sh" dovecot-pop3d dovecot-imapd
@@ -27,37 +28,13 @@ protocols = pop3 imap
 ssl = no
 disable_plaintext_auth = no
 login_trusted_networks = 127.0.0.1/32
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = 8244
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    address = 127.0.0.1
-    port = 8211
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
 mail_location = maildir:$dir/mail/%u
 CONF
+dovecot_service "$dir" imap imap=8244 imaps=0
+dovecot_service "$dir" pop3 pop3=8211 pop3s=0
 
-user=""
-[ "$(id -u)" = 0 ] && user="user root;"
-cat > "$dir/nginx/nginx.conf" <<CONF
-$user
-daemon off;
-error_log $dir/nginx/error.log info;
-pid $dir/nginx/nginx.pid;
-load_module $top/nginx-src/objs/ngx_mail_module.so;
-load_module $top/target/release/libngx_mail_rs.so;
-events {}
+nginx_conf_head "$dir" > "$dir/nginx/nginx.conf"
+cat >> "$dir/nginx/nginx.conf" <<CONF
 mail {
     auth_http 127.0.0.1:8280/auth;
     proxy_pass_client_info on;

@@ -13,6 +13,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/lib/dovecot.sh"
+. "$top/scripts/lib/nginx.sh"
 keep=0
 [ "${1:-}" = --keep ] && keep=1
 
@@ -41,30 +42,15 @@ protocols = sieve
 ssl = no
 disable_plaintext_auth = no
 auth_failure_delay = 0
-service managesieve-login {
-  inet_listener sieve {
-    address = 127.0.0.1
-    port = 8191
-  }
-}
 mail_location = maildir:~/Maildir
 plugin {
   sieve = file:~/sieve;active=~/.dovecot.sieve
 }
 CONF
+dovecot_service "$dir" managesieve sieve=8191
 
-user=""
-[ "$(id -u)" = 0 ] && user="user root;"
-cat > "$dir/nginx/nginx.conf" <<CONF
-$user
-daemon off;
-error_log $dir/nginx/error.log info;
-pid $dir/nginx/nginx.pid;
-load_module $top/nginx-src/objs/ngx_mail_module.so;
-load_module $top/target/release/libngx_mail_rs.so;
-
-events {}
-
+nginx_conf_head "$dir" > "$dir/nginx/nginx.conf"
+cat >> "$dir/nginx/nginx.conf" <<CONF
 mail {
     auth_http 127.0.0.1:8182/auth;
 

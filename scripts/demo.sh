@@ -26,6 +26,7 @@ fi
 . "$top/scripts/lib/ca.sh"
 . "$top/scripts/lib/postfix.sh"
 . "$top/scripts/lib/dovecot.sh"
+. "$top/scripts/lib/nginx.sh"
 
 "$top/scripts/install-deps.sh"
 "$top/scripts/build-nginx.sh" dynamic >/dev/null
@@ -57,43 +58,17 @@ ssl = required
 ssl_cert = <$dir/tls/dovecot.test.crt
 ssl_key = <$dir/tls/dovecot.test.key
 disable_plaintext_auth = yes
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = 8144
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = 0
-  }
-  inet_listener pop3s {
-    address = 127.0.0.1
-    port = 8995
-  }
-}
 mail_location = maildir:$dir/mail/%u
 CONF
+dovecot_service "$dir" imap imap=8144 imaps=0
+dovecot_service "$dir" pop3 pop3=0 pop3s=8995
 
 # SMTPS on 8465 for the demo; 8587 (STARTTLS required) is there to try
 postfix_setup "$dir/postfix" "$dir/tls/postfix.test.crt" "$dir/tls/postfix.test.key" \
     8587 8465 "$dir/mail"
 
-user=""
-[ "$(id -u)" = 0 ] && user="user root;"
-cat > "$dir/nginx/nginx.conf" <<CONF
-$user
-daemon off;
-error_log $dir/nginx/error.log info;
-pid $dir/nginx/nginx.pid;
-load_module $top/nginx-src/objs/ngx_mail_module.so;
-load_module $top/target/release/libngx_mail_rs.so;
-
-events {}
-
+nginx_conf_head "$dir" > "$dir/nginx/nginx.conf"
+cat >> "$dir/nginx/nginx.conf" <<CONF
 mail {
     auth_http 127.0.0.1:8180/auth;
 

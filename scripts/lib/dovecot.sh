@@ -7,7 +7,8 @@
 #   writes DIR/dovecot/dovecot.conf with what every script shares: the
 #   paths, listen = 127.0.0.1, PLAIN and LOGIN, the passwd file, and each
 #   user's home under HOMES/%u (default DIR/mail, uid/gid 65534). The
-#   caller appends protocols, ssl, its listeners and mail_location.
+#   caller appends protocols, ssl and mail_location, and its listeners
+#   with dovecot_service.
 # dovecot_start DIR / dovecot_stop DIR
 #
 # Dovecot refuses to serve mail as root and needs every parent of DIR
@@ -42,4 +43,20 @@ dovecot_start() {
 
 dovecot_stop() {
     doveadm -c "$1/dovecot/dovecot.conf" stop >/dev/null 2>&1 || true
+}
+
+# dovecot_service DIR SERVICE NAME=PORT...: appends SERVICE-login (imap,
+# pop3, managesieve) with its listeners NAME on 127.0.0.1:PORT; port 0
+# turns one of Dovecot's default listeners off
+dovecot_service() {
+    local dir=$1 service=$2 listener
+    shift 2
+    {
+        echo "service $service-login {"
+        for listener in "$@"; do
+            printf '  inet_listener %s {\n    address = 127.0.0.1\n    port = %s\n  }\n' \
+                "${listener%%=*}" "${listener#*=}"
+        done
+        echo "}"
+    } >> "$dir/dovecot/dovecot.conf"
 }
