@@ -23,6 +23,9 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 
 use lib 'lib';
 use Test::Nginx;
+use Test::Nginx::POP3;
+use Test::Nginx::IMAP;
+use Test::Nginx::SMTP;
 
 ###############################################################################
 
@@ -88,16 +91,17 @@ $t->waitforsocket('127.0.0.1:' . port($_)) for values %backend;
 
 my $sessions = 64;
 
+# the client, its login pipelined, and the replies that come before the
+# one to the login (USER's, EHLO's)
 my %login = (
-	pop3 => [ 8110, "USER u8121" . CRLF . "PASS secret" . CRLF ],
-	imap => [ 8143, "a1 LOGIN u8122 secret" . CRLF ],
-	smtp => [ 8025, "EHLO example.com" . CRLF . "AUTH PLAIN "
-		. encode_base64("\0u8123\0secret", '') . CRLF ],
+	pop3 => [ 'Test::Nginx::POP3', "USER u8121" . CRLF . "PASS secret" . CRLF, 1 ],
+	imap => [ 'Test::Nginx::IMAP', "a1 LOGIN u8122 secret" . CRLF, 0 ],
+	smtp => [ 'Test::Nginx::SMTP', "EHLO example.com" . CRLF . "AUTH PLAIN "
+		. encode_base64("\0u8123\0secret", '') . CRLF, 1 ],
 );
 
 for my $proto (qw/ pop3 imap smtp /) {
-	my ($port, $commands) = @{$login{$proto}};
-	my @replies = logins($port, $commands, $proto);
+	my @replies = logins(@{$login{$proto}});
 
 	is(scalar(grep { /internal server error|Temporary server failure/i }
 		@replies), $sessions, "$proto: every session refused");
@@ -112,42 +116,20 @@ for my $proto (qw/ pop3 imap smtp /) {
 
 ###############################################################################
 
-# Opens $sessions connections at once, sends each its login pipelined, and
-# returns the line each got after its greeting (and EHLO's reply).
+# Opens $sessions sessions at once, sends each its login pipelined, and
+# returns each one's reply to the login.
 sub logins {
-	my ($port, $commands, $proto) = @_;
-	my @socks = map {
-		IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . port($port))
-			or die "connect: $!";
-	} 1 .. $sessions;
-	for my $s (@socks) {
-		read_line($s);
-		$s->syswrite($commands);
+	my ($class, $commands, $before) = @_;
+	my @sessions = map { $class->new() } 1 .. $sessions;
+	for my $s (@sessions) {
+		$s->read();
+		$s->print($commands);
 	}
-	my @replies;
-	for my $s (@socks) {
-		my $l = read_line($s);
-		# the replies to EHLO and USER come before the one to the login
-		if ($proto eq 'smtp') {
-			$l = read_line($s) while defined $l && $l =~ /^250/;
-		} elsif ($proto eq 'pop3' && defined $l && $l =~ /^\+OK/) {
-			$l = read_line($s);
-		}
-		push @replies, $l // '';
-	}
-	return @replies;
-}
-
-sub read_line {
-	my ($s) = @_;
-	my $line = '';
-	my $sel = IO::Select->new($s);
-	while ($line !~ /\n$/) {
-		return undef unless $sel->can_read(10);
-		$s->sysread(my $c, 1) or return undef;
-		$line .= $c;
-	}
-	return $line;
+	return map {
+		my $s = $_;
+		$s->read() for 1 .. $before;
+		$s->read() // '';
+	} @sessions;
 }
 
 # The backend's log: one line per connection once it closed, waited for;
