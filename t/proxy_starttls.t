@@ -134,17 +134,13 @@ is(backend_log(8121), "plain CAPA\nplain STLS\ntls USER u8121\ntls PASS secret\n
 
 # IMAP
 
-my $s = Test::Nginx::IMAP->new();
-$s->read();
-$s->send('a1 LOGIN u8122 secret');
-$s->check(qr/^a1 OK logged in over TLS/, 'imap starttls');
-undef $s;
+like(imap(8122), qr/^a1 OK logged in over TLS/, 'imap starttls');
 like(backend_log(8122), qr/^plain a1 CAPABILITY\nplain a1 STARTTLS\ntls a1 LOGIN \{5\}\n/,
 	'imap capability, starttls, then login over tls');
 
 # SMTP: EHLO, STARTTLS, EHLO again, then XCLIENT
 
-$s = smtp(8123);
+my $s = smtp(8123);
 $s->authok('smtp starttls');
 $s->send('NOOP');
 $s->check(qr/^250 NOOP over TLS/, 'smtp session over tls');
@@ -155,11 +151,7 @@ like(backend_log(8123),
 
 # ManageSieve: the capabilities anew after the handshake
 
-$s = Test::Nginx::Sieve->new(PeerAddr => '127.0.0.1:' . port(8192));
-$s->response();
-$s->send('AUTHENTICATE "PLAIN" "' . encode_base64("\0u8124\0secret", '') . '"');
-like($s->response(), qr/^OK.*over TLS/, 'sieve starttls');
-undef $s;
+like(sieve(8124), qr/^OK.*over TLS/, 'sieve starttls');
 like(backend_log(8124), qr/^plain STARTTLS\ntls AUTHENTICATE "PLAIN"/,
 	'sieve authenticate over tls');
 
@@ -172,11 +164,7 @@ like(pop3(8111, 8121), qr/^\+OK logged in in plain text/, 'proxy_starttls off');
 like(pop3(8110, 8131), qr/^-ERR internal server error/, 'pop3 without stls refused');
 is(backend_log(8131), "plain CAPA\n", 'pop3 without stls: no credential');
 
-$s = Test::Nginx::IMAP->new();
-$s->read();
-$s->send('a1 LOGIN u8132 secret');
-$s->check(qr/^\* BAD internal server error/i, 'imap without starttls refused');
-undef $s;
+like(imap(8132), qr/^\* BAD internal server error/i, 'imap without starttls refused');
 is(backend_log(8132), "plain a1 CAPABILITY\n", 'imap without starttls: no credential');
 
 $s = smtp(8133);
@@ -195,13 +183,9 @@ like(pop3(8110, 8151), qr/^\+OK logged in over TLS/, 'pop3 injection dropped');
 is(backend_log(8151), "plain CAPA\nplain STLS\ntls USER u8151\ntls PASS secret\n",
 	'pop3 injection: every command answered over tls');
 
-$s = Test::Nginx::IMAP->new();
-$s->read();
-$s->send('a1 LOGIN u8152 secret');
-my $reply = $s->read();
+my $reply = imap(8152);
 like($reply, qr/^a1 OK logged in over TLS/, 'imap injection dropped');
 unlike($reply, qr/injected/, 'imap injection never reaches the client');
-undef $s;
 like(backend_log(8152), qr/tls secret\n$/, 'imap injection: password over tls');
 
 $s = smtp(8153);
@@ -214,11 +198,7 @@ like(backend_log(8153), qr/^plain EHLO proxy\.example\nplain STARTTLS\ntls EHLO 
 
 # ManageSieve reads the backend again after the handshake (its
 # capabilities): what was injected must not be in front of them
-$s = Test::Nginx::Sieve->new(PeerAddr => '127.0.0.1:' . port(8192));
-$s->response();
-$s->send('AUTHENTICATE "PLAIN" "' . encode_base64("\0u8154\0secret", '') . '"');
-like($s->response(), qr/^OK "logged in over TLS"/, 'sieve injection dropped');
-undef $s;
+like(sieve(8154), qr/^OK "logged in over TLS"/, 'sieve injection dropped');
 like(backend_log(8154), qr/^plain STARTTLS\ntls AUTHENTICATE "PLAIN"/,
 	'sieve injection: authenticate over tls');
 
@@ -229,11 +209,7 @@ like(pop3(8110, 8161), qr/^\+OK logged in over TLS/, 'pop3 dribbled replies');
 is(backend_log(8161), "plain CAPA\nplain STLS\ntls USER u8161\ntls PASS secret\n",
 	'pop3 dribbled: credentials over tls only');
 
-$s = Test::Nginx::IMAP->new();
-$s->read();
-$s->send('a1 LOGIN u8162 secret');
-$s->check(qr/^a1 OK logged in over TLS/, 'imap dribbled replies');
-undef $s;
+like(imap(8162), qr/^a1 OK logged in over TLS/, 'imap dribbled replies');
 like(backend_log(8162), qr/^plain a1 CAPABILITY\nplain a1 STARTTLS\ntls a1 LOGIN \{5\}\n/,
 	'imap dribbled: login over tls');
 
@@ -244,11 +220,7 @@ like(backend_log(8163),
 	qr/^plain EHLO proxy\.example\nplain STARTTLS\ntls EHLO proxy\.example\ntls XCLIENT /,
 	'smtp dribbled: ehlo again and xclient over tls');
 
-$s = Test::Nginx::Sieve->new(PeerAddr => '127.0.0.1:' . port(8192));
-$s->response();
-$s->send('AUTHENTICATE "PLAIN" "' . encode_base64("\0u8164\0secret", '') . '"');
-like($s->response(), qr/^OK.*over TLS/, 'sieve dribbled replies');
-undef $s;
+like(sieve(8164), qr/^OK.*over TLS/, 'sieve dribbled replies');
 like(backend_log(8164), qr/^plain STARTTLS\ntls AUTHENTICATE "PLAIN"/,
 	'sieve dribbled: authenticate over tls');
 
@@ -258,11 +230,7 @@ like(backend_log(8164), qr/^plain STARTTLS\ntls AUTHENTICATE "PLAIN"/,
 like(pop3(8110, 8171), qr/^-ERR internal server error/, 'pop3 capability flood refused');
 is(backend_log(8171), "plain CAPA\n", 'pop3 flood: no stls, no credential');
 
-$s = Test::Nginx::IMAP->new();
-$s->read();
-$s->send('a1 LOGIN u8172 secret');
-$s->check(qr/^\* BAD internal server error/i, 'imap capability flood refused');
-undef $s;
+like(imap(8172), qr/^\* BAD internal server error/i, 'imap capability flood refused');
 is(backend_log(8172), "plain a1 CAPABILITY\n", 'imap flood: no starttls, no credential');
 
 my @long = $t->read_file('error.log')
@@ -284,6 +252,23 @@ sub pop3 {
 	$s->read();
 	$s->send('PASS secret');
 	return $s->read() // '';
+}
+
+sub imap {
+	my ($backend) = @_;
+	my $s = Test::Nginx::IMAP->new();
+	$s->read();
+	$s->send("a1 LOGIN u$backend secret");
+	return $s->read() // '';
+}
+
+sub sieve {
+	my ($backend) = @_;
+	my $s = Test::Nginx::Sieve->new(PeerAddr => '127.0.0.1:' . port(8192));
+	$s->response();
+	$s->send('AUTHENTICATE "PLAIN" "'
+		. encode_base64("\0u$backend\0secret", '') . '"');
+	return $s->response() // '';
 }
 
 sub smtp {
